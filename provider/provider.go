@@ -1,0 +1,42 @@
+// Package provider defines what creates and destroys endpoints. Implementations
+// live in subpackages: provider/local (processes on this machine) and
+// provider/runpod (later).
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+)
+
+// ErrNotOwned is returned when asked to act on an endpoint of another app.
+var ErrNotOwned = errors.New("provider: endpoint belongs to another app")
+
+// Spec is what a provider needs to deploy one resource.
+type Spec struct {
+	Resource   string            // resource name from the manifest
+	ConfigHash string            // manifest.Hash of the resource entry
+	Replicas   int               // how many instances; values < 1 mean 1
+	Env        map[string]string // extra environment for the endpoint (the resource's "env")
+	Config     json.RawMessage   // the whole resource entry, for provider-specific keys
+}
+
+// Endpoint is a deployed resource as the provider sees it.
+type Endpoint struct {
+	ID         string // provider-unique id of this deployment
+	Resource   string
+	ConfigHash string
+	URLs       []string // one per replica; callers spread load across them
+}
+
+// Provider deploys and undeploys the endpoints of one app. It tags everything it
+// creates with the app so that it never lists or touches another app's endpoints.
+type Provider interface {
+	// Deploy creates the endpoint and returns once it is healthy, or an error
+	// (after cleaning up what it started) when it is not healthy in time.
+	Deploy(ctx context.Context, s Spec) (Endpoint, error)
+	// Undeploy destroys the endpoint. Undeploying a missing endpoint is not an error.
+	Undeploy(ctx context.Context, e Endpoint) error
+	// List returns this app's live endpoints.
+	List(ctx context.Context) ([]Endpoint, error)
+}
