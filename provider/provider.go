@@ -19,6 +19,7 @@ type Spec struct {
 	Replicas   int               // how many instances; values < 1 mean 1
 	Env        map[string]string // extra environment for the endpoint (the resource's "env")
 	Config     json.RawMessage   // the whole resource entry, for provider-specific keys
+	Artifact   string            // the app binary to run (local provider); empty means the provider default
 }
 
 // Endpoint is a deployed resource as the provider sees it.
