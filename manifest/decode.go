@@ -1,0 +1,240 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Parse decodes and validates a manifest, reporting every problem at once as
+// an *InvalidError. The returned manifest is nil when err is not nil.
+func Parse(data []byte) (*Manifest, error) {
+	m, ps := decode(data)
+	if m != nil {
+		ps = append(ps, m.problems()...)
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Decode decodes a manifest, checking only its JSON shape (types of known
+// keys), not the rules of SPEC §2.2. Use Validate for those, or Parse for both.
+func Decode(data []byte) (*Manifest, error) {
+	m, ps := decode(data)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Validate reports every rule of SPEC §2.2 the manifest breaks, as an *InvalidError.
+func (m *Manifest) Validate() error { return m.problems().err() }
+
+// decode returns the manifest (nil only when data is not a JSON object) and the
+// type problems found; fields of the wrong type are left zero.
+func decode(data []byte) (*Manifest, problems) {
+	var ps problems
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			ps.add("", "the manifest must be a JSON object, not %s", typeErr.Value)
+		} else {
+			ps.add("", "not valid JSON: %v", err)
+		}
+		return nil, ps
+	}
+	if top == nil { // the literal null
+		ps.add("", "the manifest must be a JSON object, not null")
+		return nil, ps
+	}
+	m := &Manifest{raw: top}
+	d := decoder{ps: &ps}
+	m.Version = d.str(top, "", "version")
+	m.GeneratedAt = d.str(top, "", "generated_at")
+	m.ProjectName = d.str(top, "", "project_name")
+
+	if raw, ok := top["resources"]; !ok || isNull(raw) {
+		ps.add("resources", "missing: the manifest must have a \"resources\" object")
+	} else if objs, ok := d.object(raw, "resources"); ok {
+		m.Resources = make(map[string]*Resource, len(objs))
+		for name, entry := range objs {
+			if r := d.resource(name, entry); r != nil {
+				m.Resources[name] = r
+			}
+		}
+	}
+	m.FunctionRegistry = d.stringMap(top["function_registry"], "function_registry")
+	if raw, ok := top["routes"]; ok && !isNull(raw) {
+		if objs, ok := d.object(raw, "routes"); ok {
+			m.Routes = make(map[string]map[string]string, len(objs))
+			for name, rt := range objs {
+				if sm := d.stringMap(rt, child("routes", name)); sm != nil {
+					m.Routes[name] = sm
+				}
+			}
+		}
+	}
+	return m, ps
+}
+
+type decoder struct{ ps *problems }
+
+func (d decoder) resource(name string, data json.RawMessage) *Resource {
+	path := child("resources", name)
+	obj, ok := d.object(data, path)
+	if !ok {
+		return nil
+	}
+	r := &Resource{Name: name, raw: obj}
+	r.Type = d.str(obj, path, "resource_type")
+	r.HandlerFile = d.str(obj, path, "handler_file")
+	r.SourceFingerprint = d.str(obj, path, "source_fingerprint")
+	if lb, ok := d.boolean(obj, path, "is_load_balanced"); ok {
+		r.LoadBalanced = lb
+	} else {
+		r.LoadBalanced = isLoadBalancedType(r.Type)
+	}
+	r.WorkersMin = d.integer(obj, path, "workersMin")
+	r.WorkersMax = d.integer(obj, path, "workersMax")
+	r.Env = d.stringMap(obj["env"], child(path, "env"))
+	r.ConfigHash = d.str(obj, path, "config_hash")
+	r.EndpointURL = d.str(obj, path, "endpoint_url")
+	if raw, ok := obj["endpoint_urls"]; ok && !isNull(raw) {
+		p := child(path, "endpoint_urls")
+		if err := json.Unmarshal(raw, &r.EndpointURLs); err != nil {
+			d.ps.add(p, "must be an array of strings")
+		}
+	}
+	r.Status = Status(d.str(obj, path, "status"))
+	r.Error = d.str(obj, path, "error")
+	if raw, ok := obj["functions"]; ok && !isNull(raw) {
+		p := child(path, "functions")
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			d.ps.add(p, "must be an array of function objects, not %s", jsonKind(raw))
+		}
+		for i, item := range items {
+			fp := index(p, i)
+			fo, ok := d.object(item, fp)
+			if !ok {
+				continue
+			}
+			var f Function
+			f.Name = d.str(fo, fp, "name")
+			f.Module = d.str(fo, fp, "module")
+			f.IsAsync, _ = d.boolean(fo, fp, "is_async")
+			f.IsClass, _ = d.boolean(fo, fp, "is_class")
+			f.HTTPMethod = d.str(fo, fp, "http_method")
+			f.HTTPPath = d.str(fo, fp, "http_path")
+			r.Functions = append(r.Functions, f)
+		}
+	}
+	r.hash = hashEntry(obj)
+	return r
+}
+
+// object decodes an object, reporting a problem when data is something else.
+func (d decoder) object(data json.RawMessage, path string) (map[string]json.RawMessage, bool) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		d.ps.add(path, "must be an object, not %s", jsonKind(data))
+		return nil, false
+	}
+	return obj, true
+}
+
+// stringMap decodes an optional object of strings; absent or null gives nil.
+func (d decoder) stringMap(data json.RawMessage, path string) map[string]string {
+	if data == nil || isNull(data) {
+		return nil
+	}
+	obj, ok := d.object(data, path)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(obj))
+	for k, v := range obj {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			d.ps.add(child(path, k), "must be a string, not %s", jsonKind(v))
+			continue
+		}
+		out[k] = s
+	}
+	return out
+}
+
+// str decodes an optional string key; absent or null gives "".
+func (d decoder) str(obj map[string]json.RawMessage, path, key string) string {
+	raw, ok := obj[key]
+	if !ok || isNull(raw) {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		d.ps.add(child(path, key), "must be a string, not %s", jsonKind(raw))
+	}
+	return s
+}
+
+// boolean decodes an optional bool key; ok is false when absent, null or wrong.
+func (d decoder) boolean(obj map[string]json.RawMessage, path, key string) (v, ok bool) {
+	raw, present := obj[key]
+	if !present || isNull(raw) {
+		return false, false
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		d.ps.add(child(path, key), "must be true or false, not %s", jsonKind(raw))
+		return false, false
+	}
+	return v, true
+}
+
+// integer decodes an optional non-negative integer key.
+func (d decoder) integer(obj map[string]json.RawMessage, path, key string) int {
+	raw, ok := obj[key]
+	if !ok || isNull(raw) {
+		return 0
+	}
+	var v int
+	if err := json.Unmarshal(raw, &v); err != nil || v < 0 {
+		d.ps.add(child(path, key), "must be a non-negative integer, not %s", raw)
+		return 0
+	}
+	return v
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// jsonKind names the JSON type of raw for messages ("a string", "an array", …).
+func jsonKind(raw json.RawMessage) string {
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return fmt.Sprintf("the string %s", truncate(string(b), 40))
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "the number " + truncate(string(b), 40)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

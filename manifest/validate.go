@@ -1,0 +1,194 @@
+package manifest
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// Methods are the HTTP methods an LB function may use.
+var Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+var resourceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+
+// reservedExact are paths served by flash itself; reservedTree are reserved
+// with everything under them.
+var (
+	reservedExact = []string{"/ping", "/health", "/manifest", "/execute", "/run", "/runsync", "/purge-queue", "/metrics"}
+	reservedTree  = []string{"/status", "/stream", "/cancel", "/retry", "/flash", "/v2"}
+)
+
+// ValidResourceName reports whether s may name a resource.
+func ValidResourceName(s string) bool { return resourceName.MatchString(s) }
+
+// ValidFunctionName reports whether s is a Go or Python identifier.
+func ValidFunctionName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r == '_' || unicode.IsLetter(r) || (i > 0 && unicode.IsDigit(r)) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// ReservedPath reports whether path, after normalisation (query dropped, case
+// folded, trailing slashes removed), is or shadows a path flash serves itself.
+func ReservedPath(path string) bool {
+	p := normalisePath(path)
+	if slices.Contains(reservedExact, p) {
+		return true
+	}
+	for _, t := range reservedTree {
+		if p == t || strings.HasPrefix(p, t+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func normalisePath(path string) string {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	p := strings.ToLower(path)
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+// SplitRoute splits a routes key "METHOD /path" into its parts.
+func SplitRoute(key string) (method, path string, ok bool) {
+	method, path, ok = strings.Cut(key, " ")
+	return method, path, ok && method != "" && path != ""
+}
+
+// problems checks the rules of SPEC §2.2 on a decoded manifest.
+func (m *Manifest) problems() problems {
+	var ps problems
+	if m.Version != "" && m.Version != SupportedVersion {
+		ps.add("version", "unsupported version %q: only %q is accepted", m.Version, SupportedVersion)
+	}
+	owner := map[string]string{} // function → the first resource listing it
+	for _, name := range m.ResourceNames() {
+		r := m.Resources[name]
+		path := child("resources", name)
+		if !ValidResourceName(name) {
+			ps.add(path, "resource name %q must be 1-63 characters of A-Z a-z 0-9 _ . -", name)
+		}
+		seen := map[string]bool{}     // function names on this resource
+		routes := map[string]string{} // "METHOD /normalised" → function
+		for i, f := range r.Functions {
+			fp := index(child(path, "functions"), i)
+			switch {
+			case !ValidFunctionName(f.Name):
+				ps.add(child(fp, "name"), "function name %q must be a Go or Python identifier", f.Name)
+			case seen[f.Name]:
+				ps.add(fp, "function %q is listed twice on resource %q", f.Name, name)
+			case owner[f.Name] != "":
+				ps.add(fp, "function %q is listed under two resources: %q and %q", f.Name, owner[f.Name], name)
+			default:
+				owner[f.Name] = name
+				if reg, ok := m.FunctionRegistry[f.Name]; ok && reg != name {
+					ps.add(child("function_registry", f.Name), "names resource %q but function %q is listed under %q", reg, f.Name, name)
+				}
+			}
+			seen[f.Name] = true
+			if !r.LoadBalanced {
+				if f.HTTPMethod != "" || f.HTTPPath != "" {
+					ps.add(fp, "function %q has an HTTP route but resource %q is queue-based", f.Name, name)
+				}
+				continue
+			}
+			if f.HTTPMethod == "" || f.HTTPPath == "" {
+				ps.add(fp, "load-balanced function %q needs both http_method and http_path", f.Name)
+				continue
+			}
+			checkRoute(&ps, fp, f.HTTPMethod, f.HTTPPath)
+			key := strings.ToUpper(f.HTTPMethod) + " " + normalisePath(f.HTTPPath)
+			if other, dup := routes[key]; dup {
+				ps.add(fp, "route %s %s of %q is already taken by %q", f.HTTPMethod, f.HTTPPath, f.Name, other)
+			} else {
+				routes[key] = f.Name
+			}
+		}
+	}
+	for _, f := range sortedKeys(m.FunctionRegistry) {
+		rn := m.FunctionRegistry[f]
+		p := child("function_registry", f)
+		if !ValidFunctionName(f) {
+			ps.add(p, "function name %q must be a Go or Python identifier", f)
+		}
+		if _, ok := m.Resources[rn]; !ok {
+			ps.add(p, "names resource %q, which is not in resources", rn)
+		}
+	}
+	for _, rn := range sortedKeys(m.Routes) {
+		p := child("routes", rn)
+		r, ok := m.Resources[rn]
+		switch {
+		case !ok:
+			ps.add(p, "routes for resource %q, which is not in resources", rn)
+			continue
+		case !r.LoadBalanced && len(m.Routes[rn]) > 0:
+			ps.add(p, "routes on queue-based resource %q: only load-balanced resources have routes", rn)
+			continue
+		}
+		seen := map[string]string{}
+		for _, key := range sortedKeys(m.Routes[rn]) {
+			fn := m.Routes[rn][key]
+			kp := child(p, key)
+			method, path, ok := SplitRoute(key)
+			if !ok {
+				ps.add(kp, "route %q must be \"METHOD /path\"", key)
+				continue
+			}
+			checkRoute(&ps, kp, method, path)
+			norm := strings.ToUpper(method) + " " + normalisePath(path)
+			if other, dup := seen[norm]; dup {
+				ps.add(kp, "route %q clashes with %q", key, other)
+			}
+			seen[norm] = key
+			if len(r.Functions) > 0 {
+				if _, ok := r.Function(fn); !ok {
+					ps.add(kp, "names function %q, which resource %q does not list", fn, rn)
+				}
+			} else if m.FunctionRegistry[fn] != rn {
+				ps.add(kp, "names function %q, which is not registered on resource %q", fn, rn)
+			}
+		}
+	}
+	return ps
+}
+
+func checkRoute(ps *problems, path, method, httpPath string) {
+	if !slices.Contains(Methods, method) {
+		ps.add(path, "HTTP method %q is not one of %s", method, strings.Join(Methods, ", "))
+	}
+	switch {
+	case !strings.HasPrefix(httpPath, "/"):
+		ps.add(path, "http path %q must start with /", httpPath)
+	case ReservedPath(httpPath):
+		ps.add(path, "http path %q is reserved (or shadows %q, which flash serves itself)", httpPath, normalisePath(httpPath))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
