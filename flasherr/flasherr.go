@@ -1,0 +1,98 @@
+// Package flasherr holds the errors a flash call can return, in one place, so
+// that every layer (router, invoker, serving, CLI) returns the same values and
+// callers can branch with errors.Is and errors.As. Package flash re-exports them.
+package flasherr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels for the kinds of failure of SPEC §5.3. Typed errors below match
+// them with errors.Is.
+var (
+	ErrFunctionNotFound    = errors.New("function not found")
+	ErrRemoteFunction      = errors.New("remote function failed")
+	ErrSerialization       = errors.New("serialization error")
+	ErrInvalidManifest     = errors.New("invalid manifest")
+	ErrManifestUnavailable = errors.New("manifest service unavailable")
+	ErrEndpointNotReady    = errors.New("endpoint not ready")
+	ErrLoopDetected        = errors.New("call loop detected")
+	ErrTimeout             = errors.New("call timed out")
+	ErrCircuitOpen         = errors.New("circuit open")
+	ErrOverloaded          = errors.New("endpoint overloaded")
+)
+
+// Retryable reports whether err is worth retrying later as it stands: the
+// target was not ready, unavailable or overloaded, not wrong.
+func Retryable(err error) bool {
+	var nr *NotReadyError
+	if errors.As(err, &nr) {
+		return true
+	}
+	return errors.Is(err, ErrEndpointNotReady) || errors.Is(err, ErrManifestUnavailable) ||
+		errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrOverloaded)
+}
+
+// RemoteError is a function that ran on another endpoint and returned an error.
+type RemoteError struct {
+	Function string // the function called
+	Resource string // the resource that ran it
+	Type     string // the error's type as the callee reported it ("ValueError", "Panic", …)
+	Message  string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s on %s: %s: %s", e.Function, e.Resource, e.Type, e.Message)
+}
+
+// Is makes errors.Is(err, ErrRemoteFunction) true.
+func (e *RemoteError) Is(target error) bool { return target == ErrRemoteFunction }
+
+// ErrorType reports the callee's error type, so that serving the error again
+// (a remote error passing through an intermediate endpoint) keeps it.
+func (e *RemoteError) ErrorType() string { return e.Type }
+
+// NotReadyError is a call to a resource that has no endpoint URL yet, or whose
+// deployment failed. It is retryable.
+type NotReadyError struct {
+	Function string
+	Resource string
+	Status   string // manifest status of the resource ("pending", "failed", …)
+	Reason   string // the recorded deployment error, if any
+}
+
+func (e *NotReadyError) Error() string {
+	msg := fmt.Sprintf("endpoint not ready: resource %q (for function %q) ", e.Resource, e.Function)
+	switch {
+	case e.Status == "failed":
+		msg += "failed to deploy"
+	case e.Status != "":
+		msg += "is " + e.Status + " with no endpoint URL yet"
+	default:
+		msg += "has no endpoint URL yet"
+	}
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg + "; retry later"
+}
+
+// Is makes errors.Is(err, ErrEndpointNotReady) true.
+func (e *NotReadyError) Is(target error) bool { return target == ErrEndpointNotReady }
+
+// StatusError is an HTTP answer from another endpoint that was not a result:
+// its status code and the error text it carried.
+type StatusError struct {
+	URL     string
+	Code    int
+	Message string
+	Kind    error // the sentinel this status maps to (ErrFunctionNotFound, ErrLoopDetected, …), or nil
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s answered %d: %s", e.URL, e.Code, e.Message)
+}
+
+// Unwrap lets errors.Is match the sentinel the status maps to.
+func (e *StatusError) Unwrap() error { return e.Kind }
