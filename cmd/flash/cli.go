@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// env is what a command gets: its arguments and the process's streams.
+type env struct {
+	ctx    context.Context
+	args   []string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+type command struct {
+	summary string
+	usage   string // arguments, after the command name
+	run     func(e *env) int
+}
+
+// commands is filled by each command's file.
+func commands() map[string]command {
+	return map[string]command{
+		"manifest": {summary: "validate, show, hash or diff manifest files", usage: "validate|show|hash|diff FILE…", run: runManifest},
+	}
+}
+
+// usageError is returned by commands for wrong arguments: exit 2 with a hint.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printHelp(stdout, cmds)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	name := args[0]
+	if name == "dev" {
+		name = "run"
+	}
+	c, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "flash: unknown command %q\nRun 'flash help' to see the commands.\n", args[0])
+		return exitUsage
+	}
+	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+func printHelp(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "flash — run Go functions spread across several endpoints")
+	fmt.Fprintln(w, "\nUsage: flash COMMAND [ARGS]\n\nCommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'flash COMMAND -h' for a command's options.")
+}
+
+// parseFlags parses a command's flags, allowing flags after positional
+// arguments. It returns the positional arguments, or an exit code when
+// parsing ended the command (help asked: 0; bad flag: 2).
+func parseFlags(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	fs.SetOutput(e.stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// fail prints an error for a person: what failed, and what to do when known.
+func fail(e *env, err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintf(e.stderr, "flash: %s\n", u.msg)
+		return exitUsage
+	}
+	msg := err.Error()
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	fmt.Fprintf(e.stderr, "flash: %s", msg)
+	return exitFail
+}
