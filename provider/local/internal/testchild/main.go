@@ -1,0 +1,70 @@
+// Command testchild is a stand-in for an app binary in the local provider's
+// tests. It serves GET /ping and GET /env on 127.0.0.1:$PORT.
+//
+// Knobs (environment):
+//
+//	TESTCHILD_EXIT=N           print a line and exit with status N at once
+//	TESTCHILD_NEVER_HEALTHY=1  answer /ping with 503 forever
+//	TESTCHILD_IGNORE_TERM=1    log SIGTERM and keep running (only SIGKILL ends it)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	fmt.Printf("testchild pid=%d port=%s resource=%s\n", os.Getpid(), os.Getenv("PORT"), os.Getenv("FLASH_RESOURCE_NAME"))
+	if s := os.Getenv("TESTCHILD_EXIT"); s != "" {
+		code, _ := strconv.Atoi(s)
+		fmt.Fprintf(os.Stderr, "testchild: exiting early with status %d as asked\n", code)
+		os.Exit(code)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("FLASH_HOST"), os.Getenv("PORT")))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testchild:", err)
+		os.Exit(1)
+	}
+	never := os.Getenv("TESTCHILD_NEVER_HEALTHY") == "1"
+	if never {
+		fmt.Fprintln(os.Stderr, "testchild: never healthy, as asked")
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
+		if never {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"healthy"}`)
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(os.Environ())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+
+	ignore := os.Getenv("TESTCHILD_IGNORE_TERM") == "1"
+	for range sigs {
+		if ignore {
+			fmt.Println("testchild: ignoring SIGTERM")
+			continue
+		}
+		fmt.Println("testchild: SIGTERM, exiting")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+		os.Exit(0)
+	}
+}
