@@ -130,6 +130,9 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 			f.IsClass, _ = d.boolean(fo, fp, "is_class")
 			f.HTTPMethod = d.str(fo, fp, "http_method")
 			f.HTTPPath = d.str(fo, fp, "http_path")
+			if ex, ok := fo["example_input"]; ok && !isNull(ex) {
+				f.ExampleInput = ex
+			}
 			r.Functions = append(r.Functions, f)
 		}
 	}

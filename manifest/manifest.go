@@ -77,6 +77,9 @@ type Function struct {
 	IsClass    bool
 	HTTPMethod string
 	HTTPPath   string
+	// ExampleInput is a sample input written by Go builds (key
+	// "example_input"), so that tools can show a working call; may be nil.
+	ExampleInput json.RawMessage
 }
 
 // Hash returns the resource's config hash (SPEC §2.3): the entry without its

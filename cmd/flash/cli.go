@@ -28,14 +28,19 @@ type env struct {
 
 type command struct {
 	summary string
-	usage   string // arguments, after the command name
 	run     func(e *env) int
 }
 
 // commands is filled by each command's file.
 func commands() map[string]command {
 	return map[string]command{
-		"manifest": {summary: "validate, show, hash or diff manifest files", usage: "validate|show|hash|diff FILE…", run: runManifest},
+		"manifest": {summary: "validate, show, hash or diff manifest files", run: runManifest},
+		"build":    {summary: "build the app and write its manifest and artifact", run: runBuild},
+		"status":   {summary: "show the mothership's resources and children", run: runStatus},
+		"run":      {summary: "build and run the whole topology here (alias: dev)", run: runRun},
+		"deploy":   {summary: "build and deploy to a running mothership", run: runDeploy},
+		"undeploy": {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
+		"init":     {summary: "create a new app skeleton", run: runInit},
 	}
 }
 

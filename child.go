@@ -1,0 +1,75 @@
+package flash
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/serve"
+)
+
+// runChild serves one resource and routes calls by the mothership's manifest
+// (or, without a mothership, by a local manifest file when there is one).
+func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manifest) error {
+	res, ok := desired.Resources[cfg.Resource]
+	if !ok {
+		return fmt.Errorf("FLASH_RESOURCE_NAME=%q names no resource of app %q (it has: %s)",
+			cfg.Resource, a.name, strings.Join(desired.ResourceNames(), ", "))
+	}
+	log := cfg.Logger.With("resource", cfg.Resource)
+	a.setIdentity(cfg.Resource)
+
+	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, Logger: log})
+	var sync *child.Sync
+	ready := func() bool { return true }
+	if cfg.MothershipURL != "" {
+		var err error
+		sync, err = child.NewSync(child.Config{
+			Identity: cfg.Resource, Instance: cfg.Instance, MothershipURL: cfg.MothershipURL, APIKey: cfg.APIKey,
+			CacheDir: cfg.CacheDir, TTL: cfg.ManifestTTL, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		ready = sync.Ready
+	}
+	router := child.NewRouter(child.RouterConfig{Identity: cfg.Resource, Sync: sync, Logger: log})
+	if sync == nil {
+		if m, err := localManifest(cfg.ManifestPath); err == nil {
+			router.Apply(m, 0)
+		} else if !errors.Is(err, manifest.ErrNoFile) {
+			return err
+		}
+	}
+	a.routing.Store(&routing{router: router, invoker: invoker})
+
+	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Ready: ready},
+		a.serveFuncs(res.Name))
+	if err != nil {
+		return err
+	}
+	if sync != nil {
+		syncDone := make(chan struct{})
+		ctx, stopSync := context.WithCancel(ctx)
+		go func() {
+			defer close(syncDone)
+			if err := sync.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("manifest sync stopped", "err", err)
+			}
+		}()
+		defer func() { stopSync(); <-syncDone }()
+	}
+	return a.serve(ctx, cfg, srv, srv.Shutdown)
+}
+
+// localManifest reads the manifest file of SPEC §2.5's lookup order.
+func localManifest(explicit string) (*manifest.Manifest, error) {
+	path, err := manifest.Locate(explicit)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.Load(path)
+}

@@ -1,0 +1,124 @@
+package child
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"runtime"
+	"testing"
+
+	"github.com/flash-go/flash/internal/httpx"
+)
+
+// benchHandler does what a QB endpoint does per call: decode the envelope,
+// run a trivial function, encode the job answer.
+func benchHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var env struct {
+			Input struct {
+				FunctionName string            `json:"function_name"`
+				Args         []json.RawMessage `json:"args"`
+			} `json:"input"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
+			httpx.WriteError(w, 400, "bad envelope")
+			return
+		}
+		var in embedIn
+		if err := json.Unmarshal(env.Input.Args[0], &in); err != nil {
+			httpx.WriteError(w, 400, err.Error())
+			return
+		}
+		httpx.WriteJSON(w, 200, map[string]any{"id": "j", "status": "COMPLETED",
+			"output": map[string]any{"success": true, "json_result": embedOut{Vector: []float64{float64(len(in.Text)), 1, 2}}}})
+	})
+}
+
+// rawCall is the baseline: the same JSON posted with a plain net/http
+// client, the answer decoded the same way, nothing else.
+func rawCall(client *http.Client, url string, in embedIn, out *embedOut) error {
+	body, err := json.Marshal(map[string]any{"input": map[string]any{"function_name": "embed",
+		"execution_type": "function", "args": []any{in}, "kwargs": map[string]any{}, "serialization_format": "json"}})
+	if err != nil {
+		return err
+	}
+	resp, err := client.Post(url+"/runsync", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var job struct {
+		Status string `json:"status"`
+		Output struct {
+			JSONResult json.RawMessage `json:"json_result"`
+		} `json:"output"`
+	}
+	if err := json.Unmarshal(data, &job); err != nil {
+		return err
+	}
+	return json.Unmarshal(job.Output.JSONResult, out)
+}
+
+func BenchmarkRemoteQB(b *testing.B) {
+	srv, client := startServer(b, benchHandler())
+	iv := NewInvoker(InvokerConfig{APIKey: "k", Client: client, Logger: quietLogger()})
+	tg := &Target{Function: "embed", Resource: "embedder", URLs: []string{srv.URL}, qbHead: qbHead("embed")}
+	in := embedIn{Text: "the quick brown fox"}
+	ctx := context.Background()
+
+	rawTr := NewTransport()
+	raw := &http.Client{Transport: rawTr}
+	defTr := &http.Transport{} // Go's defaults: 2 idle connections per host
+	def := &http.Client{Transport: defTr}
+	b.Cleanup(func() { rawTr.CloseIdleConnections(); defTr.CloseIdleConnections() })
+
+	invoke := func(b *testing.B) {
+		var out embedOut
+		if err := iv.Invoke(ctx, tg, in, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rawFn := func(c *http.Client) func(b *testing.B) {
+		return func(b *testing.B) {
+			var out embedOut
+			if err := rawCall(c, srv.URL, in, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	cases := []struct {
+		name string
+		call func(b *testing.B)
+	}{
+		{"invoker", invoke},
+		{"raw-tuned-transport", rawFn(raw)},
+		{"raw-default-transport", rawFn(def)},
+	}
+	for _, c := range cases {
+		b.Run("c1/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.call(b)
+			}
+		})
+	}
+	for _, c := range cases {
+		b.Run("c64/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 64/runtimeProcs()))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.call(b)
+				}
+			})
+		})
+	}
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

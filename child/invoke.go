@@ -1,0 +1,517 @@
+package child
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/httpx"
+)
+
+// Defaults of the Invoker (SPEC §9).
+const (
+	DefaultCallTimeout = 60 * time.Second // when the caller's ctx has no deadline
+	MaxResponseSize    = 64 << 20         // largest answer read from another endpoint
+)
+
+const (
+	pollStart     = 50 * time.Millisecond // first wait before GET /status/{id}
+	pollCap       = 2 * time.Second
+	cancelTimeout = 2 * time.Second // best-effort POST /cancel/{id} when the caller gives up
+	maxErrorBody  = 64 << 10
+)
+
+// NewTransport returns the HTTP transport flash endpoints call each other
+// with: a connection pool sized for concurrency (Go's default keeps 2 idle
+// connections per host) and bounded dial and TLS times. It sets no
+// ResponseHeaderTimeout on purpose: every call carries a deadline (the
+// caller's, or DefaultCallTimeout) that bounds the wait for an answer, and a
+// fixed header timeout would cut off functions that legitimately run long.
+func NewTransport() *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// InvokerConfig configures an Invoker. Zero values mean defaults.
+type InvokerConfig struct {
+	// APIKey is sent as Authorization: Bearer on every call.
+	APIKey string
+	// Client makes the calls; nil → one client on NewTransport().
+	Client *http.Client
+	// DefaultTimeout bounds calls whose ctx has no deadline; default 60 s.
+	DefaultTimeout time.Duration
+	// MaxResponse bounds answers read; default MaxResponseSize.
+	MaxResponse int64
+	// Logger; nil → slog.Default().
+	Logger *slog.Logger
+}
+
+// Invoker makes remote calls to other endpoints (SPEC §5.3). It is safe for
+// concurrent use; create one per process so connections are shared.
+type Invoker struct {
+	key     string
+	client  *http.Client
+	timeout time.Duration
+	maxResp int64
+	log     *slog.Logger
+}
+
+// NewInvoker returns an Invoker for cfg.
+func NewInvoker(cfg InvokerConfig) *Invoker {
+	iv := &Invoker{key: cfg.APIKey, client: cfg.Client, timeout: cfg.DefaultTimeout,
+		maxResp: cfg.MaxResponse, log: cfg.Logger}
+	if iv.client == nil {
+		iv.client = &http.Client{Transport: NewTransport()}
+	}
+	if iv.timeout <= 0 {
+		iv.timeout = DefaultCallTimeout
+	}
+	if iv.maxResp <= 0 {
+		iv.maxResp = MaxResponseSize
+	}
+	if iv.log == nil {
+		iv.log = slog.Default()
+	}
+	return iv
+}
+
+// Invoke calls t's function with in (JSON-encoded) and decodes the result
+// into out (a pointer, or nil to discard it). ctx's deadline travels as
+// X-Flash-Timeout and its cancellation cancels the request. Errors are
+// those of package flasherr: *flasherr.RemoteError for a function error,
+// ErrTimeout (wrapping context.DeadlineExceeded) when the deadline passes,
+// ctx.Err() when ctx is cancelled, ErrFunctionNotFound, ErrLoopDetected,
+// ErrOverloaded (as *flasherr.StatusError), ErrSerialization, and
+// ErrEndpointNotReady when no endpoint answers.
+func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
+	if t == nil {
+		return errors.New("child: Invoke with a nil target")
+	}
+	if len(t.URLs) == 0 {
+		return &flasherr.NotReadyError{Function: t.Function, Resource: t.Resource, Status: string(t.Status), Reason: t.Error}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
+		defer cancel()
+	}
+	i, base := t.pick()
+	if i >= 0 {
+		t.inflight[i].Add(1)
+		defer t.inflight[i].Add(-1)
+	}
+	if t.LB {
+		return iv.callLB(ctx, t, base, in, out)
+	}
+	return iv.callQB(ctx, t, base, in, out)
+}
+
+// pick chooses a replica by the power of two random choices on calls in
+// flight; -1 means the choice is not counted.
+func (t *Target) pick() (int, string) {
+	n := len(t.URLs)
+	if n == 1 {
+		return -1, t.URLs[0]
+	}
+	if len(t.inflight) != n { // a Target not built by the Router
+		return -1, t.URLs[rand.IntN(n)]
+	}
+	i, j := rand.IntN(n), rand.IntN(n-1)
+	if j >= i {
+		j++
+	}
+	if t.inflight[j].Load() < t.inflight[i].Load() {
+		i = j
+	}
+	return i, t.URLs[i]
+}
+
+// qbHead is the /runsync envelope up to the argument.
+func qbHead(fn string) []byte {
+	name, _ := json.Marshal(fn)
+	return []byte(`{"input":{"function_name":` + string(name) + `,"execution_type":"function","args":[`)
+}
+
+const qbTail = `],"kwargs":{},"serialization_format":"json"}}`
+
+// jobAnswer is the Runpod job shape of /runsync and /status/{id}.
+type jobAnswer struct {
+	ID     string     `json:"id"`
+	Status string     `json:"status"`
+	Error  string     `json:"error"`
+	Output *jobOutput `json:"output"`
+}
+
+type jobOutput struct {
+	Success    *bool           `json:"success"`
+	JSONResult json.RawMessage `json:"json_result"`
+	Error      string          `json:"error"`
+	ErrorType  string          `json:"error_type"`
+}
+
+func (iv *Invoker) callQB(ctx context.Context, t *Target, base string, in, out any) error {
+	head := t.qbHead
+	if head == nil {
+		head = qbHead(t.Function)
+	}
+	var body bytes.Buffer
+	body.Grow(len(head) + len(qbTail) + 256)
+	body.Write(head)
+	if err := encodeJSON(&body, in); err != nil {
+		return t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+	}
+	body.WriteString(qbTail)
+
+	status, data, err := iv.do(ctx, t, http.MethodPost, base+"/runsync", body.Bytes())
+	if err != nil {
+		return err
+	}
+	if status < 200 || status > 299 {
+		return iv.statusError(t, base+"/runsync", status, data)
+	}
+	job, err := decodeJob(data)
+	if err != nil {
+		return t.errorf("%w: decoding the /runsync answer: %w", flasherr.ErrSerialization, err)
+	}
+	delay := pollStart
+	for {
+		switch job.Status {
+		case "COMPLETED":
+			return t.decodeResult(job, out)
+		case "FAILED":
+			return t.remoteError(job)
+		case "TIMED_OUT":
+			return t.errorf("%w: the endpoint reported TIMED_OUT", flasherr.ErrTimeout)
+		case "CANCELLED":
+			return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: "Cancelled",
+				Message: "the job was cancelled on the endpoint"}
+		case "IN_QUEUE", "IN_PROGRESS":
+		default:
+			return t.errorf("%w: unknown job status %q", flasherr.ErrSerialization, truncate(job.Status, 40))
+		}
+		if job.ID == "" {
+			return t.errorf("%w: job %s without an id", flasherr.ErrSerialization, job.Status)
+		}
+		// Still running (Runpod answers so after ~90 s): poll its status.
+		if !sleep(ctx, delay) {
+			iv.cancelJob(ctx, t, base, job.ID)
+			return t.ctxError(ctx)
+		}
+		delay = min(delay*2, pollCap)
+		statusURL := base + "/status/" + url.PathEscape(job.ID)
+		status, data, err := iv.do(ctx, t, http.MethodGet, statusURL, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				iv.cancelJob(ctx, t, base, job.ID)
+			}
+			return err
+		}
+		if status < 200 || status > 299 {
+			if status == http.StatusNotFound { // the job, not the function, is unknown
+				return t.errorf("%w", &flasherr.StatusError{URL: statusURL, Code: status, Message: "job " + job.ID + " not found"})
+			}
+			return iv.statusError(t, statusURL, status, data)
+		}
+		id := job.ID
+		if job, err = decodeJob(data); err != nil {
+			return t.errorf("%w: decoding the /status answer: %w", flasherr.ErrSerialization, err)
+		}
+		if job.ID == "" {
+			job.ID = id
+		}
+	}
+}
+
+// decodeJob decodes a job answer; an output that is not flash's object
+// still yields the status and error.
+func decodeJob(data []byte) (jobAnswer, error) {
+	var job jobAnswer
+	err := json.Unmarshal(data, &job)
+	if err != nil {
+		var bare struct {
+			ID, Status, Error string
+		}
+		if json.Unmarshal(data, &bare) != nil {
+			return job, err
+		}
+		job = jobAnswer{ID: bare.ID, Status: bare.Status, Error: bare.Error}
+		if job.Status == "COMPLETED" {
+			return job, err // a result we cannot read is an error
+		}
+	}
+	return job, nil
+}
+
+func (t *Target) decodeResult(job jobAnswer, out any) error {
+	o := job.Output
+	if o == nil {
+		return t.errorf("%w: COMPLETED without output", flasherr.ErrSerialization)
+	}
+	if o.Success != nil && !*o.Success {
+		return t.remoteError(job)
+	}
+	if out == nil || len(o.JSONResult) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(o.JSONResult, out); err != nil {
+		return t.errorf("%w: decoding the result: %w", flasherr.ErrSerialization, err)
+	}
+	return nil
+}
+
+func (t *Target) remoteError(job jobAnswer) error {
+	e := &flasherr.RemoteError{Function: t.Function, Resource: t.Resource}
+	if job.Output != nil {
+		e.Type, e.Message = job.Output.ErrorType, job.Output.Error
+	}
+	if e.Message == "" {
+		e.Message = job.Error // "<type>: <message>" as Runpod shows it
+		if typ, msg, ok := strings.Cut(job.Error, ": "); ok && e.Type == "" && !strings.Contains(typ, " ") {
+			e.Type, e.Message = typ, msg
+		}
+	}
+	if e.Type == "" {
+		e.Type = "Error"
+	}
+	return e
+}
+
+func (iv *Invoker) callLB(ctx context.Context, t *Target, base string, in, out any) error {
+	var payload []byte
+	if in != nil {
+		var buf bytes.Buffer
+		if err := encodeJSON(&buf, in); err != nil {
+			return t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+		}
+		payload = buf.Bytes()
+	}
+	path, err := fillPath(t.Path, payload)
+	if err != nil {
+		return t.errorf("%w: %w", flasherr.ErrSerialization, err)
+	}
+	if t.Method == http.MethodGet {
+		payload = nil
+	}
+	target := base + path
+	status, data, err := iv.do(ctx, t, t.Method, target, payload)
+	if err != nil {
+		return err
+	}
+	if status < 200 || status > 299 {
+		return iv.statusError(t, target, status, data)
+	}
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return t.errorf("%w: decoding the answer: %w", flasherr.ErrSerialization, err)
+	}
+	return nil
+}
+
+// do sends one request with the call headers and reads the answer.
+func (iv *Invoker) do(ctx context.Context, t *Target, method, target string, body []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return 0, nil, t.errorf("build request: %w", err)
+	}
+	httpx.SetCallHeaders(ctx, req.Header, iv.key)
+	if body != nil {
+		req.Header.Set("Content-Type", httpx.ContentTypeJSON)
+	}
+	req.Header.Set("Accept", httpx.ContentTypeJSON)
+	resp, err := iv.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, t.ctxError(ctx)
+		}
+		return 0, nil, t.errorf("%w: %s unreachable: %w", flasherr.ErrEndpointNotReady, target, err)
+	}
+	defer func() {
+		// Drain a little so the connection goes back to the pool.
+		io.CopyN(io.Discard, resp.Body, maxErrorBody)
+		resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Only the error text matters; a cut one is fine.
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if err != nil && ctx.Err() != nil {
+			return 0, nil, t.ctxError(ctx)
+		}
+		return resp.StatusCode, data, nil
+	}
+	data, err := readBounded(resp.Body, iv.maxResp)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, t.ctxError(ctx)
+		}
+		if errors.Is(err, errTooLarge) {
+			return 0, nil, t.errorf("%w: reading the answer of %s: %w", flasherr.ErrSerialization, target, err)
+		}
+		return 0, nil, t.errorf("reading the answer of %s: %w", target, err)
+	}
+	return resp.StatusCode, data, nil
+}
+
+// cancelJob asks the endpoint to cancel a job this caller gave up on, so
+// it does not run on for nobody. Best effort, briefly.
+func (iv *Invoker) cancelJob(ctx context.Context, t *Target, base, id string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer cancel()
+	if _, _, err := iv.do(cctx, t, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
+		iv.log.Debug("cancel abandoned job", "function", t.Function, "job", id, "error", err)
+	}
+}
+
+// statusError maps a non-2xx answer to the flasherr vocabulary.
+func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) error {
+	var e struct {
+		Error     string `json:"error"`
+		ErrorType string `json:"error_type"`
+	}
+	msg := ""
+	if json.Unmarshal(body, &e) == nil {
+		msg = e.Error
+	}
+	if t.LB && code == http.StatusInternalServerError && e.ErrorType != "" {
+		return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: e.ErrorType, Message: e.Error}
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(truncate(string(body), maxReasonLen))
+	}
+	if msg == "" {
+		msg = http.StatusText(code)
+	}
+	var kind error
+	switch code {
+	case http.StatusNotFound:
+		kind = flasherr.ErrFunctionNotFound
+	case http.StatusLoopDetected:
+		kind = flasherr.ErrLoopDetected
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		kind = flasherr.ErrOverloaded
+	}
+	return t.errorf("%w", &flasherr.StatusError{URL: target, Code: code, Message: msg, Kind: kind})
+}
+
+// ctxError is the error of a call whose ctx ended: ErrTimeout for a passed
+// deadline, the cancellation itself otherwise.
+func (t *Target) ctxError(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return t.errorf("%w: %w", flasherr.ErrTimeout, err)
+	}
+	return t.errorf("%w", err)
+}
+
+func (t *Target) errorf(format string, args ...any) error {
+	return fmt.Errorf("call %s on %s: "+format, append([]any{t.Function, t.Resource}, args...)...)
+}
+
+// encodeJSON writes v as JSON without HTML escaping and without the
+// encoder's trailing newline.
+func encodeJSON(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1)
+	return nil
+}
+
+// fillPath replaces each {name} (or {name...}) of an LB route with the
+// same-named field of the JSON argument, path-escaped.
+func fillPath(path string, payload []byte) (string, error) {
+	if !strings.Contains(path, "{") {
+		return path, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil || fields == nil {
+		return "", fmt.Errorf("route %s takes its parameters from the argument's fields, but the argument is not a JSON object", path)
+	}
+	var b strings.Builder
+	for {
+		open := strings.IndexByte(path, '{')
+		if open < 0 {
+			b.WriteString(path)
+			return b.String(), nil
+		}
+		end := strings.IndexByte(path[open:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("route %s: unclosed {", path)
+		}
+		b.WriteString(path[:open])
+		name := path[open+1 : open+end]
+		path = path[open+end+1:]
+		if name == "$" {
+			continue
+		}
+		name, rest := strings.CutSuffix(name, "...")
+		v, err := fieldValue(fields, name)
+		if err != nil {
+			return "", err
+		}
+		if rest {
+			parts := strings.Split(v, "/")
+			for i, p := range parts {
+				parts[i] = url.PathEscape(p)
+			}
+			b.WriteString(strings.Join(parts, "/"))
+		} else {
+			b.WriteString(url.PathEscape(v))
+		}
+	}
+}
+
+// fieldValue is the text of field name (matched as encoding/json does: exact
+// first, then case-insensitively): a string's value, a number or bool as written.
+func fieldValue(fields map[string]json.RawMessage, name string) (string, error) {
+	raw, ok := fields[name]
+	if !ok {
+		for k, v := range fields {
+			if strings.EqualFold(k, name) {
+				raw, ok = v, true
+				break
+			}
+		}
+	}
+	if !ok || string(raw) == "null" {
+		return "", fmt.Errorf("path parameter {%s}: the argument has no field %q", name, name)
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("path parameter {%s}: %w", name, err)
+		}
+		return s, nil
+	}
+	if raw[0] == '{' || raw[0] == '[' {
+		return "", fmt.Errorf("path parameter {%s}: field %q is not a string, number or bool", name, name)
+	}
+	return string(raw), nil
+}

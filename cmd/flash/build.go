@@ -1,0 +1,162 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flash-go/flash"
+	"github.com/flash-go/flash/internal/atomicfile"
+	"github.com/flash-go/flash/manifest"
+)
+
+// buildDir is where flash build puts the binary, manifest and artifact.
+const buildDir = ".flash/build"
+
+// buildResult is what a build produced.
+type buildResult struct {
+	Binary   string             `json:"binary"`
+	Manifest string             `json:"manifest"`
+	Artifact string             `json:"artifact"`
+	App      *manifest.Manifest `json:"-"`
+	Took     time.Duration      `json:"-"`
+}
+
+func runBuild(e *env) int {
+	fs := flag.NewFlagSet("flash build", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: flash build [--json] [PKG]\n\nBuilds the app (default: the package in the current directory), writes\n"+
+			buildDir+"/app, its flash_manifest.json and artifact.tar.gz (binary + manifest).")
+	}
+	args, code, ok := parseFlags(e, fs, e.args)
+	if !ok {
+		return code
+	}
+	if len(args) > 1 {
+		return fail(e, usageError{"build: give at most one package"})
+	}
+	pkg := "."
+	if len(args) == 1 {
+		pkg = args[0]
+	}
+	fmt.Fprintf(e.stderr, "building %s …\n", pkg)
+	res, err := build(e, pkg)
+	if err != nil {
+		return fail(e, err)
+	}
+	if *asJSON {
+		writeJSON(e, res)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "built %s in %s: %d resource(s)\n  binary    %s\n  manifest  %s\n  artifact  %s\n",
+		res.App.ProjectName, res.Took.Round(time.Millisecond), len(res.App.Resources), res.Binary, res.Manifest, res.Artifact)
+	return exitOK
+}
+
+// build compiles pkg, asks the binary for its manifest and writes the artifact.
+func build(e *env, pkg string) (*buildResult, error) {
+	start := time.Now()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return nil, errors.New("the Go toolchain is not on PATH: install Go 1.26 or later (https://go.dev/dl) and try again")
+	}
+	dir, err := filepath.Abs(buildDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	bin := filepath.Join(dir, "app")
+	tmp := bin + ".new"
+	cmd := exec.CommandContext(e.ctx, goTool, "build", "-o", tmp, pkg)
+	if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
+		// A directory may be a module of its own: build it from inside.
+		cmd = exec.CommandContext(e.ctx, goTool, "build", "-o", tmp, ".")
+		cmd.Dir = pkg
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("go build %s failed:\n%s", pkg, indent(out.String()))
+	}
+	var mout, merr bytes.Buffer
+	describe := exec.CommandContext(e.ctx, tmp, flash.ManifestFlag)
+	describe.Stdout, describe.Stderr = &mout, &merr
+	if err := describe.Run(); err != nil {
+		os.Remove(tmp)
+		msg := strings.TrimSpace(merr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("the app in %s is not a valid flash app (does main call app.Main()?):\n%s", pkg, indent(msg))
+	}
+	m, err := manifest.Parse(mout.Bytes())
+	if err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("the app's manifest: %w", err)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return nil, err
+	}
+	mpath := filepath.Join(dir, manifest.FileName)
+	if err := manifest.Save(mpath, m, 0o644); err != nil {
+		return nil, err
+	}
+	art := filepath.Join(dir, "artifact.tar.gz")
+	if err := writeArtifact(art, bin, m.Pretty()); err != nil {
+		return nil, err
+	}
+	return &buildResult{Binary: bin, Manifest: mpath, Artifact: art, App: m, Took: time.Since(start)}, nil
+}
+
+// writeArtifact writes a gzip'd tar of the binary ("app") and the manifest,
+// the shape POST /flash/deploy accepts.
+func writeArtifact(path, bin string, mf []byte) error {
+	f, err := os.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	now := time.Now()
+	if err := tw.WriteHeader(&tar.Header{Name: manifest.FileName, Mode: 0o644, Size: int64(len(mf)), ModTime: now}); err != nil {
+		return err
+	}
+	tw.Write(mf)
+	if err := tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: fi.Size(), ModTime: now}); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, f); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, buf.Bytes(), 0o644)
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/provider/local"
+	"github.com/flash-go/flash/store/sqlite"
+)
+
+// Paths flash run uses under the working directory.
+const (
+	stateFile = ".flash/state.db"
+	logDir    = ".flash/logs"
+)
+
+// upTimeout bounds how long flash run waits for every resource to be healthy.
+const upTimeout = 90 * time.Second
+
+func runRun(e *env) int {
+	fs := flag.NewFlagSet("flash run", flag.ContinueOnError)
+	port := fs.Int("port", 8080, "the mothership's port")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
+			"process per resource. Ctrl-C stops everything.")
+		fs.PrintDefaults()
+	}
+	args, code, ok := parseFlags(e, fs, e.args)
+	if !ok {
+		return code
+	}
+	if len(args) > 1 {
+		return fail(e, usageError{"run: give at most one package"})
+	}
+	if *port < 1 || *port > 65535 {
+		return fail(e, usageError{fmt.Sprintf("run: --port %d is not a port number", *port)})
+	}
+	pkg := "."
+	if len(args) == 1 {
+		pkg = args[0]
+	}
+	if err := checkPort(*port); err != nil {
+		return fail(e, err)
+	}
+	fmt.Fprintf(e.stderr, "building %s …\n", pkg)
+	b, err := build(e, pkg)
+	if err != nil {
+		return fail(e, err)
+	}
+	key, generated, err := runKey()
+	if err != nil {
+		return fail(e, err)
+	}
+	if err := runTopology(e, b, *port, key, generated); err != nil {
+		return fail(e, err)
+	}
+	return exitOK
+}
+
+// checkPort fails with the fix when the mothership's port is taken.
+func checkPort(port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("port %d is already in use (another `flash run`?): stop what uses it, or pick another port with --port", port)
+	}
+	return ln.Close()
+}
+
+// runKey returns the API key for the topology: FLASH_API_KEY or RUNPOD_API_KEY
+// when set, else a new random key written to .flash/api_key (0600).
+func runKey() (key string, generated bool, err error) {
+	for _, k := range []string{os.Getenv("FLASH_API_KEY"), os.Getenv("RUNPOD_API_KEY")} {
+		if k != "" {
+			return k, false, nil
+		}
+	}
+	buf := make([]byte, 24)
+	rand.Read(buf)
+	key = "fl_" + hex.EncodeToString(buf)
+	if err := os.MkdirAll(filepath.Dir(apiKeyFile), 0o700); err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(apiKeyFile, []byte(key+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("write %s: %w", apiKeyFile, err)
+	}
+	os.Chmod(apiKeyFile, 0o600)
+	return key, true, nil
+}
+
+// runTopology starts the mothership from the built binary, waits for every
+// resource, prints how to call them, streams logs, and on Ctrl-C stops
+// everything it started.
+func runTopology(e *env, b *buildResult, port int, key string, generated bool) error {
+	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(b.Binary)
+	cmd.Env = append(withoutFlashEnv(os.Environ()),
+		"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
+		"FLASH_API_KEY="+key, "FLASH_STATE_URL=sqlite://"+abs(stateFile), "FLASH_PROVIDER=local")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is ours to handle
+	logs := newLogStreamer(e.stdout, isTerminal(e.stdout))
+	mout := logs.writer("mothership")
+	cmd.Stdout, cmd.Stderr = mout, mout
+	tail := logs.tail(e.ctx, abs(logDir), b.App.ResourceNames())
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the mothership %s: %w", b.Binary, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	stopAll := func() error {
+		logs.notice("stopping: the mothership, then every endpoint it started …")
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(35 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		err := undeployAll(context.Background(), b.App.ProjectName, e.stderr)
+		tail()
+		return err
+	}
+
+	up, err := waitUp(e.ctx, base, key, b.App, exited)
+	if err != nil {
+		stopErr := stopAll()
+		return errors.Join(err, stopErr)
+	}
+	printTopology(e.stdout, base, key, generated, b.App, up)
+	logs.notice("streaming logs; press Ctrl-C to stop everything")
+
+	select {
+	case <-e.ctx.Done():
+		return stopAll()
+	case err := <-exited:
+		stopErr := undeployAll(context.Background(), b.App.ProjectName, e.stderr)
+		tail()
+		return errors.Join(fmt.Errorf("the mothership exited: %v (see the lines above)", err), stopErr)
+	}
+}
+
+// withoutFlashEnv drops FLASH_* role variables that would confuse the mothership.
+func withoutFlashEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST", "FLASH_STATE_URL", "FLASH_PROVIDER":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// waitUp polls the mothership's status until every resource is deployed or
+// failed. A failed resource is an error naming it and why.
+func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited <-chan error) (statusView, error) {
+	deadline := time.After(upTimeout)
+	tick := time.NewTicker(150 * time.Millisecond)
+	defer tick.Stop()
+	var last statusView
+	var lastErr error
+	for {
+		select {
+		case <-ctx.Done():
+			return last, errors.New("interrupted before the topology was up")
+		case err := <-exited:
+			return last, fmt.Errorf("the mothership exited before the topology was up: %v (see its log lines above)", err)
+		case <-deadline:
+			if lastErr != nil {
+				return last, fmt.Errorf("the topology was not up after %s: %w", upTimeout, lastErr)
+			}
+			return last, fmt.Errorf("the topology was not up after %s; resources: %s", upTimeout, pendingList(last, m))
+		case <-tick.C:
+		}
+		var st statusView
+		if err := getJSON(ctx, base, "/flash/status", key, &st); err != nil {
+			lastErr = err
+			continue
+		}
+		last, lastErr = st, nil
+		done, failed := 0, []string{}
+		for _, name := range m.ResourceNames() {
+			r, ok := st.Resources[name]
+			switch {
+			case !ok:
+			case r.Status == "failed":
+				failed = append(failed, fmt.Sprintf("%s: %s", name, r.Error))
+				done++
+			case (r.Status == "deployed" || r.Status == "updated") && (r.EndpointURL != "" || len(r.EndpointURLs) > 0):
+				done++
+			}
+		}
+		if done == len(m.Resources) {
+			if len(failed) > 0 {
+				return st, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir)
+			}
+			return st, nil
+		}
+	}
+}
+
+func pendingList(st statusView, m *manifest.Manifest) string {
+	var parts []string
+	for _, n := range m.ResourceNames() {
+		s := "unknown"
+		if r, ok := st.Resources[n]; ok && r.Status != "" {
+			s = r.Status
+		}
+		parts = append(parts, n+"="+s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printTopology prints the table of resources and ready-to-paste calls.
+func printTopology(w io.Writer, base, key string, generated bool, m *manifest.Manifest, st statusView) {
+	fmt.Fprintf(w, "\n%s is up: mothership %s (manifest v%d)\n\n", m.ProjectName, base, st.Version)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
+	var lbCall, qbCall string
+	for _, name := range m.ResourceNames() {
+		r := m.Resources[name]
+		s := st.Resources[name]
+		urls := s.EndpointURLs
+		if len(urls) == 0 && s.EndpointURL != "" {
+			urls = []string{s.EndpointURL}
+		}
+		url := strings.Join(urls, " ")
+		kind := "queue"
+		var fns []string
+		for _, f := range r.Functions {
+			if r.LoadBalanced {
+				fns = append(fns, f.HTTPMethod+" "+f.HTTPPath)
+				if lbCall == "" && len(urls) > 0 {
+					lbCall = curlLB(urls[0], key, f)
+				}
+			} else {
+				fns = append(fns, f.Name)
+				if qbCall == "" && len(urls) > 0 {
+					qbCall = curlQB(urls[0], key, f)
+				}
+			}
+		}
+		if r.LoadBalanced {
+			kind = "http"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, kind, orDash(url), strings.Join(fns, ", "), s.Status)
+	}
+	tw.Flush()
+	if generated {
+		fmt.Fprintf(w, "\nAPI key (generated, saved in %s): %s\n", apiKeyFile, key)
+	} else {
+		fmt.Fprintln(w, "\nAPI key: from FLASH_API_KEY")
+	}
+	fmt.Fprintln(w, "\nTry it:")
+	if lbCall != "" {
+		fmt.Fprintf(w, "  %s\n", lbCall)
+	}
+	if qbCall != "" {
+		fmt.Fprintf(w, "  %s\n", qbCall)
+	}
+	fmt.Fprintf(w, "  flash status --mothership %s\n\n", base)
+}
+
+func example(f manifest.Function) string {
+	var b bytes.Buffer
+	if json.Compact(&b, f.ExampleInput) != nil {
+		return "{}"
+	}
+	return b.String()
+}
+
+// curlLB is a call of an LB route, path parameters filled with sample values.
+func curlLB(url, key string, f manifest.Function) string {
+	path := f.HTTPPath
+	for {
+		i := strings.IndexByte(path, '{')
+		j := strings.IndexByte(path, '}')
+		if i < 0 || j < i {
+			break
+		}
+		path = path[:i] + "1h" + path[j+1:]
+	}
+	if f.HTTPMethod == "GET" || f.HTTPMethod == "DELETE" {
+		return fmt.Sprintf("curl -s -H 'Authorization: Bearer %s' %s%s", key, url, path)
+	}
+	return fmt.Sprintf("curl -s -X %s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s%s",
+		f.HTTPMethod, key, example(f), url, path)
+}
+
+// curlQB is a /runsync call of a queue function in the Runpod shape.
+func curlQB(url, key string, f manifest.Function) string {
+	body := fmt.Sprintf(`{"input":{"function_name":"%s","execution_type":"function","args":[%s],"kwargs":{},"serialization_format":"json"}}`, f.Name, example(f))
+	return fmt.Sprintf("curl -s -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s/runsync", key, body, url)
+}
+
+// undeployAll stops every endpoint of app recorded in the local state store.
+func undeployAll(ctx context.Context, app string, w io.Writer) error {
+	st, err := sqlite.Open(ctx, stateFile)
+	if err != nil {
+		return fmt.Errorf("open %s to stop the endpoints: %w", stateFile, err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir, Logger: quiet})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	results, err := p.UndeployAll(ctx)
+	var survivors []string
+	for _, r := range results {
+		if r.Err != nil {
+			survivors = append(survivors, fmt.Sprintf("%s (%s): %v", r.Endpoint.Resource, r.Endpoint.ID, r.Err))
+			continue
+		}
+		fmt.Fprintf(w, "stopped %s (%s)\n", r.Endpoint.Resource, strings.Join(r.Endpoint.URLs, " "))
+	}
+	if len(survivors) > 0 {
+		return fmt.Errorf("these endpoints are still running:\n  %s", strings.Join(survivors, "\n  "))
+	}
+	return err
+}

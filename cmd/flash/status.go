@@ -1,0 +1,88 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func runStatus(e *env) int {
+	fs := flag.NewFlagSet("flash status", flag.ContinueOnError)
+	ms := fs.String("mothership", "", "mothership base URL (default $FLASH_MOTHERSHIP_URL, else "+defaultMothership+")")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	fs.Usage = func() { fmt.Fprintln(e.stderr, "Usage: flash status [--mothership URL] [--json]"); fs.PrintDefaults() }
+	args, code, ok := parseFlags(e, fs, e.args)
+	if !ok {
+		return code
+	}
+	if len(args) > 0 {
+		return fail(e, usageError{"status: takes no arguments"})
+	}
+	base := mothershipURL(*ms)
+	var st statusView
+	if err := getJSON(e.ctx, base, "/flash/status", apiKey(), &st); err != nil {
+		return fail(e, err)
+	}
+	if *asJSON {
+		writeJSON(e, st)
+		return exitOK
+	}
+	printStatus(e.stdout, base, st, time.Now())
+	for _, r := range st.Resources {
+		if r.Status == "failed" {
+			return exitFail
+		}
+	}
+	return exitOK
+}
+
+func printStatus(w io.Writer, base string, st statusView, now time.Time) {
+	fmt.Fprintf(w, "mothership %s — manifest version %d\n\n", base, st.Version)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE\tSTATUS\tURL\tCONFIG\tERROR")
+	names := make([]string, 0, len(st.Resources))
+	for n := range st.Resources {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		r := st.Resources[n]
+		urls := r.EndpointURLs
+		if len(urls) == 0 && r.EndpointURL != "" {
+			urls = []string{r.EndpointURL}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, orDash(r.Status), orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), orDash(r.Error))
+	}
+	tw.Flush()
+	if len(st.Instances) == 0 {
+		fmt.Fprintln(w, "\nno child has reported yet")
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tRESOURCE\tAPPLIED\tLAST SEEN\tNOTE")
+	for _, in := range st.Instances {
+		note := ""
+		switch {
+		case in.RejectedVersion > 0:
+			note = fmt.Sprintf("rejected v%d: %s", in.RejectedVersion, in.RejectReason)
+		case in.AppliedVersion < st.Version:
+			note = "behind"
+		default:
+			note = "up to date"
+		}
+		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s ago\t%s\n", in.Instance, in.Resource, in.AppliedVersion, now.Sub(in.LastSeen).Round(time.Second), note)
+	}
+	tw.Flush()
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

@@ -1,0 +1,157 @@
+package flash
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Role is what a process of the app does.
+type Role int
+
+// The roles of SPEC §3.
+const (
+	// Standalone serves every function in one process; every call runs in-process.
+	Standalone Role = iota
+	// Child serves one resource and routes calls by the synced manifest.
+	Child
+	// Mothership owns the manifest, serves it and deploys the other endpoints.
+	Mothership
+)
+
+func (r Role) String() string {
+	switch r {
+	case Child:
+		return "child"
+	case Mothership:
+		return "mothership"
+	}
+	return "standalone"
+}
+
+// Config is how one process of the app runs. Main builds it from the
+// environment with ConfigFromEnv; embedders fill it directly. The zero value
+// runs standalone on 127.0.0.1:8080.
+type Config struct {
+	Role          Role
+	Resource      string        // the resource a child serves (FLASH_RESOURCE_NAME, else RUNPOD_ENDPOINT_ID)
+	Instance      string        // this process's instance id, reported to the mothership (FLASH_INSTANCE_ID; default host-pid)
+	MothershipURL string        // a child's mothership (FLASH_MOTHERSHIP_URL, else from FLASH_MOTHERSHIP_ID)
+	ManifestPath  string        // FLASH_MANIFEST_PATH
+	ManifestTTL   time.Duration // FLASH_MANIFEST_TTL; default 300 s
+	CacheDir      string        // FLASH_CACHE_DIR; default .flash/cache
+	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/state.db
+	Provider      string        // FLASH_PROVIDER: local (default) or none
+	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
+	Host          string        // FLASH_HOST; default 127.0.0.1
+	Port          int           // PORT; default 8080; 0 picks a free port
+	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
+	Logger        *slog.Logger  // default slog.Default()
+
+	// Listener, when set, is used instead of listening on Host:Port.
+	Listener net.Listener
+	// Ready, when set, receives the base URL once the process serves.
+	Ready func(url string)
+}
+
+// Defaults of Config.
+const (
+	DefaultManifestTTL = 300 * time.Second
+	DefaultPort        = 8080
+	DefaultHost        = "127.0.0.1"
+	DefaultMaxBody     = 10 << 20
+	DefaultCacheDir    = ".flash/cache"
+	DefaultStatePath   = ".flash/state.db"
+)
+
+// ConfigFromEnv reads the environment of SPEC §3 through getenv (os.Getenv
+// in Main). Malformed values are errors naming the variable.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	var errs []string
+	bad := func(name, val, want string) { errs = append(errs, fmt.Sprintf("%s=%q: %s", name, val, want)) }
+
+	c.Resource = getenv("FLASH_RESOURCE_NAME")
+	isMothership := strings.EqualFold(strings.TrimSpace(getenv("FLASH_IS_MOTHERSHIP")), "true")
+	c.MothershipURL = strings.TrimRight(getenv("FLASH_MOTHERSHIP_URL"), "/")
+	if c.MothershipURL == "" {
+		if id := getenv("FLASH_MOTHERSHIP_ID"); id != "" {
+			c.MothershipURL = "https://" + id + ".api.runpod.ai"
+		}
+	}
+	switch {
+	case isMothership:
+		c.Role = Mothership
+	case c.Resource != "":
+		c.Role = Child
+	case getenv("RUNPOD_ENDPOINT_ID") != "" && c.MothershipURL != "":
+		c.Role, c.Resource = Child, getenv("RUNPOD_ENDPOINT_ID")
+	}
+	c.Instance = getenv("FLASH_INSTANCE_ID")
+	c.ManifestPath = getenv("FLASH_MANIFEST_PATH")
+	c.CacheDir = getenv("FLASH_CACHE_DIR")
+	c.StateURL = getenv("FLASH_STATE_URL")
+	c.Provider = getenv("FLASH_PROVIDER")
+	switch c.Provider {
+	case "", "local", "none":
+	default:
+		bad("FLASH_PROVIDER", c.Provider, "want local or none (runpod is not available yet)")
+	}
+	c.APIKey = getenv("FLASH_API_KEY")
+	if c.APIKey == "" {
+		c.APIKey = getenv("RUNPOD_API_KEY")
+	}
+	c.Host = getenv("FLASH_HOST")
+	if v := getenv("FLASH_MANIFEST_TTL"); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n <= 0 {
+			bad("FLASH_MANIFEST_TTL", v, "want a positive number of seconds")
+		}
+		c.ManifestTTL = time.Duration(n * float64(time.Second))
+	}
+	if v := getenv("PORT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 65535 {
+			bad("PORT", v, "want a port number 0-65535")
+		}
+		c.Port = n
+	} else {
+		c.Port = DefaultPort
+	}
+	if v := getenv("FLASH_MAX_BODY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			bad("FLASH_MAX_BODY", v, "want a positive number of bytes")
+		}
+		c.MaxBody = n
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.ManifestTTL == 0 {
+		c.ManifestTTL = DefaultManifestTTL
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = DefaultCacheDir
+	}
+	if c.Provider == "" {
+		c.Provider = "local"
+	}
+	if c.Host == "" {
+		c.Host = DefaultHost
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

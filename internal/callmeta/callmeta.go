@@ -1,0 +1,135 @@
+// Package callmeta carries per-call metadata (request id, W3C trace context,
+// hop count) in a context.Context, from the server that received a call to
+// the invoker that makes the next one.
+package callmeta
+
+import (
+	"context"
+	"encoding/hex"
+	"math/rand/v2"
+)
+
+// Meta is the metadata of one call as received by this endpoint.
+type Meta struct {
+	// RequestID is the X-Request-Id of the call (taken from the caller or generated).
+	RequestID string
+	// TraceParent is the W3C traceparent header of the call (taken or generated).
+	TraceParent string
+	// Hops is the X-Flash-Hops value received; an outgoing call sends Hops+1.
+	Hops int
+}
+
+type ctxKey struct{}
+
+// With returns a copy of ctx carrying m.
+func With(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, ctxKey{}, m)
+}
+
+// From returns the Meta carried by ctx, if any.
+func From(ctx context.Context) (Meta, bool) {
+	m, ok := ctx.Value(ctxKey{}).(Meta)
+	return m, ok
+}
+
+// Ids need to be unique, not secret, so the runtime's fast ChaCha8-backed
+// generator (seeded from the OS) is enough; job ids that guard access use
+// crypto/rand instead.
+func randomHex(dst []byte) {
+	var b [16]byte
+	n := len(dst) / 2
+	for i := 0; i < n; i += 8 {
+		v := rand.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	hex.Encode(dst, b[:n])
+}
+
+// NewRequestID returns a fresh request id: 32 lower-case hex digits.
+func NewRequestID() string {
+	var b [32]byte
+	randomHex(b[:])
+	return string(b[:])
+}
+
+// NewTraceParent returns a traceparent for a new trace: version 00, random
+// trace id and span id, sampled flag set.
+func NewTraceParent() string {
+	var b [55]byte
+	copy(b[:], "00-")
+	randomNonZeroHex(b[3:35])
+	b[35] = '-'
+	randomNonZeroHex(b[36:52])
+	copy(b[52:], "-01")
+	return string(b[:])
+}
+
+// randomNonZeroHex fills dst with random hex digits, never all zeros (which
+// W3C reserves as invalid).
+func randomNonZeroHex(dst []byte) {
+	for {
+		randomHex(dst)
+		if !allZero(dst) {
+			return
+		}
+	}
+}
+
+func allZero[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseTraceParent validates a W3C traceparent header value and returns its
+// trace id. It accepts version 00 exactly and, as the recommendation asks,
+// higher versions whose first four fields parse (anything after is ignored).
+func ParseTraceParent(s string) (traceID string, ok bool) {
+	if len(s) < 55 || (len(s) > 55 && s[0] == '0' && s[1] == '0') || (len(s) > 55 && s[55] != '-') {
+		return "", false
+	}
+	if s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return "", false
+	}
+	version, trace, span, flags := s[0:2], s[3:35], s[36:52], s[53:55]
+	if !lowerHex(version) || version == "ff" || !lowerHex(trace) || !lowerHex(span) || !lowerHex(flags) {
+		return "", false
+	}
+	if allZero(trace) || allZero(span) {
+		return "", false
+	}
+	return trace, true
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ChildTraceParent returns the traceparent for an outgoing call made while
+// serving parent: same trace id and flags, a new span id. An invalid or
+// empty parent starts a new trace.
+func ChildTraceParent(parent string) string {
+	trace, ok := ParseTraceParent(parent)
+	if !ok {
+		return NewTraceParent()
+	}
+	var b [55]byte
+	copy(b[:], "00-")
+	copy(b[3:35], trace)
+	b[35] = '-'
+	randomNonZeroHex(b[36:52])
+	b[52] = '-'
+	copy(b[53:55], parent[53:55])
+	return string(b[:])
+}

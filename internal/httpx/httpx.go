@@ -1,0 +1,207 @@
+// Package httpx holds the HTTP pieces every flash endpoint and client share:
+// header names, JSON answers, bearer-key checks and the call headers of
+// SPEC §5.3, so that the sending and the receiving side agree by construction.
+package httpx
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flash-go/flash/internal/callmeta"
+)
+
+// Header names used between flash endpoints.
+const (
+	HeaderRequestID       = "X-Request-Id"
+	HeaderTraceParent     = "Traceparent"
+	HeaderTimeout         = "X-Flash-Timeout"
+	HeaderHops            = "X-Flash-Hops"
+	HeaderResource        = "X-Flash-Resource"
+	HeaderInstance        = "X-Flash-Instance"
+	HeaderAppliedVersion  = "X-Flash-Applied-Version"
+	HeaderRejectedVersion = "X-Flash-Rejected-Version"
+	HeaderManifestVersion = "X-Flash-Manifest-Version"
+	HeaderAuthorization   = "Authorization"
+	HeaderWWWAuthenticate = "WWW-Authenticate"
+	HeaderRetryAfter      = "Retry-After"
+	ContentTypeJSON       = "application/json"
+	headerContentType     = "Content-Type"
+	headerContentLength   = "Content-Length"
+)
+
+// MaxHops is the highest X-Flash-Hops a receiver accepts; above it the call
+// is answered 508 as a routing loop.
+const MaxHops = 16
+
+// WriteJSON writes v as a JSON answer with the given status. v is encoded
+// before anything is written, so an encoding failure still yields a
+// well-formed 500 answer instead of a truncated body.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(map[string]string{"error": "encoding response: " + err.Error()})
+	}
+	WriteRawJSON(w, status, body)
+}
+
+// WriteRawJSON writes body, which must already be JSON, with the given status.
+func WriteRawJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	// Keys are canonical already; assigning skips Set's canonicalisation.
+	h[headerContentType] = []string{ContentTypeJSON}
+	h[headerContentLength] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// WriteError writes {"error": msg} with the given status. kv adds more keys
+// to the body as alternating key/value pairs, as in log/slog
+// (WriteError(w, 404, "no such function", "available", names)); a non-string
+// key is written as "!BADKEY" and a missing last value as null.
+func WriteError(w http.ResponseWriter, status int, msg string, kv ...any) {
+	body := make(map[string]any, 1+len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		key, ok := kv[i].(string)
+		if !ok {
+			key = "!BADKEY"
+		}
+		var val any
+		if i+1 < len(kv) {
+			val = kv[i+1]
+		}
+		body[key] = val
+	}
+	body["error"] = msg
+	WriteJSON(w, status, body)
+}
+
+// BearerOK reports whether r carries "Authorization: Bearer <key>". The
+// comparison takes the same time whatever the presented key (both sides are
+// hashed first, so not even the length leaks). An empty key accepts any request.
+func BearerOK(r *http.Request, key string) bool {
+	if key == "" {
+		return true
+	}
+	got, ok := bearerToken(r.Header.Get(HeaderAuthorization))
+	if !ok {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(key))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+func bearerToken(h string) (string, bool) {
+	const prefix = "bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+// AuthExempt reports whether r may skip the bearer-key check: only the
+// health probe GET (or HEAD) /ping, which load balancers call without keys.
+func AuthExempt(r *http.Request) bool {
+	return r.URL.Path == "/ping" && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+}
+
+// Auth wraps next so that, when key is not empty, every request except
+// GET /ping must carry the bearer key; others get 401 with a JSON body and
+// WWW-Authenticate.
+func Auth(key string, next http.Handler) http.Handler {
+	if key == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if AuthExempt(r) || BearerOK(r, key) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		Unauthorized(w)
+	})
+}
+
+// Unauthorized writes the 401 answer Auth gives.
+func Unauthorized(w http.ResponseWriter) {
+	w.Header().Set(HeaderWWWAuthenticate, `Bearer realm="flash"`)
+	WriteError(w, http.StatusUnauthorized, "missing or wrong API key (Authorization: Bearer <key>)")
+}
+
+// ParseHops parses an X-Flash-Hops value: a decimal integer ≥ 0; empty means 0.
+func ParseHops(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := parseDigits(s, 6)
+	if err != nil {
+		return 0, fmt.Errorf("invalid %s %q: want an integer >= 0", HeaderHops, s)
+	}
+	return int(n), nil
+}
+
+// ParseTimeout parses an X-Flash-Timeout value (milliseconds remaining of
+// the caller's deadline). ok is false when s is empty (no deadline).
+func ParseTimeout(s string) (d time.Duration, ok bool, err error) {
+	if s == "" {
+		return 0, false, nil
+	}
+	n, err := parseDigits(s, 12)
+	if err != nil {
+		return 0, false, fmt.Errorf("invalid %s %q: want milliseconds as an integer >= 0", HeaderTimeout, s)
+	}
+	return time.Duration(n) * time.Millisecond, true, nil
+}
+
+// FormatTimeout renders a remaining duration as an X-Flash-Timeout value,
+// rounding up so that a caller with time left never sends 0.
+func FormatTimeout(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return strconv.FormatInt(int64(ms), 10)
+}
+
+// parseDigits accepts only ASCII digits (no sign, no spaces) and at most max of them.
+func parseDigits(s string, max int) (int64, error) {
+	if len(s) == 0 || len(s) > max {
+		return 0, strconv.ErrRange
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, strconv.ErrSyntax
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
+}
+
+// SetCallHeaders sets on h the headers of an endpoint-to-endpoint call made
+// while serving ctx (SPEC §5.3): the bearer key (when not empty), a child
+// traceparent of the incoming one (or a new trace), the incoming request id
+// (or a new one), X-Flash-Timeout from ctx's deadline, and X-Flash-Hops one
+// above the incoming count.
+func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
+	m, _ := callmeta.From(ctx)
+	if apiKey != "" {
+		h.Set(HeaderAuthorization, "Bearer "+apiKey)
+	}
+	if m.RequestID == "" {
+		m.RequestID = callmeta.NewRequestID()
+	}
+	h.Set(HeaderRequestID, m.RequestID)
+	h.Set(HeaderTraceParent, callmeta.ChildTraceParent(m.TraceParent))
+	h.Set(HeaderHops, strconv.Itoa(m.Hops+1))
+	if dl, ok := ctx.Deadline(); ok {
+		h.Set(HeaderTimeout, FormatTimeout(time.Until(dl)))
+	}
+}

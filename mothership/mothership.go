@@ -1,0 +1,201 @@
+// Package mothership is flash's control plane (SPEC §4): it serves the
+// published manifest to children (GET /manifest with ETag and long poll),
+// keeps that manifest in step with the state store, reconciles the endpoints
+// that should exist with those that do, reports status, accepts deploys and
+// forwards the Runpod API shape to queue-based resources.
+//
+// Reads never wait on storage or on reconciliation: every answer comes from an
+// immutable in-memory snapshot that a publish or a refresh replaces by one
+// atomic pointer swap.
+package mothership
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/store"
+)
+
+// Defaults used when the Config field is zero (SPEC §9).
+const (
+	DefaultTTL           = 300 * time.Second
+	DefaultMaxWait       = 300 * time.Second
+	DefaultParallelism   = 4
+	DefaultDeployTimeout = 2 * time.Minute
+	DefaultArtifactDir   = ".flash/artifacts"
+)
+
+// Limits on what POST /flash/deploy accepts.
+const (
+	MaxManifestBody = 16 << 20  // a manifest sent as application/json
+	MaxArtifactBody = 512 << 20 // a build artifact (tar or tar.gz)
+)
+
+// ErrBusy is returned when a deploy is asked for while another one runs.
+var ErrBusy = errors.New("mothership: a deploy is already running")
+
+// Config configures a Mothership. Zero values mean the documented defaults.
+type Config struct {
+	// App is the app name (the manifest's project_name). Deploys of another
+	// project are refused.
+	App string
+	// Store holds published manifests, deployment records and child reports. Required.
+	Store store.Store
+	// Provider deploys endpoints. Nil means FLASH_PROVIDER=none: publish and
+	// serve only, no reconciliation of endpoints.
+	Provider provider.Provider
+	// ManifestPath is the local manifest file: written atomically with every
+	// newly seen version, and served at boot when the store is unreachable.
+	// Empty disables both.
+	ManifestPath string
+	// TTL is the store re-read period (also the safety net when the store
+	// notifies). Default 300s.
+	TTL time.Duration
+	// MaxWait caps a long poll's wait. Default 300s.
+	MaxWait time.Duration
+	// Parallelism bounds concurrent provider calls in a reconciliation. Default 4.
+	Parallelism int
+	// DeployTimeout bounds each resource's deploy, and each undeploy. Default 2m.
+	DeployTimeout time.Duration
+	// ArtifactDir is where POST /flash/deploy keeps uploaded binaries, as
+	// ArtifactDir/<sha256>/app. Default ".flash/artifacts".
+	ArtifactDir string
+	// Transport carries gateway requests to resources. Default: a pooled
+	// clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	// Logger receives the mothership's logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// Now returns the current time (tests). Default time.Now.
+	Now func() time.Time
+	// Rand returns a number in [0, 1) used to shorten long polls (tests).
+	// Default math/rand/v2.Float64.
+	Rand func() float64
+}
+
+// Mothership is the control plane of one app. Create it with New, mount its
+// routes with Register, keep it in step with the store with Run.
+type Mothership struct {
+	cfg       Config
+	log       *slog.Logger
+	store     store.Store
+	prov      provider.Provider
+	transport http.RoundTripper
+	proxy     http.Handler
+
+	snap   atomic.Pointer[snapshot] // what GET /manifest serves
+	swapMu sync.Mutex               // serialises snapshot swaps
+	stop   chan struct{}            // closed when Run ends: parked long polls answer
+	stopMu sync.Once
+
+	refreshes singleflight.Group
+	fileMu    sync.Mutex
+	written   int64 // newest version written to ManifestPath
+
+	publishMu sync.Mutex // one publish (compose + CAS) at a time
+
+	mu       sync.Mutex
+	deployed map[string]provider.Endpoint // resource → endpoint of its published deployment
+
+	deploying chan struct{} // holds one token while a reconciliation runs
+
+	inst   instances
+	rr     atomic.Uint64 // gateway round robin over replicas
+	parked atomic.Int64  // long polls waiting now
+}
+
+// New returns a Mothership for cfg. It reads the latest published manifest
+// from the store (bounded by ctx); when the store cannot be read it serves the
+// local manifest file instead, and logs why. It starts no goroutine.
+func New(ctx context.Context, cfg Config) (*Mothership, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("mothership: Config.Store is required")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Parallelism <= 0 {
+		cfg.Parallelism = DefaultParallelism
+	}
+	if cfg.DeployTimeout <= 0 {
+		cfg.DeployTimeout = DefaultDeployTimeout
+	}
+	if cfg.ArtifactDir == "" {
+		cfg.ArtifactDir = DefaultArtifactDir
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = newTransport()
+	}
+	m := &Mothership{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     cfg.Store,
+		prov:      cfg.Provider,
+		transport: cfg.Transport,
+		stop:      make(chan struct{}),
+		deployed:  make(map[string]provider.Endpoint),
+		deploying: make(chan struct{}, 1),
+		inst:      newInstances(),
+	}
+	m.proxy = m.newProxy()
+	m.snap.Store(emptySnapshot())
+	m.boot(ctx)
+	return m, nil
+}
+
+// Register mounts the mothership's routes through handle, typically an
+// endpoint server's Handle method (which adds auth, logging and metrics).
+func (m *Mothership) Register(handle func(pattern string, h http.Handler)) {
+	handle("GET /manifest", http.HandlerFunc(m.serveManifest))
+	handle("GET /flash/status", http.HandlerFunc(m.serveStatus))
+	handle("POST /flash/invalidate", http.HandlerFunc(m.serveInvalidate))
+	handle("POST /flash/deploy", http.HandlerFunc(m.serveDeploy))
+	m.registerGateway(handle)
+}
+
+// Current returns the served manifest and its version. The manifest is nil
+// when none is known; version 0 with a manifest means it came from the local
+// file because the store was unreachable.
+func (m *Mothership) Current() (*manifest.Manifest, int64) {
+	s := m.snap.Load()
+	return s.mf, s.version
+}
+
+// Run keeps the served manifest in step with the store until ctx ends: it
+// follows the store's change notification when the store is a
+// store.Watcher, and re-reads it every TTL in any case. It also writes child
+// reports to the store. It returns nil when ctx ends; parked long polls are
+// then answered at once.
+func (m *Mothership) Run(ctx context.Context) error {
+	defer m.stopMu.Do(func() { close(m.stop) })
+	var wg sync.WaitGroup
+	wg.Go(func() { m.inst.flushLoop(ctx, m.store, m.log) })
+	m.follow(ctx)
+	wg.Wait()
+	if t, ok := m.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return nil
+}

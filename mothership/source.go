@@ -1,0 +1,293 @@
+package mothership
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/store"
+)
+
+// Bounds on store calls made where no caller context applies.
+const (
+	storeTimeout   = 10 * time.Second
+	publishRetries = 8
+	retryMin       = time.Second // first re-read after a failed refresh
+	retryMax       = 30 * time.Second
+)
+
+// snapshot is one immutable served state. Everything GET /manifest needs is
+// computed once, when the snapshot is made.
+type snapshot struct {
+	mf       *manifest.Manifest // nil when none is known
+	version  int64              // 0: none, or the local file served while the store is down
+	body     []byte             // the manifest bytes exactly as published
+	etag     string             // strong, quoted content hash
+	verStr   string             // version as a header value
+	servable bool               // a manifest with at least one resource
+	changed  chan struct{}      // closed when a newer snapshot replaces this one
+}
+
+func emptySnapshot() *snapshot {
+	return &snapshot{verStr: "0", changed: make(chan struct{})}
+}
+
+func newSnapshot(mf *manifest.Manifest, version int64, body []byte) *snapshot {
+	sum := sha256.Sum256(body)
+	return &snapshot{
+		mf:       mf,
+		version:  version,
+		body:     body,
+		etag:     `"` + hex.EncodeToString(sum[:16]) + `"`,
+		verStr:   strconv.FormatInt(version, 10),
+		servable: mf != nil && len(mf.Resources) > 0,
+		changed:  make(chan struct{}),
+	}
+}
+
+// install swaps in s when it is newer than what is served (a version-0
+// snapshot only replaces the empty one), wakes the long polls parked on the
+// old one, and writes the manifest file. It reports whether s was installed.
+func (m *Mothership) install(s *snapshot) bool {
+	m.swapMu.Lock()
+	old := m.snap.Load()
+	if s.version < old.version || (s.version == old.version && old.mf != nil) {
+		m.swapMu.Unlock()
+		return false
+	}
+	m.snap.Store(s)
+	close(old.changed)
+	m.swapMu.Unlock()
+	if s.version > 0 {
+		m.writeFile(s)
+	}
+	return true
+}
+
+// writeFile writes s to ManifestPath unless a newer version is already there.
+func (m *Mothership) writeFile(s *snapshot) {
+	if m.cfg.ManifestPath == "" {
+		return
+	}
+	m.fileMu.Lock()
+	defer m.fileMu.Unlock()
+	if s.version <= m.written {
+		return
+	}
+	if err := manifest.Save(m.cfg.ManifestPath, s.mf, 0o644); err != nil {
+		m.log.Warn("cannot write the local manifest file", "path", m.cfg.ManifestPath, "version", s.version, "err", err)
+		return
+	}
+	m.written = s.version
+}
+
+// fromPublished decodes a published version into a snapshot. Decoding is
+// tolerant (shape only): the store's latest is what there is to serve, and
+// children validate what they apply.
+func fromPublished(p store.Published) (*snapshot, error) {
+	mf, err := manifest.Decode(p.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("published manifest version %d: %w", p.Version, err)
+	}
+	return newSnapshot(mf, p.Version, p.Manifest), nil
+}
+
+// boot loads what to serve first: the store's latest, else the local file.
+func (m *Mothership) boot(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	p, err := m.store.Latest(ctx)
+	switch {
+	case err == nil:
+		s, derr := fromPublished(p)
+		if derr == nil {
+			m.install(s)
+			return
+		}
+		err = derr
+	case errors.Is(err, store.ErrNotFound):
+		m.log.Info("no manifest published yet")
+		return
+	}
+	m.log.Warn("cannot read the published manifest from the store; serving the local manifest file", "err", err, "path", m.cfg.ManifestPath)
+	m.serveLocalFile()
+}
+
+// serveLocalFile serves ManifestPath as version 0 (the seed's fallback).
+func (m *Mothership) serveLocalFile() {
+	if m.cfg.ManifestPath == "" {
+		return
+	}
+	mf, err := manifest.Load(m.cfg.ManifestPath)
+	if err != nil {
+		m.log.Warn("no local manifest to serve", "err", err)
+		return
+	}
+	body, err := mf.MarshalJSON()
+	if err != nil {
+		m.log.Warn("cannot encode the local manifest", "err", err)
+		return
+	}
+	m.install(newSnapshot(mf, 0, body))
+}
+
+// refresh re-reads the store's latest version; only one read runs at a time
+// and concurrent callers share its outcome. A failure keeps what is served.
+// It returns the served version.
+func (m *Mothership) refresh(ctx context.Context) (int64, error) {
+	v, err, _ := m.refreshes.Do("latest", func() (any, error) { return m.readLatest(ctx) })
+	if err != nil {
+		return m.snap.Load().version, err
+	}
+	return v.(int64), nil
+}
+
+func (m *Mothership) readLatest(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	p, err := m.store.Latest(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return m.snap.Load().version, nil
+	}
+	if err != nil {
+		err = fmt.Errorf("mothership: refresh: %w", err)
+		m.log.Warn("manifest refresh failed; serving the last good copy", "err", err)
+		return m.snap.Load().version, err
+	}
+	cur := m.snap.Load()
+	if p.Version < cur.version {
+		m.log.Warn("the store's latest version is older than the served one; keeping the served one",
+			"store", p.Version, "served", cur.version)
+		return cur.version, nil
+	}
+	if p.Version == cur.version && cur.mf != nil {
+		return cur.version, nil
+	}
+	s, err := fromPublished(p)
+	if err != nil {
+		err = fmt.Errorf("mothership: refresh: %w", err)
+		m.log.Error("published manifest cannot be decoded; serving the last good copy", "err", err)
+		return cur.version, err
+	}
+	if m.install(s) {
+		m.log.Info("manifest refreshed", "version", s.version)
+	}
+	return m.snap.Load().version, nil
+}
+
+// Invalidate forces a re-read of the store. The read starts after the call:
+// joining a read already in flight could miss a version published just before.
+func (m *Mothership) Invalidate(ctx context.Context) error {
+	// The read may be shared: it must not end because this caller gives up
+	// (readLatest bounds it by storeTimeout).
+	rctx := context.WithoutCancel(ctx)
+	read := func() (any, error) { return m.readLatest(rctx) }
+	var r singleflight.Result
+	select {
+	case r = <-m.refreshes.DoChan("latest", read):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.Shared {
+		// Possibly joined an older read: run once more.
+		select {
+		case r = <-m.refreshes.DoChan("latest", read):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return r.Err
+}
+
+// Publish stores mf as the next version (compare-and-swap in the store,
+// re-reading and retrying when another writer won), serves it at once, wakes
+// parked long polls and writes the local file. It refuses an invalid manifest.
+func (m *Mothership) Publish(ctx context.Context, mf *manifest.Manifest) (int64, error) {
+	m.publishMu.Lock()
+	defer m.publishMu.Unlock()
+	return m.publishLocked(ctx, mf)
+}
+
+func (m *Mothership) publishLocked(ctx context.Context, mf *manifest.Manifest) (int64, error) {
+	if mf == nil {
+		return 0, errors.New("mothership: publish: nil manifest")
+	}
+	if err := mf.Validate(); err != nil {
+		return 0, fmt.Errorf("mothership: publish: %w", err)
+	}
+	body, err := mf.MarshalJSON()
+	if err != nil {
+		return 0, fmt.Errorf("mothership: publish: %w", err)
+	}
+	prev := m.snap.Load().version
+	for attempt := 0; ; attempt++ {
+		p, err := m.store.Publish(ctx, prev, body)
+		if err == nil {
+			m.install(newSnapshot(mf, p.Version, p.Manifest))
+			m.log.Info("manifest published", "version", p.Version)
+			return p.Version, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt >= publishRetries {
+			return 0, fmt.Errorf("mothership: publish after version %d: %w", prev, err)
+		}
+		latest, lerr := m.store.Latest(ctx)
+		switch {
+		case errors.Is(lerr, store.ErrNotFound):
+			prev = 0
+		case lerr != nil:
+			return 0, fmt.Errorf("mothership: publish: re-read after conflict: %w", lerr)
+		default:
+			prev = latest.Version
+		}
+	}
+}
+
+// follow refreshes on store notifications and every TTL until ctx ends;
+// after a failed refresh it retries sooner, backing off up to retryMax.
+func (m *Mothership) follow(ctx context.Context) {
+	var notify <-chan int64
+	if w, ok := m.store.(store.Watcher); ok {
+		notify = w.Watch(ctx, m.snap.Load().version)
+	}
+	retry, first := time.Duration(0), m.cfg.TTL
+	if m.snap.Load().version == 0 {
+		// Booted without the store's manifest: try again now, and soon
+		// after when that fails, not a TTL from now.
+		if _, err := m.refresh(ctx); err != nil {
+			retry = retryMin
+			first = min(first, retry)
+		}
+	}
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case v, ok := <-notify:
+			if !ok {
+				notify = nil // the store stopped notifying: the TTL re-read remains
+				continue
+			}
+			if v > m.snap.Load().version {
+				m.refresh(ctx)
+			}
+		case <-timer.C:
+			next := m.cfg.TTL
+			if _, err := m.refresh(ctx); err != nil {
+				retry = min(max(2*retry, retryMin), retryMax)
+				next = min(next, retry)
+			} else {
+				retry = 0
+			}
+			timer.Reset(next)
+		}
+	}
+}

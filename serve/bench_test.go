@@ -1,0 +1,95 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+type benchIn struct{ A, B int }
+type benchOut struct{ Sum int }
+
+//go:noinline
+func benchAdd(_ context.Context, in benchIn) (benchOut, error) { return benchOut{in.A + in.B}, nil }
+
+var benchBody = []byte(`{"input":{"function_name":"add","execution_type":"function","args":[{"A":2,"B":3}],"kwargs":{},"serialization_format":"json"}}`)
+
+// BenchmarkRunsync compares a /runsync round trip through Server.ServeHTTP
+// with calling the function directly and with a bare handler doing the same
+// JSON decode and encode (no pool, ids, auth, logs or metrics).
+func BenchmarkRunsync(b *testing.B) {
+	b.Run("server", func(b *testing.B) {
+		s, err := New(Config{Logger: discard()}, []Func{{Name: "add", Bind: bindJSON(func(ctx context.Context, in benchIn) (any, error) {
+			return benchAdd(ctx, in)
+		})}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Shutdown(context.Background()) })
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest("POST", "/runsync", bytes.NewReader(benchBody)))
+			if rec.Code != 200 {
+				b.Fatal(rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		for i := 0; b.Loop(); i++ {
+			if out, _ := benchAdd(ctx, benchIn{i, 3}); out.Sum != i+3 {
+				b.Fatal(out)
+			}
+		}
+	})
+	b.Run("bare", func(b *testing.B) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var env struct {
+				Input struct {
+					FunctionName string    `json:"function_name"`
+					Args         []benchIn `json:"args"`
+				} `json:"input"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
+				http.Error(w, "bad", 400)
+				return
+			}
+			out, _ := benchAdd(r.Context(), env.Input.Args[0])
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"id": "x", "status": "COMPLETED",
+				"output": map[string]any{"success": true, "json_result": out}, "delayTime": 0, "executionTime": 0})
+		})
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("POST", "/runsync", bytes.NewReader(benchBody)))
+			if rec.Code != 200 {
+				b.Fatal(rec.Code)
+			}
+		}
+	})
+}
+
+// BenchmarkLB is an LB route through the server.
+func BenchmarkLB(b *testing.B) {
+	s, err := New(Config{Logger: discard()}, []Func{{Name: "add", Method: "POST", Path: "/add/{x}", Bind: bindJSON(func(ctx context.Context, in benchIn) (any, error) {
+		return benchAdd(ctx, in)
+	})}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"A":2,"B":3}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("POST", "/add/1", bytes.NewReader(body)))
+		if rec.Code != 200 {
+			b.Fatal(rec.Code, rec.Body)
+		}
+	}
+}

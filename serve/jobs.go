@@ -1,0 +1,461 @@
+package serve
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Job states, as the Runpod serverless API names them.
+const (
+	StatusInQueue    = "IN_QUEUE"
+	StatusInProgress = "IN_PROGRESS"
+	StatusCompleted  = "COMPLETED"
+	StatusFailed     = "FAILED"
+	StatusCancelled  = "CANCELLED"
+	StatusTimedOut   = "TIMED_OUT"
+)
+
+// Errors of job submission, rendered as 429 and 503.
+var (
+	ErrQueueFull    = errors.New("job queue full")
+	ErrShuttingDown = errors.New("server shutting down")
+)
+
+// errCancelled is the cancellation cause of a job cancelled through /cancel.
+var errCancelled = errors.New("job cancelled")
+
+// job is one function execution, sync or async. The fields from status on
+// are guarded by the owning jobTable's mutex.
+type job struct {
+	id      string
+	fn      string
+	run     Job
+	ctx     context.Context
+	cancel  func(cause error)
+	unwatch func() bool   // stops the context watcher; nil for inline jobs
+	done    chan struct{} // closed when the state becomes final
+
+	status   string
+	result   json.RawMessage // json_result when COMPLETED
+	errType  string
+	errMsg   string
+	queued   time.Time
+	started  time.Time
+	finished time.Time
+}
+
+func final(status string) bool {
+	return status != StatusInQueue && status != StatusInProgress
+}
+
+// jobView is a consistent copy of a job's state, taken under the lock.
+type jobView struct {
+	ID, Status, ErrType, ErrMsg string
+	Result                      json.RawMessage
+	Delay, Exec                 time.Duration
+}
+
+// jobTable is the bounded worker pool plus the table of async jobs kept for
+// /status. One mutex guards everything: critical sections are a few field
+// updates, far cheaper than the HTTP around them.
+type jobTable struct {
+	now      func() time.Time
+	workers  int
+	queueCap int
+	ttl      time.Duration
+	onFinal  func(j *job, v jobView, err error) // metrics and logs; called without the lock
+
+	mu        sync.Mutex
+	queue     []*job
+	busy      int // occupied worker slots: a worker goroutine or an inline runsync, each running one job
+	active    map[*job]struct{}
+	byID      map[string]*job
+	nextSweep time.Time
+	closed    bool
+	completed int64
+	failed    int64
+	wg        sync.WaitGroup
+}
+
+func newJobTable(workers, queueCap int, ttl time.Duration, now func() time.Time) *jobTable {
+	return &jobTable{
+		now: now, workers: workers, queueCap: queueCap, ttl: ttl,
+		active: make(map[*job]struct{}),
+		byID:   make(map[string]*job),
+	}
+}
+
+// newJobID returns 128 random bits, URL-safe. Crypto-random because knowing
+// an id is enough to read or cancel the job.
+func newJobID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newJob prepares a job whose context is parent, limited by deadline when
+// that is not zero. Nothing runs until submit.
+func (t *jobTable) newJob(parent context.Context, fn string, run Job, deadline time.Time) *job {
+	ctx, cancelCause := context.WithCancelCause(parent)
+	cancel := func(cause error) { cancelCause(cause) }
+	if !deadline.IsZero() {
+		var cancelD context.CancelFunc
+		ctx, cancelD = context.WithDeadline(ctx, deadline)
+		cancel = func(cause error) { cancelCause(cause); cancelD() }
+	}
+	return &job{id: newJobID(), fn: fn, run: run, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// submit hands j to a worker, starting one if fewer than t.workers run, or
+// queues it. Workers exist only while there is work, so an idle server has
+// no goroutines and a forgotten Shutdown leaks nothing. keep files j under
+// its id for /status. With inline, a job that gets a free slot runs on the
+// caller's goroutine before submit returns (runsync: no hand-off, no new
+// stack); a queued one is run by a worker as usual.
+func (t *jobTable) submit(j *job, keep, inline bool) error {
+	t.mu.Lock()
+	var err error
+	switch {
+	case t.closed:
+		err = ErrShuttingDown
+	case t.busy >= t.workers && len(t.queue) >= t.queueCap:
+		err = ErrQueueFull
+	}
+	if err != nil {
+		t.mu.Unlock()
+		j.cancel(err)
+		return err
+	}
+	now := t.now()
+	j.status, j.queued = StatusInQueue, now
+	t.active[j] = struct{}{}
+	if keep {
+		t.sweepLocked(now)
+		t.byID[j.id] = j
+	}
+	free := t.busy < t.workers
+	if free {
+		t.busy++
+		t.wg.Add(1)
+		j.status, j.started = StatusInProgress, now
+	} else {
+		t.queue = append(t.queue, j)
+	}
+	if !free || !inline {
+		// A job whose context ends (deadline, client gone, shutdown) becomes
+		// final at once, even if queued or if its function ignores the
+		// context. Registered under the lock so that no worker can finish j
+		// first; if the context has already ended, expire waits for the lock.
+		j.unwatch = context.AfterFunc(j.ctx, func() { t.expire(j) })
+	}
+	t.mu.Unlock()
+	switch {
+	case free && inline:
+		t.runInline(j)
+	case free:
+		go t.work(j)
+	}
+	return nil
+}
+
+// runInline runs j on the caller's goroutine in the slot submit reserved,
+// then hands the slot to a new worker if jobs are queued.
+func (t *jobTable) runInline(j *job) {
+	defer t.wg.Done()
+	t.execute(j)
+	t.mu.Lock()
+	if next := t.popLocked(); next != nil {
+		t.wg.Add(1)
+		go t.work(next)
+	} else {
+		t.busy--
+	}
+	t.mu.Unlock()
+}
+
+// popLocked takes the next queued job and marks it running.
+func (t *jobTable) popLocked() *job {
+	if len(t.queue) == 0 {
+		return nil
+	}
+	j := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	j.status, j.started = StatusInProgress, t.now()
+	return j
+}
+
+// work runs j, then queued jobs, until the queue is empty.
+func (t *jobTable) work(j *job) {
+	defer t.wg.Done()
+	for j != nil {
+		t.execute(j)
+		t.mu.Lock()
+		if j = t.popLocked(); j == nil {
+			t.busy--
+		}
+		t.mu.Unlock()
+	}
+}
+
+// execute runs j and records its outcome. A job whose context ended while
+// it waited is not started at all.
+func (t *jobTable) execute(j *job) {
+	run := j.run
+	j.run = nil // the worker owns j.run now; drop the input once used
+	var (
+		out any
+		err error
+	)
+	if j.ctx.Err() == nil {
+		out, err = call(j.ctx, run)
+	}
+	var (
+		status          = StatusCompleted
+		result          json.RawMessage
+		errType, errMsg string
+	)
+	switch {
+	case j.ctx.Err() != nil:
+		status, errType, errMsg = ctxOutcome(j.ctx)
+	case err != nil:
+		status, errType, errMsg = StatusFailed, ErrorType(err), err.Error()
+	default:
+		if result, err = json.Marshal(out); err != nil {
+			status, errType, errMsg = StatusFailed, "SerializationError", fmt.Sprintf("encoding result: %v", err)
+		}
+	}
+	t.finish(j, status, result, errType, errMsg, err)
+	// The watcher is no longer needed; stopping it first spares a goroutine.
+	if j.unwatch != nil {
+		j.unwatch()
+	}
+	j.cancel(context.Canceled)
+}
+
+// expire finalises j when its context ends before it does.
+func (t *jobTable) expire(j *job) {
+	t.mu.Lock()
+	if j.status == StatusInQueue {
+		t.dequeueLocked(j)
+	}
+	t.mu.Unlock()
+	status, errType, errMsg := ctxOutcome(j.ctx)
+	t.finish(j, status, nil, errType, errMsg, nil)
+}
+
+// dequeueLocked removes a queued job that will never run.
+func (t *jobTable) dequeueLocked(j *job) {
+	if i := slices.Index(t.queue, j); i >= 0 {
+		t.queue = slices.Delete(t.queue, i, i+1)
+		j.run = nil
+	}
+}
+
+// ctxOutcome classifies a job whose context ended.
+func ctxOutcome(ctx context.Context) (status, errType, errMsg string) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return StatusTimedOut, "TimeoutError", "execution timed out"
+	}
+	return StatusCancelled, "", ""
+}
+
+// finish moves j to a final state unless it already has one; the first
+// outcome wins. err is the function's own error, if any, for logging.
+func (t *jobTable) finish(j *job, status string, result json.RawMessage, errType, errMsg string, err error) {
+	t.mu.Lock()
+	if final(j.status) {
+		t.mu.Unlock()
+		return
+	}
+	now := t.now()
+	if j.started.IsZero() {
+		j.started = now
+	}
+	j.status, j.result, j.errType, j.errMsg, j.finished = status, result, errType, errMsg, now
+	switch status {
+	case StatusCompleted:
+		t.completed++
+	case StatusFailed, StatusTimedOut:
+		t.failed++
+	}
+	delete(t.active, j)
+	v := j.viewLocked(now)
+	t.mu.Unlock()
+	// Metrics and logs first, so that whoever waits on done sees them.
+	if t.onFinal != nil {
+		t.onFinal(j, v, err)
+	}
+	close(j.done)
+}
+
+// cancelJob cancels the async job id. ok is false for an unknown id. A job
+// already final keeps (and reports) its final state.
+func (t *jobTable) cancelJob(id string) (v jobView, ok bool) {
+	j := t.lookup(id)
+	if j == nil {
+		return jobView{}, false
+	}
+	t.mu.Lock()
+	if !final(j.status) {
+		if j.status == StatusInQueue {
+			t.dequeueLocked(j)
+		}
+		t.mu.Unlock()
+		t.finish(j, StatusCancelled, nil, "", "", nil)
+		j.cancel(errCancelled)
+		t.mu.Lock()
+	}
+	v = j.viewLocked(t.now())
+	t.mu.Unlock()
+	return v, true
+}
+
+// lookup returns the async job id, or nil when unknown or expired.
+func (t *jobTable) lookup(id string) *job {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := t.byID[id]
+	if j == nil {
+		return nil
+	}
+	if now := t.now(); t.expiredLocked(j, now) {
+		delete(t.byID, id)
+		return nil
+	}
+	return j
+}
+
+// view returns a snapshot of the async job id.
+func (t *jobTable) view(id string) (jobView, bool) {
+	j := t.lookup(id)
+	if j == nil {
+		return jobView{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return j.viewLocked(t.now()), true
+}
+
+func (t *jobTable) expiredLocked(j *job, now time.Time) bool {
+	return final(j.status) && now.Sub(j.finished) >= t.ttl
+}
+
+// sweepLocked drops expired results, at most every ttl/4, so the cost is
+// amortised over submissions and no goroutine is needed.
+func (t *jobTable) sweepLocked(now time.Time) {
+	if now.Before(t.nextSweep) {
+		return
+	}
+	t.nextSweep = now.Add(t.ttl / 4)
+	for id, j := range t.byID {
+		if t.expiredLocked(j, now) {
+			delete(t.byID, id)
+		}
+	}
+}
+
+func (j *job) viewLocked(now time.Time) jobView {
+	v := jobView{ID: j.id, Status: j.status, ErrType: j.errType, ErrMsg: j.errMsg, Result: j.result}
+	switch {
+	case j.started.IsZero():
+		v.Delay = now.Sub(j.queued)
+	case j.finished.IsZero():
+		v.Delay, v.Exec = j.started.Sub(j.queued), now.Sub(j.started)
+	default:
+		v.Delay, v.Exec = j.started.Sub(j.queued), j.finished.Sub(j.started)
+	}
+	return v
+}
+
+// health is the /health snapshot.
+type health struct {
+	Completed, Failed   int64
+	InProgress, InQueue int
+	Idle, Running       int
+}
+
+func (t *jobTable) health() health {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return health{
+		Completed: t.completed, Failed: t.failed,
+		InProgress: t.busy, InQueue: len(t.queue),
+		Idle: t.workers - t.busy, Running: t.busy,
+	}
+}
+
+// counts reports the number of queued and running jobs (for the gauges).
+func (t *jobTable) counts() (queued, running int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.queue), t.busy
+}
+
+// shutdown stops taking jobs and waits for queued and running ones; when ctx
+// ends first, it cancels every job left and returns ctx's error.
+func (t *jobTable) shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { t.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	left := make([]*job, 0, len(t.active))
+	for j := range t.active {
+		left = append(left, j)
+	}
+	t.mu.Unlock()
+	cause := fmt.Errorf("%w: grace period over", ErrShuttingDown)
+	for _, j := range left {
+		j.cancel(cause)
+	}
+	return fmt.Errorf("shutdown: %d jobs cancelled: %w", len(left), ctx.Err())
+}
+
+// call runs a job, turning a panic into an error of type "Panic".
+func call(ctx context.Context, run Job) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return run(ctx)
+}
+
+// PanicError is a recovered panic of a function; its ErrorType is "Panic".
+type PanicError struct {
+	Value any    // what was passed to panic
+	Stack []byte // the panicking goroutine's stack, for the log
+}
+
+// Error reports the panic value.
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// ErrorType reports "Panic".
+func (e *PanicError) ErrorType() string { return "Panic" }
+
+// ErrorType names the type of a function error as reported to callers: the
+// ErrorType() of the first error in err's chain that has one, else "Error".
+func ErrorType(err error) string {
+	var typed interface{ ErrorType() string }
+	if errors.As(err, &typed) {
+		if s := typed.ErrorType(); s != "" {
+			return s
+		}
+	}
+	return "Error"
+}

@@ -1,0 +1,89 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/flash-go/flash/internal/httpx"
+)
+
+// lbHandler serves a load-balanced function on its own route: JSON body in,
+// JSON result out. It runs in the request's goroutine (the HTTP server is
+// the concurrency bound here), with the request's deadline and cancellation.
+func (s *Server) lbHandler(f *Func) http.Handler {
+	params := pathParams(f.Path)
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		in := Input{}
+		if len(params) > 0 {
+			in.Params = make(map[string]string, len(params))
+			for _, p := range params {
+				in.Params[p] = r.PathValue(p)
+			}
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			body, err := s.readBody(w, r)
+			if err != nil {
+				return err
+			}
+			if len(body) > 0 {
+				if !json.Valid(body) {
+					return badRequest("malformed JSON body")
+				}
+				in.JSON = body
+			}
+		}
+		run, err := s.bind(r.Context(), f, in)
+		if err != nil {
+			return err
+		}
+		ctx := r.Context()
+		out, err := call(ctx, run)
+		if err == nil && ctx.Err() == nil {
+			result, merr := json.Marshal(out)
+			if merr == nil {
+				httpx.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
+				return nil
+			}
+			err = &typedError{typ: "SerializationError", err: merr}
+		}
+		return s.lbError(ctx, f, err)
+	})
+}
+
+// lbError renders a function's failure: 504 when the call's deadline passed,
+// 500 otherwise, with the error's message and type.
+func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
+	status := http.StatusInternalServerError
+	typ, msg := "", ""
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		status, typ, msg = http.StatusGatewayTimeout, "TimeoutError", "execution timed out"
+	case ctx.Err() != nil:
+		// The caller went away; nobody reads this answer.
+		status, typ, msg = 499, "Cancelled", "request cancelled"
+	default:
+		typ, msg = ErrorType(err), err.Error()
+	}
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("error", msg))
+	level := slog.LevelInfo
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
+	}
+	s.log.LogAttrs(ctx, level, "function failed", attrs...)
+	return &httpError{Status: status, Msg: msg, KV: []any{"error_type", typ}}
+}
+
+// typedError gives an error an ErrorType.
+type typedError struct {
+	typ string
+	err error
+}
+
+func (e *typedError) Error() string     { return e.err.Error() }
+func (e *typedError) Unwrap() error     { return e.err }
+func (e *typedError) ErrorType() string { return e.typ }

@@ -1,0 +1,270 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/flash-go/flash/internal/callmeta"
+	"github.com/flash-go/flash/internal/httpx"
+)
+
+// observe is the outermost layer: request id and trace context (taken or
+// made, put in ctx and logs), panic recovery, one log line and metrics per
+// request.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := r.Header.Get(httpx.HeaderRequestID)
+		if !validRequestID(rid) {
+			rid = callmeta.NewRequestID()
+		}
+		tp := r.Header.Get(httpx.HeaderTraceParent)
+		traceID, ok := callmeta.ParseTraceParent(tp)
+		if !ok {
+			tp = callmeta.NewTraceParent()
+			traceID, _ = callmeta.ParseTraceParent(tp)
+		}
+		hops, _ := httpx.ParseHops(r.Header.Get(httpx.HeaderHops)) // validated in checkHeaders
+		w.Header()[httpx.HeaderRequestID] = []string{rid}          // canonical key
+		r = r.WithContext(callmeta.With(r.Context(), callmeta.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+		sw := &statusWriter{ResponseWriter: w}
+
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+					slog.String("request_id", rid), slog.String("trace_id", traceID),
+					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				if sw.status == 0 {
+					httpx.WriteError(sw, http.StatusInternalServerError, "internal error")
+				}
+			}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK // handler wrote nothing
+			}
+			route := sw.route
+			if route == "" {
+				route = "unmatched"
+			}
+			d := time.Since(start)
+			s.metrics.observeRequest(route, status, d)
+			if s.log.Enabled(r.Context(), slog.LevelInfo) {
+				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+					slog.String("method", r.Method), slog.String("path", r.URL.Path),
+					slog.Int("status", status), slog.Duration("duration", d),
+					slog.String("request_id", rid), slog.String("trace_id", traceID))
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// validRequestID accepts a caller's X-Request-Id when it is short visible
+// ASCII; anything else is replaced, so logs stay clean.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeaders validates X-Flash-Hops and X-Flash-Timeout (after auth, so
+// strangers learn nothing) and turns the timeout into the request's deadline.
+func (s *Server) checkHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hops, err := httpx.ParseHops(r.Header.Get(httpx.HeaderHops))
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if hops > httpx.MaxHops {
+			httpx.WriteError(w, http.StatusLoopDetected,
+				fmt.Sprintf("loop detected: %s is %d, above the limit of %d", httpx.HeaderHops, hops, httpx.MaxHops))
+			return
+		}
+		d, ok, err := httpx.ParseTimeout(r.Header.Get(httpx.HeaderTimeout))
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if ok {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// route dispatches through the mux. ServeMux answers unknown paths and
+// wrong methods in plain text; those answers are rewritten as JSON.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	sw, _ := w.(*statusWriter)
+	if sw != nil {
+		sw.jsonErrors = true
+		// ServeMux sets r.Pattern on this very request; read it even if the
+		// handler panics.
+		defer func() { sw.route = r.Pattern }()
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// statusWriter records the status and route for logs and metrics. It also
+// turns ServeMux's own text answers (404, 405, and the HTML of its
+// path-cleaning redirects) into JSON, so that every body is JSON.
+type statusWriter struct {
+	http.ResponseWriter
+	status     int
+	route      string
+	jsonErrors bool // rewrite ServeMux's text answers
+	swallow    bool // drop the body of a rewritten answer
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	if w.jsonErrors {
+		if msg, ok := w.rewrite(code); ok {
+			w.swallow = true
+			w.Header().Del("X-Content-Type-Options")
+			kv := []any{}
+			if loc := w.Header().Get("Location"); loc != "" {
+				kv = append(kv, "location", loc)
+			}
+			httpx.WriteError(w.ResponseWriter, code, msg, kv...)
+			return
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// rewrite says whether an answer with this status and the current
+// Content-Type is one of ServeMux's text answers, and its JSON message.
+func (w *statusWriter) rewrite(code int) (string, bool) {
+	ct := w.Header().Get("Content-Type")
+	switch {
+	case code == http.StatusNotFound && strings.HasPrefix(ct, "text/plain"):
+		return "no such route", true
+	case code == http.StatusMethodNotAllowed && strings.HasPrefix(ct, "text/plain"):
+		return "method not allowed (allowed: " + w.Header().Get("Allow") + ")", true
+	case code >= 300 && code < 400 && strings.HasPrefix(ct, "text/html"):
+		return "moved to the canonical path", true
+	}
+	return "", false
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes through, for streaming handlers added with Handle.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// handlerFunc is a handler that returns its error instead of writing it:
+// an *httpError becomes its own answer, anything else a 500.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	err := h(w, r)
+	if err == nil {
+		return
+	}
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = &httpError{Status: http.StatusInternalServerError, Msg: "internal error"}
+	}
+	for k, v := range he.Header {
+		w.Header()[k] = v
+	}
+	httpx.WriteError(w, he.Status, he.Msg, he.KV...)
+}
+
+// bodyReadTimeout bounds how long a client may take to send its body; it
+// replaces http.Server.ReadTimeout, which would also cut long handlers.
+const bodyReadTimeout = time.Minute
+
+// readBody reads the whole body, at most s.cfg.MaxBody bytes (413 beyond).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	limit := s.cfg.MaxBody
+	tooBig := &httpError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", limit)}
+	if r.ContentLength > limit {
+		return nil, tooBig
+	}
+	// The innermost writer, so that net/http learns of an oversized body and
+	// closes the connection instead of draining it.
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var (
+		b   []byte
+		err error
+	)
+	if n := r.ContentLength; n >= 0 {
+		// Known length: one exact allocation (net/http never yields more).
+		b = make([]byte, n)
+		_, err = io.ReadFull(body, b)
+	} else {
+		b, err = io.ReadAll(body)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooBig
+		}
+		return nil, badRequest("reading request body: %v", err)
+	}
+	return b, nil
+}
+
+// metaAttrs are the log attributes of the call in ctx: request and trace id.
+func metaAttrs(ctx context.Context) []slog.Attr {
+	m, ok := callmeta.From(ctx)
+	if !ok {
+		return nil
+	}
+	attrs := []slog.Attr{slog.String("request_id", m.RequestID)}
+	if trace, ok := callmeta.ParseTraceParent(m.TraceParent); ok {
+		attrs = append(attrs, slog.String("trace_id", trace))
+	}
+	return attrs
+}

@@ -1,0 +1,337 @@
+// Package serve is the HTTP serving layer of a flash endpoint: the Runpod
+// serverless job API for queue-based functions (SPEC §5.4), plain routes for
+// load-balanced ones (§5.5), and what every endpoint has (§5.6): /ping,
+// /metrics, bearer-key auth, request ids, trace context, hop limits,
+// structured request logs and graceful shutdown.
+//
+// A Server is an http.Handler. It knows functions only through Func.Bind, so
+// it does no reflection and no generic plumbing: the flash package adapts
+// typed functions into Funcs.
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/manifest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Input is what a function receives from the wire.
+type Input struct {
+	// JSON is the function's single input: args[0] or the kwargs object of a
+	// job envelope, or the body of an LB request (nil when the request has
+	// no body, e.g. a GET).
+	JSON json.RawMessage
+	// Params are the path parameters of an LB route ("/items/{id}" → "id").
+	Params map[string]string
+}
+
+// Job runs one function call. Its result is JSON-encoded by the server.
+// ctx carries the call's deadline, cancellation and callmeta.Meta.
+type Job func(ctx context.Context) (any, error)
+
+// Func is a function the server can run.
+type Func struct {
+	// Name is the function name callers use (unique within a server).
+	Name string
+	// Resource is the resource the function belongs to (informational).
+	Resource string
+	// Method and Path make the function load-balanced ("POST",
+	// "/stats/{window}"); both empty means queue-based.
+	Method, Path string
+	// Bind decodes the input and returns the job to run. A Bind error is the
+	// caller's fault (400) and is reported before anything is queued.
+	Bind func(in Input) (Job, error)
+}
+
+// Config configures a Server. The zero value means the defaults.
+type Config struct {
+	// Identity is the resource name, or "standalone"; it is logged and is the
+	// "resource" label of every metric.
+	Identity string
+	// APIKey, when not empty, is the bearer key every request but /ping must carry.
+	APIKey string
+	// MaxBody limits request bodies; default 10 MiB.
+	MaxBody int64
+	// Workers is the size of the job worker pool; default 4*GOMAXPROCS.
+	Workers int
+	// QueueSize is how many jobs may wait beyond the running ones; default
+	// 1024. When full, /run and /runsync answer 429 with Retry-After.
+	QueueSize int
+	// ResultTTL is how long async results are kept for /status; default 30 min.
+	ResultTTL time.Duration
+	// Logger receives one line per request and job failures; default slog.Default().
+	Logger *slog.Logger
+	// Ready reports readiness; nil means ready. /ping answers 204 while it
+	// returns false, 200 {"status":"healthy"} after.
+	Ready func() bool
+	// Now is the clock of job timestamps and result expiry; default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBody   = 10 << 20
+	DefaultQueueSize = 1024
+	DefaultResultTTL = 30 * time.Minute
+)
+
+// Server serves a set of functions over HTTP. Create it with New; it is
+// safe for concurrent use.
+//
+// Routes: GET /ping (never behind auth) and GET /metrics always; with at
+// least one queue-based function, POST /run and /runsync, GET /status/{id},
+// POST /cancel/{id} and GET /health, each bare and under /v2/{endpoint}/;
+// one route per load-balanced function. Unknown routes get JSON 404/405.
+//
+// Jobs (runsync too) run on a bounded worker pool. Their deadline is the
+// earlier of the caller's X-Flash-Timeout and the envelope's
+// policy.executionTimeout, both counted from when the request arrived.
+// Async results are kept in memory for Config.ResultTTL; runsync results
+// are not kept.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+	qb      map[string]*Func
+	qbNames []string
+	jobs    *jobTable
+	metrics *metrics
+}
+
+// New returns a Server for funcs. Every problem with funcs or cfg (duplicate
+// names, bad or reserved routes, missing Bind, …) is reported at once.
+func New(cfg Config, funcs []Func) (*Server, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 {
+		bad("config: MaxBody, Workers, QueueSize and ResultTTL must not be negative")
+	}
+	cfg = withDefaults(cfg)
+
+	s := &Server{
+		cfg: cfg,
+		log: cfg.Logger.With("resource", cfg.Identity),
+		mux: http.NewServeMux(),
+		qb:  make(map[string]*Func),
+	}
+	s.metrics = newMetrics(cfg.Identity, s)
+	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.Now)
+	s.jobs.onFinal = s.jobFinal
+
+	names := make(map[string]bool)
+	routes := make(map[string]string)
+	var lb []*Func
+	for i := range funcs {
+		f := &funcs[i]
+		where := fmt.Sprintf("function %q", f.Name)
+		switch {
+		case f.Name == "":
+			bad("function #%d: empty name", i)
+			continue
+		case !manifest.ValidFunctionName(f.Name):
+			bad("%s: name must be a Go or Python identifier", where)
+		case names[f.Name]:
+			bad("%s: registered twice", where)
+		}
+		names[f.Name] = true
+		if f.Bind == nil {
+			bad("%s: Bind is nil", where)
+		}
+		if f.Method == "" && f.Path == "" {
+			s.qb[f.Name] = f
+			s.qbNames = append(s.qbNames, f.Name)
+			continue
+		}
+		switch {
+		case !slices.Contains(manifest.Methods, f.Method):
+			bad("%s: method %q: want one of %s", where, f.Method, strings.Join(manifest.Methods, ", "))
+		case !strings.HasPrefix(f.Path, "/"):
+			bad("%s: path %q must start with /", where, f.Path)
+		case manifest.ReservedPath(f.Path):
+			bad("%s: path %q is reserved (or shadows a path flash serves itself)", where, f.Path)
+		default:
+			route := f.Method + " " + f.Path
+			if prev, dup := routes[route]; dup {
+				bad("%s: route %q already taken by function %q", where, route, prev)
+				continue
+			}
+			routes[route] = f.Name
+			lb = append(lb, f)
+		}
+	}
+	slices.Sort(s.qbNames)
+
+	s.mux.HandleFunc("GET /ping", s.ping)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	if len(s.qb) > 0 {
+		for _, prefix := range []string{"", "/v2/{endpoint}"} {
+			s.mux.Handle("POST "+prefix+"/runsync", handlerFunc(s.runsync))
+			s.mux.Handle("POST "+prefix+"/run", handlerFunc(s.run))
+			s.mux.Handle("GET "+prefix+"/status/{id}", handlerFunc(s.status))
+			s.mux.Handle("POST "+prefix+"/cancel/{id}", handlerFunc(s.cancel))
+			s.mux.Handle("GET "+prefix+"/health", handlerFunc(s.health))
+		}
+	}
+	for _, f := range lb {
+		if err := s.handleSafe(lbPattern(f.Method, f.Path), s.lbHandler(f)); err != nil {
+			bad("function %q: route %s %s: %w", f.Name, f.Method, f.Path, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.handler = s.observe(httpx.Auth(cfg.APIKey, s.checkHeaders(http.HandlerFunc(s.route))))
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Identity == "" {
+		cfg.Identity = "standalone"
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.ResultTTL <= 0 {
+		cfg.ResultTTL = DefaultResultTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+// lbPattern turns a route into a ServeMux pattern. A path ending in "/"
+// would match a whole subtree in ServeMux; LB routes are exact, so it gets
+// "{$}".
+func lbPattern(method, path string) string {
+	if strings.HasSuffix(path, "/") {
+		path += "{$}"
+	}
+	return method + " " + path
+}
+
+// handleSafe registers a pattern, turning ServeMux's panic on an invalid or
+// conflicting pattern into an error.
+func (s *Server) handleSafe(pattern string, h http.Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	s.mux.Handle(pattern, h)
+	return nil
+}
+
+// Handle registers an extra route (a ServeMux pattern such as
+// "GET /manifest") behind the same middleware and auth as the functions.
+// Like http.ServeMux.Handle, it panics on an invalid or conflicting pattern.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// Registry returns the server's own Prometheus registry (served at /metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// Shutdown stops taking jobs (new ones get 503) and waits for queued and
+// running jobs to finish. When ctx ends first, it cancels the jobs left and
+// returns an error wrapping ctx's.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.jobs.shutdown(ctx)
+}
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil && !s.cfg.Ready() {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	httpx.WriteRawJSON(w, http.StatusOK, []byte(`{"status":"healthy"}`+"\n"))
+}
+
+var wildcard = regexp.MustCompile(`\{([^}]*)\}`)
+
+// pathParams lists the wildcard names of a route path.
+func pathParams(path string) []string {
+	var names []string
+	for _, m := range wildcard.FindAllStringSubmatch(path, -1) {
+		name := strings.TrimSuffix(m[1], "...")
+		if name != "$" && name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// Serve runs h on ln until ctx ends, then shuts down within grace: the HTTP
+// server stops accepting and waits for in-flight requests while each
+// shutdown function (typically Server.Shutdown, for jobs) runs; connections
+// still open when grace ends are closed. It returns nil after a clean
+// shutdown.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, shutdown ...func(context.Context) error) error {
+	srv := &http.Server{
+		Handler: h,
+		// Bodies are read under a per-request deadline (see readBody) rather
+		// than ReadTimeout, which would also cut long-running handlers.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+
+	errc := make(chan error, len(shutdown)+1)
+	go func() { errc <- srv.Shutdown(gctx) }()
+	for _, f := range shutdown {
+		go func() { errc <- f(gctx) }()
+	}
+	errs := []error{}
+	for range len(shutdown) + 1 {
+		errs = append(errs, <-errc)
+	}
+	if gctx.Err() != nil {
+		errs = append(errs, srv.Close())
+	}
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(append(errs, serveErr)...)
+}
