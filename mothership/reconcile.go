@@ -149,17 +149,6 @@ func (m *Mothership) Reconcile(ctx context.Context, desired *manifest.Manifest, 
 	return m.reconcileLocked(ctx, desired, opts)
 }
 
-// tryReconcile is Reconcile failing with ErrBusy instead of waiting.
-func (m *Mothership) tryReconcile(ctx context.Context, desired *manifest.Manifest, opts ReconcileOptions) (Report, error) {
-	select {
-	case m.deploying <- struct{}{}:
-	default:
-		return Report{}, ErrBusy
-	}
-	defer func() { <-m.deploying }()
-	return m.reconcileLocked(ctx, desired, opts)
-}
-
 func (m *Mothership) reconcileLocked(ctx context.Context, desired *manifest.Manifest, opts ReconcileOptions) (Report, error) {
 	persisted, err := m.readPersisted(ctx)
 	if err != nil {

@@ -58,8 +58,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			s.metrics.observeRequest(route, status, d)
-			if s.log.Enabled(r.Context(), slog.LevelInfo) {
-				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			if level := requestLogLevel(r.URL.Path, status); s.log.Enabled(r.Context(), level) {
+				s.log.LogAttrs(r.Context(), level, "request",
 					slog.String("method", r.Method), slog.String("path", r.URL.Path),
 					slog.Int("status", status), slog.Duration("duration", d),
 					slog.String("request_id", rid), slog.String("trace_id", traceID))
@@ -67,6 +67,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// requestLogLevel keeps the log readable: health checks, metrics scrapes and
+// manifest long polls arrive all the time, so they log at Debug unless they fail.
+func requestLogLevel(path string, status int) slog.Level {
+	if status < 400 {
+		switch path {
+		case "/ping", "/metrics", "/manifest":
+			return slog.LevelDebug
+		}
+	}
+	return slog.LevelInfo
 }
 
 // validRequestID accepts a caller's X-Request-Id when it is short visible
