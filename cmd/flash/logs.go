@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -78,7 +77,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 
 // tail follows dir/<resource>.log for every resource from its current end,
 // until the returned stop function is called (which reads what is left).
-func (l *logStreamer) tail(ctx context.Context, dir string, resources []string) (stop func()) {
+func (l *logStreamer) tail(dir string, resources []string) (stop func()) {
 	type file struct {
 		name   string
 		offset int64

@@ -111,50 +111,73 @@ func runKey() (key string, generated bool, err error) {
 func runTopology(e *env, b *buildResult, port int, key string, generated bool) error {
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(b.Binary)
-	cmd.Env = append(withoutFlashEnv(os.Environ()),
-		"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
-		"FLASH_API_KEY="+key, "FLASH_STATE_URL=sqlite://"+abs(stateFile), "FLASH_PROVIDER=local")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is ours to handle
 	logs := newLogStreamer(e.stdout, isTerminal(e.stdout))
 	mout := logs.writer("mothership")
-	cmd.Stdout, cmd.Stderr = mout, mout
-	tail := logs.tail(e.ctx, abs(logDir), b.App.ResourceNames())
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start the mothership %s: %w", b.Binary, err)
+	tail := logs.tail(abs(logDir), b.App.ResourceNames())
+	start := func() (*exec.Cmd, <-chan error, error) {
+		cmd := exec.Command(b.Binary)
+		cmd.Env = append(withoutFlashEnv(os.Environ()),
+			"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
+			"FLASH_API_KEY="+key, "FLASH_STATE_URL=sqlite://"+abs(stateFile), "FLASH_PROVIDER=local")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is ours to handle
+		cmd.Stdout, cmd.Stderr = mout, mout
+		if err := cmd.Start(); err != nil {
+			return nil, nil, fmt.Errorf("start the mothership %s: %w", b.Binary, err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		return cmd, exited, nil
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
+	cmd, exited, err := start()
+	if err != nil {
+		tail()
+		return err
+	}
 	stopAll := func() error {
 		logs.notice("stopping: the mothership, then every endpoint it started …")
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(35 * time.Second):
-			cmd.Process.Kill()
-			<-exited
+		if cmd != nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(35 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
 		}
 		err := undeployAll(context.Background(), b.App.ProjectName, e.stderr)
 		tail()
 		return err
 	}
 
-	up, err := waitUp(e.ctx, base, key, b.App, exited)
+	up, gone, err := waitUp(e.ctx, base, key, b.App, exited)
 	if err != nil {
-		stopErr := stopAll()
-		return errors.Join(err, stopErr)
+		if gone {
+			cmd = nil // already exited: nothing to stop but its endpoints
+		}
+		return errors.Join(err, stopAll())
 	}
 	printTopology(e.stdout, base, key, generated, b.App, up)
 	logs.notice("streaming logs; press Ctrl-C to stop everything")
 
-	select {
-	case <-e.ctx.Done():
-		return stopAll()
-	case err := <-exited:
-		stopErr := undeployAll(context.Background(), b.App.ProjectName, e.stderr)
-		tail()
-		return errors.Join(fmt.Errorf("the mothership exited: %v (see the lines above)", err), stopErr)
+	// A mothership that dies is started again: it adopts the running
+	// endpoints, which kept serving meanwhile. Repeated crashes give up.
+	var crashes []time.Time
+	for {
+		select {
+		case <-e.ctx.Done():
+			return stopAll()
+		case err := <-exited:
+			cmd = nil
+			now := time.Now()
+			crashes = append(crashes, now)
+			if len(crashes) > 3 && now.Sub(crashes[len(crashes)-4]) < time.Minute {
+				return errors.Join(fmt.Errorf("the mothership keeps exiting (last: %v); giving up, see the lines above", err), stopAll())
+			}
+			logs.notice(fmt.Sprintf("the mothership exited (%v); starting it again — the endpoints keep serving meanwhile", err))
+			if cmd, exited, err = start(); err != nil {
+				return errors.Join(err, stopAll())
+			}
+		}
 	}
 }
 
@@ -174,7 +197,8 @@ func withoutFlashEnv(env []string) []string {
 
 // waitUp polls the mothership's status until every resource is deployed or
 // failed. A failed resource is an error naming it and why.
-func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited <-chan error) (statusView, error) {
+// gone reports that the mothership exited.
+func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited <-chan error) (st statusView, gone bool, err error) {
 	deadline := time.After(upTimeout)
 	tick := time.NewTicker(150 * time.Millisecond)
 	defer tick.Stop()
@@ -183,14 +207,14 @@ func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited 
 	for {
 		select {
 		case <-ctx.Done():
-			return last, errors.New("interrupted before the topology was up")
+			return last, false, errors.New("interrupted before the topology was up")
 		case err := <-exited:
-			return last, fmt.Errorf("the mothership exited before the topology was up: %v (see its log lines above)", err)
+			return last, true, fmt.Errorf("the mothership exited before the topology was up: %v (see its log lines above)", err)
 		case <-deadline:
 			if lastErr != nil {
-				return last, fmt.Errorf("the topology was not up after %s: %w", upTimeout, lastErr)
+				return last, false, fmt.Errorf("the topology was not up after %s: %w", upTimeout, lastErr)
 			}
-			return last, fmt.Errorf("the topology was not up after %s; resources: %s", upTimeout, pendingList(last, m))
+			return last, false, fmt.Errorf("the topology was not up after %s; resources: %s", upTimeout, pendingList(last, m))
 		case <-tick.C:
 		}
 		var st statusView
@@ -213,9 +237,9 @@ func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited 
 		}
 		if done == len(m.Resources) {
 			if len(failed) > 0 {
-				return st, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir)
+				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir)
 			}
-			return st, nil
+			return st, false, nil
 		}
 	}
 }
