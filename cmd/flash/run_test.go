@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flash-go/flash/store/sqlite"
+)
+
+// flashBinary builds the CLI once per test binary.
+var flashBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "flash-cli-*")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "flash")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &exec.Error{Name: string(out), Err: err}
+	}
+	return bin, nil
+})
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// runningTopology starts `flash run` on pkg in a fresh working directory and
+// returns once it printed its curl lines.
+type runningTopology struct {
+	cmd    *exec.Cmd
+	dir    string
+	curls  []string
+	output *strings.Builder
+	mu     *sync.Mutex
+	exited chan error
+}
+
+func startFlashRun(t *testing.T, pkg string) *runningTopology {
+	t.Helper()
+	bin, err := flashBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(freePort(t)), pkg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rt := &runningTopology{cmd: cmd, dir: dir, output: &strings.Builder{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		killRecorded(dir)
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var once sync.Once
+		for sc.Scan() {
+			line := sc.Text()
+			rt.mu.Lock()
+			rt.output.WriteString(line + "\n")
+			if strings.HasPrefix(strings.TrimSpace(line), "curl ") {
+				rt.curls = append(rt.curls, strings.TrimSpace(line))
+			}
+			if strings.Contains(line, "flash status --mothership") {
+				once.Do(func() { close(ready) })
+			}
+			rt.mu.Unlock()
+		}
+		io.Copy(io.Discard, stdout)
+		rt.exited <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case err := <-rt.exited:
+		t.Fatalf("flash run exited early (%v):\n%s", err, rt.out())
+	case <-time.After(120 * time.Second):
+		t.Fatalf("flash run printed no table in time:\n%s", rt.out())
+	}
+	return rt
+}
+
+func (rt *runningTopology) out() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.output.String()
+}
+
+// recordedPIDs are the endpoint processes the state store knows of.
+func recordedPIDs(t *testing.T, dir, app string) []int {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eps, err := st.Endpoints(context.Background(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range eps {
+		pids = append(pids, e.PID)
+	}
+	return pids
+}
+
+// killRecorded is the cleanup of last resort for a failed test.
+func killRecorded(dir string) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, stateFile))
+	if err != nil {
+		return
+	}
+	defer st.Close()
+	for _, app := range []string{"pipeline", "hello-app"} {
+		eps, _ := st.Endpoints(context.Background(), app)
+		for _, e := range eps {
+			syscall.Kill(-e.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// doCurl performs a printed curl line with net/http (curl may not be installed).
+func doCurl(t *testing.T, line string) (int, string) {
+	t.Helper()
+	method, url, body := "GET", "", ""
+	headers := http.Header{}
+	words := shellWords(line)
+	for i := 1; i < len(words); i++ {
+		switch w := words[i]; w {
+		case "-s":
+		case "-X":
+			i++
+			method = words[i]
+		case "-H":
+			i++
+			k, v, _ := strings.Cut(words[i], ":")
+			headers.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		case "-d":
+			i++
+			body = words[i]
+		default:
+			url = w
+		}
+	}
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	req.Header = headers
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// shellWords splits a command line with single-quoted words, as printed.
+func shellWords(s string) []string {
+	var words []string
+	var cur strings.Builder
+	quoted, in := false, false
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			quoted = !quoted
+			in = true
+		case r == ' ' && !quoted:
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+func TestFlashRunPipeline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	pkg, _ := filepath.Abs("../../examples/pipeline")
+	rt := startFlashRun(t, pkg)
+	out := rt.out()
+	for _, want := range []string{"RESOURCE", "api", "embedder", "summarizer", "POST /process", "deployed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if len(rt.curls) != 2 {
+		t.Fatalf("want an LB and a QB curl, got %q", rt.curls)
+	}
+	for _, c := range rt.curls {
+		code, body := doCurl(t, c)
+		if code != 200 {
+			t.Fatalf("%s → %d %s", c, code, body)
+		}
+		switch {
+		case strings.Contains(c, "/process"):
+			for _, want := range []string{`"process":"api"`, `"embed":"embedder"`, `"summarize":"summarizer"`, `"count_words":"summarizer"`} {
+				if !strings.Contains(body, want) {
+					t.Errorf("/process answer lacks %s: %s", want, body)
+				}
+			}
+		case strings.Contains(c, "/runsync"):
+			if !strings.Contains(body, `"COMPLETED"`) || !strings.Contains(body, `"served_by":"embedder"`) {
+				t.Errorf("/runsync answer: %s", body)
+			}
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(rt.dir, apiKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("api key file: %v %v", fi, err)
+	}
+	pids := recordedPIDs(t, rt.dir, "pipeline")
+	if len(pids) != 3 {
+		t.Fatalf("recorded pids %v, want 3", pids)
+	}
+	rt.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-rt.exited:
+		if err != nil {
+			t.Fatalf("flash run exit: %v\n%s", err, rt.out())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("flash run did not stop:\n%s", rt.out())
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("endpoint process %d still running after Ctrl-C", pid)
+		}
+	}
+	if left := recordedPIDs(t, rt.dir, "pipeline"); len(left) != 0 {
+		t.Errorf("records left: %v", left)
+	}
+}
+
+func TestInitThenRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	src, _ := filepath.Abs("../..")
+	dir := filepath.Join(t.TempDir(), "hello-app")
+	if code, out, errOut := runCLI(t, "init", "--flash-source", src, dir); code != exitOK {
+		t.Fatalf("init: exit %d %s %s", code, out, errOut)
+	}
+	test := exec.Command("go", "test", "./...")
+	test.Dir = dir
+	if out, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("the skeleton's own test fails: %v\n%s", err, out)
+	}
+	rt := startFlashRun(t, dir)
+	var lb string
+	for _, c := range rt.curls {
+		if strings.Contains(c, "/hello") {
+			lb = c
+		}
+	}
+	code, body := doCurl(t, lb)
+	if code != 200 || !strings.Contains(body, `"served_by":"web"`) || !strings.Contains(body, `"greet_served_by":"worker"`) {
+		t.Fatalf("%s → %d %s", lb, code, body)
+	}
+	pids := recordedPIDs(t, rt.dir, "hello-app")
+	rt.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-rt.exited; err != nil {
+		t.Fatalf("flash run exit: %v", err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d survived", pid)
+		}
+	}
+}
