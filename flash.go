@@ -236,7 +236,16 @@ var (
 	ErrEndpointNotReady    = flasherr.ErrEndpointNotReady
 	ErrLoopDetected        = flasherr.ErrLoopDetected
 	ErrTimeout             = flasherr.ErrTimeout
+	ErrCircuitOpen         = flasherr.ErrCircuitOpen
+	ErrOverloaded          = flasherr.ErrOverloaded
 )
+
+// StatusError is an answer from another endpoint that was not a result.
+type StatusError = flasherr.StatusError
+
+// Retryable reports whether a failed call is worth retrying later as it
+// stands (the target was not ready, unavailable or overloaded).
+func Retryable(err error) bool { return flasherr.Retryable(err) }
 
 // RemoteError is a function that failed on another endpoint.
 type RemoteError = flasherr.RemoteError

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"github.com/flash-go/flash/flasherr"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ func (p Problem) String() string {
 type InvalidError struct {
 	Problems []Problem
 }
+
+// Is makes errors.Is(err, flasherr.ErrInvalidManifest) true.
+func (e *InvalidError) Is(target error) bool { return target == flasherr.ErrInvalidManifest }
 
 func (e *InvalidError) Error() string {
 	var b strings.Builder

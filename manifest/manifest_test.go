@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flash-go/flash/flasherr"
 )
 
 // fixtureDirs are the project's copy of the shared fixtures and, when present,
@@ -276,4 +278,11 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+func TestInvalidErrorIsErrInvalidManifest(t *testing.T) {
+	_, err := Parse([]byte(`{"version":"2.0","resources":{}}`))
+	if !errors.Is(err, flasherr.ErrInvalidManifest) {
+		t.Fatalf("errors.Is(%v, ErrInvalidManifest) = false", err)
+	}
 }

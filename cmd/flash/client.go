@@ -67,9 +67,15 @@ type instanceView struct {
 
 // getJSON GETs base+path with the API key and decodes the JSON answer.
 func getJSON(ctx context.Context, base, path, key string, v any) error {
+	return callJSON(ctx, http.MethodGet, base, path, key, v)
+}
+
+// callJSON sends an empty request to base+path with the API key and decodes
+// the JSON answer.
+func callJSON(ctx context.Context, method, base, path, key string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 	if err != nil {
 		return fmt.Errorf("mothership URL %q: %w", base, err)
 	}
@@ -86,10 +92,10 @@ func getJSON(ctx context.Context, base, path, key string, v any) error {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("the mothership at %s refused the API key (401): set FLASH_API_KEY to the key it runs with (flash run writes it to %s)", base, apiKeyFile)
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s%s answered %d: %s", base, path, resp.StatusCode, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s %s%s answered %d: %s", method, base, path, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s%s: unexpected answer: %w", base, path, err)
+		return fmt.Errorf("%s %s%s: unexpected answer: %w", method, base, path, err)
 	}
 	return nil
 }

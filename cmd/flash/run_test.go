@@ -104,6 +104,16 @@ func startFlashRun(t *testing.T, pkg string) *runningTopology {
 	return rt
 }
 
+// mothership returns the base URL flash run printed.
+func (rt *runningTopology) mothership() string {
+	out := rt.out()
+	i := strings.Index(out, "mothership http://")
+	if i < 0 {
+		return ""
+	}
+	return strings.Fields(out[i+len("mothership "):])[0]
+}
+
 func (rt *runningTopology) out() string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -258,6 +268,23 @@ func TestFlashRunPipeline(t *testing.T) {
 	if len(pids) != 3 {
 		t.Fatalf("recorded pids %v, want 3", pids)
 	}
+
+	// The other commands against the running mothership (key from .flash/api_key).
+	t.Chdir(rt.dir)
+	base := rt.mothership()
+	code, out, errOut := runCLI(t, "status", "--mothership", base)
+	if code != exitOK || !strings.Contains(out, "up to date") || strings.Count(out, "deployed") != 3 {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "invalidate", "--mothership", base, "--json"); code != exitOK || !strings.Contains(out, `"version"`) {
+		t.Fatalf("invalidate: exit %d %s %s", code, out, errOut)
+	}
+	// Deploying the same build again changes nothing and calls no provider.
+	code, out, errOut = runCLI(t, "deploy", "--mothership", base, filepath.Join(buildDir, "flash_manifest.json"))
+	if code != exitOK || !strings.Contains(out, "provider calls: 0 deploy, 0 undeploy") {
+		t.Fatalf("deploy of the same manifest: exit %d\n%s%s", code, out, errOut)
+	}
+
 	rt.cmd.Process.Signal(os.Interrupt)
 	select {
 	case err := <-rt.exited:
@@ -303,6 +330,17 @@ func TestInitThenRun(t *testing.T) {
 		t.Fatalf("%s → %d %s", lb, code, body)
 	}
 	pids := recordedPIDs(t, rt.dir, "hello-app")
+
+	// flash undeploy removes the endpoints through the running mothership.
+	t.Chdir(rt.dir)
+	if code, out, errOut := runCLI(t, "undeploy", "--mothership", rt.mothership()); code != exitOK {
+		t.Fatalf("undeploy: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d survived flash undeploy", pid)
+		}
+	}
 	rt.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-rt.exited; err != nil {
 		t.Fatalf("flash run exit: %v", err)
