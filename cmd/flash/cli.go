@@ -34,13 +34,15 @@ type command struct {
 // commands is filled by each command's file.
 func commands() map[string]command {
 	return map[string]command{
-		"manifest": {summary: "validate, show, hash or diff manifest files", run: runManifest},
-		"build":    {summary: "build the app and write its manifest and artifact", run: runBuild},
-		"status":   {summary: "show the mothership's resources and children", run: runStatus},
-		"run":      {summary: "build and run the whole topology here (alias: dev)", run: runRun},
-		"deploy":   {summary: "build and deploy to a running mothership", run: runDeploy},
-		"undeploy": {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
-		"init":     {summary: "create a new app skeleton", run: runInit},
+		"manifest":   {summary: "validate, show, hash or diff manifest files", run: runManifest},
+		"build":      {summary: "build the app and write its manifest and artifact", run: runBuild},
+		"status":     {summary: "show the mothership's resources and children", run: runStatus},
+		"run":        {summary: "build and run the whole topology here (alias: dev)", run: runRun},
+		"deploy":     {summary: "build and deploy to a running mothership", run: runDeploy},
+		"undeploy":   {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
+		"init":       {summary: "create a new app skeleton", run: runInit},
+		"invalidate": {summary: "make the mothership re-read its state store now", run: runInvalidate},
+		"bench":      {summary: "measure flash against its baselines (--quick, --json, --out DIR)", run: runBench},
 	}
 }
 

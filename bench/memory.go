@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+const parkLimit = 60 * time.Second // to open and park every connection
+
+// memory measures the memory a mothership holds for parked long polls: the
+// growth of this process's live heap plus goroutine stacks (after a full
+// GC) while N GET /manifest?version=V&wait=120 requests are parked, against
+// a bare handler that parks requests the same way. The mothership is real
+// (endpoint server and middleware, SQLite store) but in this process; the
+// clients are raw TCP connections that wrote a request and wait, so they
+// add no goroutine and only a few hundred bytes each, alike on both sides.
+func (r *runner) memory(ctx context.Context) error {
+	ns := r.p.parked
+	msMiB, bareMiB := make([]float64, len(ns)), make([]float64, len(ns))
+	var perMS, perBare float64
+	for i, n := range ns {
+		r.progress("memory with %d parked long polls", n)
+		mothershipSide := func(ctx context.Context) (float64, error) { return r.parkedBytes(ctx, n, true) }
+		bareSide := func(ctx context.Context) (float64, error) { return r.parkedBytes(ctx, n, false) }
+		ms, bs, err := interleave(ctx, r.p.memRounds, mothershipSide, bareSide)
+		if err != nil {
+			return fmt.Errorf("N=%d: %w", n, err)
+		}
+		msMiB[i], bareMiB[i] = Median(ms)/(1<<20), Median(bs)/(1<<20)
+		perMS, perBare = Median(ms)/float64(n)/1024, Median(bs)/float64(n)/1024
+	}
+	last := ns[len(ns)-1]
+	r.figure("parked_poll_kib", perMS, "KiB/poll", fmt.Sprintf("heap + stack growth per parked long poll on the mothership, at %d parked", last))
+	r.figure("parked_poll_kib_bare", perBare, "KiB/poll", "the same for a bare net/http handler that parks requests (baseline)")
+	x := make([]float64, len(ns))
+	for i, n := range ns {
+		x[i] = float64(n)
+	}
+	r.curve(Curve{Name: "memory_parked", Title: "Memory vs parked long polls (in-process heap + stacks)",
+		XLabel: "parked long polls", YLabel: "MiB", LogX: true, X: x,
+		Series: []Series{{"mothership", msMiB}, {"bare handler", bareMiB}}})
+	return nil
+}
+
+// parkedBytes starts a server (the mothership or the bare one), parks n
+// polls on it and returns the growth of live heap + stacks.
+func (r *runner) parkedBytes(ctx context.Context, n int, real bool) (float64, error) {
+	var (
+		addr    string
+		parked  func() int64
+		version = "1"
+	)
+	if real {
+		dir := filepath.Join(r.tmp, "memory-"+strconv.Itoa(n))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(dir)
+		ms, err := startMothership(ctx, dir, r.log)
+		if err != nil {
+			return 0, err
+		}
+		defer ms.stop()
+		_, m, err := genManifest(30)
+		if err != nil {
+			return 0, err
+		}
+		v, err := ms.ms.Publish(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		addr, parked, version = ms.addr, ms.parked.Load, strconv.FormatInt(v, 10)
+	} else {
+		var count atomic.Int64
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			count.Add(1)
+			defer count.Add(-1)
+			t := time.NewTimer(120 * time.Second)
+			defer t.Stop()
+			select {
+			case <-r.Context().Done():
+			case <-t.C:
+			}
+			w.WriteHeader(http.StatusNotModified)
+		})
+		srv, err := startServer(ctx, h)
+		if err != nil {
+			return 0, err
+		}
+		defer srv.stop()
+		addr, parked = srv.addr, count.Load
+	}
+
+	before := liveBytes()
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(parkLimit)
+	for i := range n {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("opened only %d of %d connections in %s", i, n, parkLimit)
+		}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return 0, fmt.Errorf("connection %d: %w", i, err)
+		}
+		conns = append(conns, c)
+		req := "GET /manifest?version=" + version + "&wait=120 HTTP/1.1\r\nHost: " + addr +
+			"\r\nAuthorization: Bearer " + apiKey + "\r\nX-Flash-Resource: res" + strconv.Itoa(i%3) +
+			"\r\nX-Flash-Instance: mem-" + strconv.Itoa(i) + "\r\nX-Flash-Applied-Version: " + version + "\r\n\r\n"
+		if _, err := c.Write([]byte(req)); err != nil {
+			return 0, fmt.Errorf("connection %d: %w", i, err)
+		}
+	}
+	if err := waitFor(ctx, time.Until(deadline), fmt.Sprintf("%d parked polls", n), func() bool { return parked() == int64(n) }); err != nil {
+		return 0, err
+	}
+	return float64(liveBytes() - before), nil
+}
+
+// liveBytes is the live heap plus goroutine stacks after a full collection.
+func liveBytes() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc) + int64(m.StackInuse)
+}

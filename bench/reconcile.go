@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/mothership"
+	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/store/sqlite"
+)
+
+// countingProvider is a provider.Provider that deploys nothing real and
+// counts every call.
+type countingProvider struct {
+	deploys, undeploys, lists atomic.Int64
+
+	mu   sync.Mutex
+	live map[string]provider.Endpoint // by id
+	seq  int
+}
+
+var _ provider.Provider = (*countingProvider)(nil)
+
+func (p *countingProvider) Deploy(_ context.Context, s provider.Spec) (provider.Endpoint, error) {
+	p.deploys.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq++
+	e := provider.Endpoint{ID: s.Resource + "-" + strconv.Itoa(p.seq), Resource: s.Resource, ConfigHash: s.ConfigHash,
+		URLs: []string{"http://127.0.0.1:9/" + s.Resource + "/" + strconv.Itoa(p.seq)}}
+	p.live[e.ID] = e
+	return e, nil
+}
+
+func (p *countingProvider) Undeploy(_ context.Context, e provider.Endpoint) error {
+	p.undeploys.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.live, e.ID)
+	return nil
+}
+
+func (p *countingProvider) List(context.Context) ([]provider.Endpoint, error) {
+	p.lists.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]provider.Endpoint, 0, len(p.live))
+	for _, e := range p.live {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b provider.Endpoint) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (p *countingProvider) reset() { p.deploys.Store(0); p.undeploys.Store(0); p.lists.Store(0) }
+
+// reconcile deploys the same build twice through a real mothership (SQLite
+// store) with a counting provider, and counts the provider calls of the
+// second reconciliation. The build is the app's own manifest (benchApp) and,
+// to give the diff some work, a 100-function manifest.
+func (r *runner) reconcile(ctx context.Context) error {
+	var calls, lists, durMS []float64
+	app, _ := benchApp()
+	appManifest, err := app.Manifest()
+	if err != nil {
+		return err
+	}
+	_, big, err := genManifest(100)
+	if err != nil {
+		return err
+	}
+	for i, mf := range slices.Repeat([]*manifest.Manifest{appManifest, big}, max(1, r.p.fanRounds)) {
+		dir := filepath.Join(r.tmp, "reconcile-"+strconv.Itoa(i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		st, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: filepath.Join(dir, "state.db"), Logger: r.log})
+		if err != nil {
+			return err
+		}
+		prov := &countingProvider{live: map[string]provider.Endpoint{}}
+		ms, err := mothership.New(ctx, mothership.Config{App: appName, Store: st, Provider: prov, Logger: r.log})
+		if err != nil {
+			st.Close()
+			return err
+		}
+		first, err := ms.Reconcile(ctx, mf, mothership.ReconcileOptions{})
+		if err == nil && first.Failed() {
+			err = fmt.Errorf("first deploy failed: %v", first.Errors)
+		}
+		if err == nil && first.Deploys != len(mf.Resources) {
+			err = fmt.Errorf("first deploy made %d deploys for %d resources", first.Deploys, len(mf.Resources))
+		}
+		if err != nil {
+			st.Close()
+			return err
+		}
+		prov.reset()
+		t0 := time.Now()
+		second, err := ms.Reconcile(ctx, mf, mothership.ReconcileOptions{})
+		durMS = append(durMS, float64(time.Since(t0))/float64(time.Millisecond))
+		st.Close()
+		if err != nil {
+			return err
+		}
+		if second.Failed() {
+			return fmt.Errorf("second deploy failed: %v", second.Errors)
+		}
+		calls = append(calls, float64(prov.deploys.Load()+prov.undeploys.Load()))
+		lists = append(lists, float64(prov.lists.Load()))
+	}
+	r.figure("reconcile_unchanged_provider_calls", slices.Max(calls), "calls",
+		"provider Deploy + Undeploy calls when the same build is reconciled a second time (worst round)")
+	r.figure("reconcile_unchanged_provider_lists", slices.Max(lists), "calls",
+		"provider List calls in that second reconciliation (one read of what is live, to find orphans)")
+	r.figure("reconcile_unchanged_ms", Median(durMS), "ms", "duration of that second reconciliation (store read, diff, List, publish check)")
+	return nil
+}

@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/flash-go/flash"
+	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/manifest"
+)
+
+// remote measures cross-endpoint calls: Func.Call on a child serving
+// "caller", routed by its manifest to a real child serving "worker" on
+// loopback (both flash apps in this process, talking HTTP), against a plain
+// net/http POST of the same job JSON to a bare handler that decodes it, runs
+// the same function and encodes the answer. Both clients pool connections
+// alike; both servers run in the same http.Server settings.
+func (r *runner) remote(ctx context.Context) error {
+	dir := filepath.Join(r.tmp, "remote")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	wApp, _ := benchApp()
+	m, err := wApp.Manifest()
+	if err != nil {
+		return err
+	}
+	wPath := filepath.Join(dir, "worker.json")
+	if err := manifest.Save(wPath, m, 0o644); err != nil {
+		return err
+	}
+	worker, err := runApp(ctx, wApp, flash.Config{Role: flash.Child, Resource: "worker", ManifestPath: wPath, APIKey: apiKey, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	defer worker.stop()
+
+	cApp, fn := benchApp()
+	cPath := filepath.Join(dir, "caller.json")
+	routed := m.WithRuntime("worker", manifest.Runtime{EndpointURLs: []string{worker.url}, Status: manifest.StatusDeployed})
+	if err := manifest.Save(cPath, routed, 0o644); err != nil {
+		return err
+	}
+	caller, err := runApp(ctx, cApp, flash.Config{Role: flash.Child, Resource: "caller", ManifestPath: cPath, APIKey: apiKey, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	defer caller.stop()
+
+	bare, err := startServer(ctx, bareWorkHandler())
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	client, closeIdle := newClient()
+	defer closeIdle()
+
+	in := benchInput
+	viaFlash := func(ctx context.Context, _ int) error {
+		out, err := fn.Call(ctx, in)
+		if err != nil {
+			return err
+		}
+		return checkOut(out, in)
+	}
+	raw := func(ctx context.Context, _ int) error {
+		out, err := rawPost(ctx, client, bare.url, in)
+		if err != nil {
+			return err
+		}
+		return checkOut(out, in)
+	}
+	if err := viaFlash(ctx, 0); err != nil {
+		return fmt.Errorf("remote call through flash: %w", err)
+	}
+
+	concs := r.p.concurrencies
+	rpsF, rpsR := make([]float64, len(concs)), make([]float64, len(concs))
+	p99F, p99R := make([]float64, len(concs)), make([]float64, len(concs))
+	for i, c := range concs {
+		r.progress("remote calls at concurrency %d", c)
+		measure := func(call func(context.Context, int) error) func(context.Context) (loadResult, error) {
+			return func(ctx context.Context) (loadResult, error) { return runLoad(ctx, c, r.p.window, call) }
+		}
+		warm := r.p.window / 2
+		if _, err := runLoad(ctx, c, warm, viaFlash); err != nil {
+			return err
+		}
+		if _, err := runLoad(ctx, c, warm, raw); err != nil {
+			return err
+		}
+		fs, rs, err := interleave(ctx, r.p.rounds, measure(viaFlash), measure(raw))
+		if err != nil {
+			return err
+		}
+		rpsF[i], rpsR[i] = medianOf(fs, loadResult.rps), medianOf(rs, loadResult.rps)
+		p99F[i] = medianOf(fs, func(l loadResult) float64 { return l.pctMS(99) })
+		p99R[i] = medianOf(rs, func(l loadResult) float64 { return l.pctMS(99) })
+		if c == 1 || c == 64 {
+			sfx := "_c" + strconv.Itoa(c)
+			r.figure("remote_call_us"+sfx, medianOf(fs, loadResult.meanUS), "µs/call",
+				fmt.Sprintf("mean latency of Func.Call to a real child over loopback, %d callers", c))
+			r.figure("raw_http_us"+sfx, medianOf(rs, loadResult.meanUS), "µs/call",
+				fmt.Sprintf("mean latency of a raw net/http POST of the same JSON to a bare handler, %d callers (baseline)", c))
+			r.figure("remote_overhead_ratio"+sfx, Median(ratios(fs, rs, loadResult.meanUS)), "×",
+				"remote_call_us / raw_http_us, median of the per-round ratios")
+			r.figure("remote_rps"+sfx, rpsF[i], "calls/s", "throughput of Func.Call at this concurrency")
+			r.figure("raw_http_rps"+sfx, rpsR[i], "calls/s", "throughput of the raw baseline at this concurrency")
+		}
+	}
+	x := make([]float64, len(concs))
+	for i, c := range concs {
+		x[i] = float64(c)
+	}
+	r.curve(Curve{Name: "remote_throughput", Title: "Remote call throughput vs concurrency",
+		XLabel: "concurrent callers", YLabel: "calls/s", LogX: true, X: x,
+		Series: []Series{{"flash Func.Call", rpsF}, {"raw net/http + bare handler", rpsR}}})
+	r.curve(Curve{Name: "remote_p99", Title: "Remote call p99 latency vs concurrency",
+		XLabel: "concurrent callers", YLabel: "p99 latency (ms)", LogX: true, LogY: true, X: x,
+		Series: []Series{{"flash Func.Call", p99F}, {"raw net/http + bare handler", p99R}}})
+	return nil
+}
+
+// rawEnvelope is the /runsync job body flash sends, written with encoding/json.
+type rawEnvelope struct {
+	Input struct {
+		FunctionName        string   `json:"function_name"`
+		ExecutionType       string   `json:"execution_type"`
+		Args                []workIn `json:"args"`
+		Kwargs              struct{} `json:"kwargs"`
+		SerializationFormat string   `json:"serialization_format"`
+	} `json:"input"`
+}
+
+type rawAnswer struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Output struct {
+		Success    bool    `json:"success"`
+		JSONResult workOut `json:"json_result"`
+	} `json:"output"`
+}
+
+// rawPost is the baseline client: marshal, POST, read, unmarshal.
+func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (workOut, error) {
+	var env rawEnvelope
+	env.Input.FunctionName, env.Input.ExecutionType, env.Input.SerializationFormat = "work", "function", "json"
+	env.Input.Args = []workIn{in}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return workOut{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/runsync", bytes.NewReader(body))
+	if err != nil {
+		return workOut{}, err
+	}
+	req.Header.Set("Content-Type", httpx.ContentTypeJSON)
+	req.Header.Set(httpx.HeaderAuthorization, "Bearer "+apiKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		return workOut{}, err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return workOut{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return workOut{}, fmt.Errorf("bare handler answered %d: %s", resp.StatusCode, data)
+	}
+	var ans rawAnswer
+	if err := json.Unmarshal(data, &ans); err != nil {
+		return workOut{}, err
+	}
+	return ans.Output.JSONResult, nil
+}
+
+// bareWorkHandler is the baseline server: check the key, decode the job,
+// run work, encode the answer. No pool, ids, logs or metrics.
+func bareWorkHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(httpx.HeaderAuthorization) != "Bearer "+apiKey {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		var env rawEnvelope
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
+			http.Error(w, "bad job", http.StatusBadRequest)
+			return
+		}
+		out, err := work(r.Context(), env.Input.Args[0])
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var ans rawAnswer
+		ans.ID, ans.Status, ans.Output.Success, ans.Output.JSONResult = "bare", "COMPLETED", true, out
+		w.Header().Set("Content-Type", httpx.ContentTypeJSON)
+		json.NewEncoder(w).Encode(ans)
+	})
+}
