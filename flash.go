@@ -153,6 +153,13 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	}
 	var out Out
 	err = rt.invoker.Invoke(ctx, target, in, &out)
+	if err != nil && errors.Is(err, flasherr.ErrEndpointNotReady) {
+		// The endpoint went away. If a newer manifest moved the function
+		// meanwhile (a redeploy), follow it once.
+		if again, rerr := rt.router.Route(ctx, f.name); rerr == nil && again != nil && again != target {
+			err = rt.invoker.Invoke(ctx, again, in, &out)
+		}
+	}
 	return out, err
 }
 

@@ -41,6 +41,7 @@ const (
 	Full
 )
 
+// String returns the mode's name: smoke, quick or full.
 func (m Mode) String() string {
 	switch m {
 	case Smoke:
@@ -204,6 +205,7 @@ type Result struct {
 	Mode     string        `json:"mode"`
 	Machine  Machine       `json:"machine"`
 	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"` // Duration, for JSON
 	Figures  Figures       `json:"figures"`
 	Curves   []Curve       `json:"curves"`
 	// Notes are remarks a reader needs (what was skipped, how something was measured).
@@ -326,6 +328,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.progress("%s done in %s", s.group, time.Since(t0).Round(time.Millisecond))
 	}
 	r.res.Duration = time.Since(start)
+	r.res.Seconds = math.Round(r.res.Duration.Seconds()*10) / 10
 	return r.res, errors.Join(errs...)
 }
 

@@ -32,11 +32,12 @@ func (r *runner) memory(ctx context.Context) error {
 		bareSide := func(ctx context.Context) (float64, error) { return r.parkedBytes(ctx, n, false) }
 		ms, bs, err := interleave(ctx, r.p.memRounds, mothershipSide, bareSide)
 		if err != nil {
-			return fmt.Errorf("N=%d: %w", n, err)
+			return fmt.Errorf("%d parked polls: %w", n, err)
 		}
 		msMiB[i], bareMiB[i] = Median(ms)/(1<<20), Median(bs)/(1<<20)
 		perMS, perBare = Median(ms)/float64(n)/1024, Median(bs)/float64(n)/1024
 	}
+	r.note("memory_parked and parked_poll_kib: in-process mothership; live heap + goroutine stacks after GC, raw TCP clients")
 	last := ns[len(ns)-1]
 	r.figure("parked_poll_kib", perMS, "KiB/poll", fmt.Sprintf("heap + stack growth per parked long poll on the mothership, at %d parked", last))
 	r.figure("parked_poll_kib_bare", perBare, "KiB/poll", "the same for a bare net/http handler that parks requests (baseline)")

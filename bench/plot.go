@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Curve is one measured relation, y of each series against x, written as a
@@ -74,12 +75,12 @@ func formatCSV(v float64) string {
 	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
-// Plot geometry, in SVG user units.
+// Plot geometry, in SVG user units; the width grows with the legend.
 const (
-	svgW, svgH   = 760, 440
-	padL, padR   = 78, 200 // the legend sits in the right margin
-	padT, padB   = 48, 62
-	plotW, plotH = svgW - padL - padR, svgH - padT - padB
+	padL, padT   = 78, 48
+	padB         = 62
+	plotW, plotH = 540, 330
+	svgH         = padT + plotH + padB
 )
 
 // palette is a colour-blind-friendly set (Okabe–Ito).
@@ -106,7 +107,29 @@ func (a axis) t(v float64) float64 {
 	return (v - a.lo) / (a.hi - a.lo)
 }
 
-// newAxis fits an axis to vals; a linear y axis starts at zero when all
+// newXAxis fits an x axis to the measured points, with a small margin.
+func newXAxis(vals []float64, log bool) axis {
+	a := axis{log: log, lo: math.Inf(1), hi: math.Inf(-1)}
+	for _, v := range vals {
+		if a.ok(v) {
+			if log {
+				v = math.Log10(v)
+			}
+			a.lo, a.hi = min(a.lo, v), max(a.hi, v)
+		}
+	}
+	if math.IsInf(a.lo, 0) {
+		a.lo, a.hi = 0, 1
+	}
+	pad := (a.hi - a.lo) * 0.04
+	if pad == 0 {
+		pad = 0.5
+	}
+	a.lo, a.hi = a.lo-pad, a.hi+pad
+	return a
+}
+
+// newAxis fits a y axis to vals; a linear axis starts at zero when all
 // values are positive, so that ratios between lines read right.
 func newAxis(vals []float64, log, fromZero bool) axis {
 	a := axis{log: log, lo: math.Inf(1), hi: math.Inf(-1)}
@@ -184,8 +207,14 @@ func WriteSVG(w io.Writer, c Curve) error {
 	for _, s := range c.Series {
 		ys = append(ys, s.Y...)
 	}
-	ax := newAxis(c.X, c.LogX, false)
+	ax := newXAxis(c.X, c.LogX)
 	ay := newAxis(ys, c.LogY, true)
+	legend := 0 // longest series name, in characters
+	for _, s := range c.Series {
+		legend = max(legend, utf8.RuneCountInString(s.Name))
+	}
+	padR := 30 + 7*min(legend, 60) + 40
+	svgW := padL + plotW + padR
 	px := func(v float64) float64 { return padL + ax.t(v)*plotW }
 	py := func(v float64) float64 { return padT + (1-ay.t(v))*plotH }
 

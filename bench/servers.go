@@ -28,7 +28,8 @@ const (
 	serveGrace   = 5 * time.Second
 	startTimeout = 30 * time.Second
 	stopTimeout  = 40 * time.Second
-	maxCalls     = 2_000_000 // per load window, whatever the window
+	idleGrace    = 300 * time.Millisecond // before a stopping app's idle connections are cut
+	maxCalls     = 2_000_000              // per load window, whatever the window
 )
 
 // server is something serving on loopback until stopped.
@@ -49,7 +50,7 @@ func listenLoopback() (net.Listener, error) {
 // startServer serves h on a fresh loopback port through serve.Serve, so a
 // bare handler runs in the same http.Server settings as every flash endpoint.
 func startServer(ctx context.Context, h http.Handler, shutdown ...func(context.Context) error) (*server, error) {
-	ln, err := listenLoopback()
+	ln, err := newTrackingListener()
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func startServer(ctx context.Context, h http.Handler, shutdown ...func(context.C
 	done := make(chan error, 1)
 	go func() { done <- serve.Serve(sctx, ln, h, serveGrace, shutdown...) }()
 	return &server{url: "http://" + ln.Addr().String(), addr: ln.Addr().String(),
-		stop: sync.OnceValue(func() error { cancel(); return waitErr(done, stopTimeout) })}, nil
+		stop: sync.OnceValue(func() error { cancel(); return ln.stopped(done) })}, nil
 }
 
 func waitErr(done <-chan error, limit time.Duration) error {
@@ -74,7 +75,7 @@ func waitErr(done <-chan error, limit time.Duration) error {
 // runApp runs app in the role cfg names on a fresh loopback port; it returns
 // once the app serves.
 func runApp(ctx context.Context, app *flash.App, cfg flash.Config) (*server, error) {
-	ln, err := listenLoopback()
+	ln, err := newTrackingListener()
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func runApp(ctx context.Context, app *flash.App, cfg flash.Config) (*server, err
 	select {
 	case url := <-ready:
 		return &server{url: url, addr: ln.Addr().String(),
-			stop: sync.OnceValue(func() error { cancel(); return waitErr(done, stopTimeout) })}, nil
+			stop: sync.OnceValue(func() error { cancel(); return ln.stopped(done) })}, nil
 	case err := <-done:
 		cancel()
 		ln.Close()
@@ -99,6 +100,57 @@ func runApp(ctx context.Context, app *flash.App, cfg flash.Config) (*server, err
 		ln.Close()
 		return nil, fmt.Errorf("start %s %q: not serving after %s", cfg.Role, cfg.Resource, startTimeout)
 	}
+}
+
+// trackingListener remembers the connections it accepted, so that a stop
+// can close those still open.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newTrackingListener() (*trackingListener, error) {
+	ln, err := listenLoopback()
+	if err != nil {
+		return nil, err
+	}
+	return &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// stopped waits for a stopping server's done. net/http's Shutdown waits up
+// to 5 s for a connection that was opened but never used (a client dialled
+// it for a request that another connection served): after idleGrace the
+// harness closes what is left instead of waiting.
+func (l *trackingListener) stopped(done <-chan error) error {
+	t := time.NewTimer(idleGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	l.closeAll()
+	return waitErr(done, stopTimeout)
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+	}
+	clear(l.conns)
 }
 
 // msServer is a real mothership: SQLite state, the endpoint server with its
@@ -112,6 +164,8 @@ type msServer struct {
 	parked atomic.Int64 // of those, long polls (?version=) being answered now
 	// hold, when set, runs before a GET /manifest is served (the fan-in gate).
 	hold atomic.Pointer[func()]
+	// answered, when set, runs after a long poll was answered.
+	answered atomic.Pointer[func()]
 }
 
 func startMothership(ctx context.Context, dir string, log *slog.Logger) (_ *msServer, err error) {
@@ -163,11 +217,16 @@ func (m *msServer) count(h http.Handler) http.Handler {
 		if hold := m.hold.Load(); hold != nil {
 			(*hold)()
 		}
-		if strings.Contains(r.URL.RawQuery, "version=") {
-			m.parked.Add(1)
-			defer m.parked.Add(-1)
+		if !strings.Contains(r.URL.RawQuery, "version=") {
+			h.ServeHTTP(w, r)
+			return
 		}
+		m.parked.Add(1)
 		h.ServeHTTP(w, r)
+		m.parked.Add(-1)
+		if done := m.answered.Load(); done != nil {
+			(*done)()
+		}
 	})
 }
 
@@ -225,14 +284,18 @@ func runLoad(ctx context.Context, conc int, window time.Duration, call func(ctx 
 	deadline := start.Add(window)
 	for w := range conc {
 		g.Go(func() error {
+			// A context per worker, as each request has its own: contexts
+			// derived per call must not all contend on one parent's lock.
+			wctx, cancel := context.WithCancel(gctx)
+			defer cancel()
 			lat := make([]time.Duration, 0, 1024)
 			defer func() { lats[w] = lat }()
-			for gctx.Err() == nil && issued.Add(1) <= maxCalls {
+			for wctx.Err() == nil && issued.Add(1) <= maxCalls {
 				t := time.Now()
 				if !t.Before(deadline) {
 					return nil
 				}
-				if err := call(gctx, w); err != nil {
+				if err := call(wctx, w); err != nil {
 					return err
 				}
 				lat = append(lat, time.Since(t))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/callmeta"
 	"github.com/flash-go/flash/internal/httpx"
 )
 
@@ -64,6 +64,12 @@ type InvokerConfig struct {
 	MaxResponse int64
 	// Logger; nil → slog.Default().
 	Logger *slog.Logger
+	// Retry says which failed sends are repeated; zero → the defaults.
+	Retry RetryPolicy
+	// Breaker configures the per-URL circuit breakers; zero → the defaults.
+	Breaker BreakerPolicy
+	// Now is the breakers' clock (tests); nil → time.Now.
+	Now func() time.Time
 }
 
 // Invoker makes remote calls to other endpoints (SPEC §5.3). It is safe for
@@ -74,12 +80,18 @@ type Invoker struct {
 	timeout time.Duration
 	maxResp int64
 	log     *slog.Logger
+	retry   RetryPolicy
+	brk     *breakers
 }
 
 // NewInvoker returns an Invoker for cfg.
 func NewInvoker(cfg InvokerConfig) *Invoker {
 	iv := &Invoker{key: cfg.APIKey, client: cfg.Client, timeout: cfg.DefaultTimeout,
-		maxResp: cfg.MaxResponse, log: cfg.Logger}
+		maxResp: cfg.MaxResponse, log: cfg.Logger, retry: cfg.Retry.withDefaults()}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	iv.brk = newBreakers(cfg.Breaker, cfg.Now)
 	if iv.client == nil {
 		iv.client = &http.Client{Transport: NewTransport()}
 	}
@@ -101,8 +113,14 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 // those of package flasherr: *flasherr.RemoteError for a function error,
 // ErrTimeout (wrapping context.DeadlineExceeded) when the deadline passes,
 // ctx.Err() when ctx is cancelled, ErrFunctionNotFound, ErrLoopDetected,
-// ErrOverloaded (as *flasherr.StatusError), ErrSerialization, and
-// ErrEndpointNotReady when no endpoint answers.
+// ErrOverloaded (as *flasherr.StatusError), ErrSerialization,
+// ErrEndpointNotReady when no endpoint answers, and ErrCircuitOpen when the
+// endpoints' breakers are open.
+//
+// Sends that are safe to repeat are retried within ctx's deadline (see
+// RetryPolicy); every attempt carries the same X-Request-Id and, for a
+// queue-based call, the same Idempotency-Key, so that the endpoint runs
+// the function once.
 func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	if t == nil {
 		return errors.New("child: Invoke with a nil target")
@@ -115,35 +133,52 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
 		defer cancel()
 	}
-	i, base := t.pick()
-	if i >= 0 {
-		t.inflight[i].Add(1)
-		defer t.inflight[i].Add(-1)
+	c := call{t: t, idx: -1}
+	c.meta, _ = callmeta.From(ctx)
+	if c.meta.RequestID == "" {
+		// Fixed here, not per send: every attempt is the same call.
+		c.meta.RequestID = callmeta.NewRequestID()
+		if c.meta.TraceParent == "" {
+			c.meta.TraceParent = callmeta.NewTraceParent()
+		}
 	}
+	defer c.release()
 	if t.LB {
-		return iv.callLB(ctx, t, base, in, out)
+		return iv.callLB(ctx, &c, in, out)
 	}
-	return iv.callQB(ctx, t, base, in, out)
+	// The incoming request id may be shared by several calls of one parent
+	// (a function calling g twice); the key names this call alone.
+	c.idem = callmeta.NewRequestID()
+	return iv.callQB(ctx, &c, in, out)
 }
 
-// pick chooses a replica by the power of two random choices on calls in
-// flight; -1 means the choice is not counted.
-func (t *Target) pick() (int, string) {
-	n := len(t.URLs)
-	if n == 1 {
-		return -1, t.URLs[0]
+// call is one Invoke in progress.
+type call struct {
+	t    *Target
+	meta callmeta.Meta // what every send of the call carries
+	idem string        // Idempotency-Key of the first request ("" for none)
+	idx  int           // replica counted in flight, -1 for none
+	base string        // URL of the replica in use
+}
+
+// use moves the call to replica i, counting it there as in flight.
+func (c *call) use(i int) {
+	if c.base == c.t.URLs[i] && (c.idx == i || c.idx < 0) {
+		return
 	}
-	if len(t.inflight) != n { // a Target not built by the Router
-		return -1, t.URLs[rand.IntN(n)]
+	c.release()
+	c.base = c.t.URLs[i]
+	if len(c.t.URLs) > 1 && len(c.t.inflight) == len(c.t.URLs) {
+		c.t.inflight[i].Add(1)
+		c.idx = i
 	}
-	i, j := rand.IntN(n), rand.IntN(n-1)
-	if j >= i {
-		j++
+}
+
+func (c *call) release() {
+	if c.idx >= 0 {
+		c.t.inflight[c.idx].Add(-1)
+		c.idx = -1
 	}
-	if t.inflight[j].Load() < t.inflight[i].Load() {
-		i = j
-	}
-	return i, t.URLs[i]
 }
 
 // qbHead is the /runsync envelope up to the argument.
@@ -169,7 +204,8 @@ type jobOutput struct {
 	ErrorType  string          `json:"error_type"`
 }
 
-func (iv *Invoker) callQB(ctx context.Context, t *Target, base string, in, out any) error {
+func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
+	t := c.t
 	head := t.qbHead
 	if head == nil {
 		head = qbHead(t.Function)
@@ -182,14 +218,16 @@ func (iv *Invoker) callQB(ctx context.Context, t *Target, base string, in, out a
 	}
 	body.WriteString(qbTail)
 
-	status, data, err := iv.do(ctx, t, http.MethodPost, base+"/runsync", body.Bytes())
+	a, err := iv.send(ctx, c, http.MethodPost, "/runsync", body.Bytes())
 	if err != nil {
 		return err
 	}
-	if status < 200 || status > 299 {
-		return iv.statusError(t, base+"/runsync", status, data)
+	c.idem = "" // polls and cancels are not the job's submission
+	base := c.base
+	if a.status < 200 || a.status > 299 {
+		return iv.statusError(t, base+"/runsync", a.status, a.data)
 	}
-	job, err := decodeJob(data)
+	job, err := decodeJob(a.data)
 	if err != nil {
 		return t.errorf("%w: decoding the /runsync answer: %w", flasherr.ErrSerialization, err)
 	}
@@ -197,9 +235,9 @@ func (iv *Invoker) callQB(ctx context.Context, t *Target, base string, in, out a
 	for {
 		switch job.Status {
 		case "COMPLETED":
-			return t.decodeResult(job, out)
+			return iv.cleanRemote(t.decodeResult(job, out))
 		case "FAILED":
-			return t.remoteError(job)
+			return iv.cleanRemote(t.remoteError(job))
 		case "TIMED_OUT":
 			return t.errorf("%w: the endpoint reported TIMED_OUT", flasherr.ErrTimeout)
 		case "CANCELLED":
@@ -214,26 +252,27 @@ func (iv *Invoker) callQB(ctx context.Context, t *Target, base string, in, out a
 		}
 		// Still running (Runpod answers so after ~90 s): poll its status.
 		if !sleep(ctx, delay) {
-			iv.cancelJob(ctx, t, base, job.ID)
+			iv.cancelJob(ctx, c, base, job.ID)
 			return t.ctxError(ctx)
 		}
 		delay = min(delay*2, pollCap)
 		statusURL := base + "/status/" + url.PathEscape(job.ID)
-		status, data, err := iv.do(ctx, t, http.MethodGet, statusURL, nil)
+		a, err := iv.do(ctx, c, http.MethodGet, statusURL, nil)
 		if err != nil {
 			if ctx.Err() != nil {
-				iv.cancelJob(ctx, t, base, job.ID)
+				iv.cancelJob(ctx, c, base, job.ID)
 			}
 			return err
 		}
-		if status < 200 || status > 299 {
-			if status == http.StatusNotFound { // the job, not the function, is unknown
-				return t.errorf("%w", &flasherr.StatusError{URL: statusURL, Code: status, Message: "job " + job.ID + " not found"})
+		if a.status < 200 || a.status > 299 {
+			if a.status == http.StatusNotFound { // the job, not the function, is unknown
+				return t.errorf("%w", &flasherr.StatusError{URL: redactURL(statusURL), Code: a.status,
+					Message: "job " + truncate(job.ID, 64) + " not found"})
 			}
-			return iv.statusError(t, statusURL, status, data)
+			return iv.statusError(t, statusURL, a.status, a.data)
 		}
 		id := job.ID
-		if job, err = decodeJob(data); err != nil {
+		if job, err = decodeJob(a.data); err != nil {
 			return t.errorf("%w: decoding the /status answer: %w", flasherr.ErrSerialization, err)
 		}
 		if job.ID == "" {
@@ -296,7 +335,8 @@ func (t *Target) remoteError(job jobAnswer) error {
 	return e
 }
 
-func (iv *Invoker) callLB(ctx context.Context, t *Target, base string, in, out any) error {
+func (iv *Invoker) callLB(ctx context.Context, c *call, in, out any) error {
+	t := c.t
 	var payload []byte
 	if in != nil {
 		var buf bytes.Buffer
@@ -312,34 +352,45 @@ func (iv *Invoker) callLB(ctx context.Context, t *Target, base string, in, out a
 	if t.Method == http.MethodGet {
 		payload = nil
 	}
-	target := base + path
-	status, data, err := iv.do(ctx, t, t.Method, target, payload)
+	a, err := iv.send(ctx, c, t.Method, path, payload)
 	if err != nil {
 		return err
 	}
-	if status < 200 || status > 299 {
-		return iv.statusError(t, target, status, data)
+	if a.status < 200 || a.status > 299 {
+		return iv.statusError(t, c.base+path, a.status, a.data)
 	}
-	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+	if out == nil || len(bytes.TrimSpace(a.data)) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
+	if err := json.Unmarshal(a.data, out); err != nil {
 		return t.errorf("%w: decoding the answer: %w", flasherr.ErrSerialization, err)
 	}
 	return nil
 }
 
-// do sends one request with the call headers and reads the answer.
-func (iv *Invoker) do(ctx context.Context, t *Target, method, target string, body []byte) (int, []byte, error) {
+// answer is what one request got back.
+type answer struct {
+	status     int
+	data       []byte
+	retryAfter time.Duration // from a Retry-After header; 0 when absent
+}
+
+// do sends one request with the call headers and reads the answer. Error
+// texts name the URL without its password, and never the API key.
+func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body []byte) (answer, error) {
+	t := c.t
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return 0, nil, t.errorf("build request: %w", err)
+		return answer{}, t.errorf("build request for %s: %w", redactURL(target), iv.scrub(err))
 	}
-	httpx.SetCallHeaders(ctx, req.Header, iv.key)
+	httpx.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
+	if c.idem != "" {
+		req.Header[httpx.HeaderIdempotencyKey] = []string{c.idem}
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", httpx.ContentTypeJSON)
 	}
@@ -347,43 +398,63 @@ func (iv *Invoker) do(ctx context.Context, t *Target, method, target string, bod
 	resp, err := iv.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, nil, t.ctxError(ctx)
+			return answer{}, t.ctxError(ctx)
 		}
-		return 0, nil, t.errorf("%w: %s unreachable: %w", flasherr.ErrEndpointNotReady, target, err)
+		return answer{}, t.errorf("%w: %s unreachable: %w", flasherr.ErrEndpointNotReady, redactURL(target), iv.scrub(err))
 	}
 	defer func() {
 		// Drain a little so the connection goes back to the pool.
 		io.CopyN(io.Discard, resp.Body, maxErrorBody)
 		resp.Body.Close()
 	}()
+	a := answer{status: resp.StatusCode}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		a.retryAfter, _ = httpx.ParseRetryAfter(resp.Header.Get(httpx.HeaderRetryAfter), time.Now())
 		// Only the error text matters; a cut one is fine.
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		if err != nil && ctx.Err() != nil {
-			return 0, nil, t.ctxError(ctx)
+			return answer{}, t.ctxError(ctx)
 		}
-		return resp.StatusCode, data, nil
+		a.data = data
+		return a, nil
 	}
-	data, err := readBounded(resp.Body, iv.maxResp)
+	a.data, err = readBounded(resp.Body, iv.maxResp)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, nil, t.ctxError(ctx)
+			return answer{}, t.ctxError(ctx)
 		}
 		if errors.Is(err, errTooLarge) {
-			return 0, nil, t.errorf("%w: reading the answer of %s: %w", flasherr.ErrSerialization, target, err)
+			return answer{}, t.errorf("%w: reading the answer of %s: %w", flasherr.ErrSerialization, redactURL(target), err)
 		}
-		return 0, nil, t.errorf("reading the answer of %s: %w", target, err)
+		return answer{}, t.errorf("reading the answer of %s: %w", redactURL(target), iv.scrub(err))
 	}
-	return resp.StatusCode, data, nil
+	return a, nil
 }
+
+// scrub keeps the API key out of an error's text, whatever produced it,
+// while errors.Is and errors.As still see the original.
+func (iv *Invoker) scrub(err error) error {
+	if err == nil || iv.key == "" || !strings.Contains(err.Error(), iv.key) {
+		return err
+	}
+	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), iv.key, "***")}
+}
+
+type scrubbed struct {
+	err error
+	msg string
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
 
 // cancelJob asks the endpoint to cancel a job this caller gave up on, so
 // it does not run on for nobody. Best effort, briefly.
-func (iv *Invoker) cancelJob(ctx context.Context, t *Target, base, id string) {
+func (iv *Invoker) cancelJob(ctx context.Context, c *call, base, id string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
-	if _, _, err := iv.do(cctx, t, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
-		iv.log.Debug("cancel abandoned job", "function", t.Function, "job", id, "error", err)
+	if _, err := iv.do(cctx, c, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
+		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "error", err)
 	}
 }
 
@@ -395,13 +466,13 @@ func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) 
 	}
 	msg := ""
 	if json.Unmarshal(body, &e) == nil {
-		msg = e.Error
+		msg = iv.clean(e.Error)
 	}
 	if t.LB && code == http.StatusInternalServerError && e.ErrorType != "" {
-		return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: e.ErrorType, Message: e.Error}
+		return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: e.ErrorType, Message: msg}
 	}
 	if msg == "" {
-		msg = strings.TrimSpace(truncate(string(body), maxReasonLen))
+		msg = iv.clean(strings.TrimSpace(truncate(string(body), maxReasonLen)))
 	}
 	if msg == "" {
 		msg = http.StatusText(code)
@@ -415,7 +486,24 @@ func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) 
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		kind = flasherr.ErrOverloaded
 	}
-	return t.errorf("%w", &flasherr.StatusError{URL: target, Code: code, Message: msg, Kind: kind})
+	return t.errorf("%w", &flasherr.StatusError{URL: redactURL(target), Code: code, Message: msg, Kind: kind})
+}
+
+// clean keeps the API key out of a text an endpoint sent back (an endpoint
+// that echoes headers must not put the key into our errors and logs).
+func (iv *Invoker) clean(s string) string {
+	if iv.key == "" || !strings.Contains(s, iv.key) {
+		return s
+	}
+	return strings.ReplaceAll(s, iv.key, "***")
+}
+
+// cleanRemote is clean for a function error's message.
+func (iv *Invoker) cleanRemote(err error) error {
+	if re, ok := err.(*flasherr.RemoteError); ok {
+		re.Message = iv.clean(re.Message)
+	}
+	return err
 }
 
 // ctxError is the error of a call whose ctx ended: ErrTimeout for a passed

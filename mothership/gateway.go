@@ -24,6 +24,9 @@ func newTransport() *http.Transport {
 	return t
 }
 
+// maxResourceName bounds a resource name in a gateway path (SPEC §2.2).
+const maxResourceName = 63
+
 // gatewayTarget travels from the route handler to the proxy's Rewrite.
 type gatewayTarget struct {
 	base   *url.URL
@@ -42,11 +45,22 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 		{"GET /v2/{resource}/health", "/health"},
 	} {
 		handle(route.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			name := r.PathValue("resource")
+			if len(name) > maxResourceName || !manifest.ValidResourceName(name) {
+				// Not a name a manifest can hold: refused unlooked-up, not echoed.
+				httpx.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
+				return
+			}
 			suffix := route.suffix
 			if strings.HasSuffix(suffix, "/") {
-				suffix += url.PathEscape(r.PathValue("id"))
+				id := r.PathValue("id")
+				if !httpx.ValidJobID(id) {
+					httpx.WriteError(w, http.StatusNotFound, "job not found (not a job id)")
+					return
+				}
+				suffix += url.PathEscape(id)
 			}
-			m.forward(w, r, r.PathValue("resource"), suffix)
+			m.forward(w, r, name, suffix)
 		}))
 	}
 }

@@ -493,6 +493,11 @@ func (rc *reconciler) deploy(ctx context.Context, name string, d, p *manifest.Re
 	}
 	rc.emit(Event{Resource: name, Action: st.action, Step: StepPublished, Status: string(status), EndpointURLs: ep.URLs, Version: v})
 
+	if len(old) > 0 {
+		// Make-before-break: a child that still routes by the previous version
+		// would call the old endpoint after it is gone.
+		m.waitApplied(ctx, v)
+	}
 	var undeployErr []string
 	for _, e := range old {
 		if e.ID == ep.ID {
@@ -820,4 +825,54 @@ func (m *Mothership) EndpointChanged(ctx context.Context, ep provider.Endpoint) 
 		return
 	}
 	m.log.Info("endpoint moved; new URLs published", "resource", ep.Resource, "urls", ep.URLs, "version", v)
+}
+
+// Bounds of waitApplied.
+const (
+	// applyWait bounds the wait for children to apply a version: a live child
+	// applies within a long-poll round trip (milliseconds); the bound only
+	// matters for instances that died without saying so.
+	applyWait = 3 * time.Second
+	// instanceRecent is how recently an instance must have reported to be
+	// waited for: children re-poll at least every MaxPollWait.
+	instanceRecent = 2 * time.Minute
+)
+
+// waitApplied waits until every child instance that reported recently has
+// applied (or rejected) version v or a newer one, at most applyWait.
+func (m *Mothership) waitApplied(ctx context.Context, v int64) {
+	deadline := time.NewTimer(applyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		behind := m.inst.behind(v, m.cfg.Now().Add(-instanceRecent))
+		if len(behind) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			m.log.Warn("reconcile: children did not report the new version in time; undeploying the old endpoint anyway",
+				"version", v, "behind", strings.Join(behind, ", "))
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// behind lists the instances seen since `since` that have neither applied nor
+// rejected version v or a newer one.
+func (in *instances) behind(v int64, since time.Time) []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []string
+	for k, i := range in.all {
+		if i.LastSeen.Before(since) || i.AppliedVersion >= v || i.RejectedVersion >= v {
+			continue
+		}
+		out = append(out, k.resource+"/"+k.instance)
+	}
+	return out
 }

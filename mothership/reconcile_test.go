@@ -14,6 +14,7 @@ import (
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/provider/local"
+	"github.com/flash-go/flash/store"
 )
 
 func TestReconcileFreshDeploy(t *testing.T) {
@@ -505,3 +506,16 @@ func TestReportJSON(t *testing.T) {
 
 // The local provider takes over running endpoints through Adopt.
 var _ adopter = (*local.Provider)(nil)
+
+func TestBehindListsOnlyRecentLaggards(t *testing.T) {
+	in := newInstances()
+	now := time.Now()
+	in.all[instanceKey{"api", "a1"}] = store.Instance{Resource: "api", Instance: "a1", AppliedVersion: 4, LastSeen: now}
+	in.all[instanceKey{"api", "a2"}] = store.Instance{Resource: "api", Instance: "a2", AppliedVersion: 3, LastSeen: now}
+	in.all[instanceKey{"emb", "e1"}] = store.Instance{Resource: "emb", Instance: "e1", AppliedVersion: 3, RejectedVersion: 5, LastSeen: now}
+	in.all[instanceKey{"emb", "dead"}] = store.Instance{Resource: "emb", Instance: "dead", AppliedVersion: 1, LastSeen: now.Add(-time.Hour)}
+	got := in.behind(4, now.Add(-instanceRecent))
+	if len(got) != 1 || got[0] != "api/a2" {
+		t.Fatalf("behind = %v, want [api/a2]", got)
+	}
+}

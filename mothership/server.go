@@ -26,15 +26,21 @@ type longPoll struct {
 // overflows whatever the input.
 const maxWaitParam = 24 * time.Hour
 
+// maxParamLen bounds the length of a long-poll parameter: longer ones are
+// refused unparsed and not echoed (a version has at most 19 digits).
+const maxParamLen = 32
+
 // parseLongPoll reads the version and wait query parameters. wait is a number
 // of seconds ("30", "2.5") or a Go duration ("30s"); both must be >= 0.
 func parseLongPoll(q url.Values) (longPoll, error) {
 	lp := longPoll{version: -1}
 	var errs []error
 	if vs, ok := q["version"]; ok {
-		v, err := strconv.ParseInt(firstOf(vs), 10, 64)
-		if err != nil || v < 0 {
-			errs = append(errs, fmt.Errorf("version %q: want an integer >= 0", firstOf(vs)))
+		s := firstOf(vs)
+		if len(s) > maxParamLen {
+			errs = append(errs, fmt.Errorf("version: %d characters, want an integer >= 0", len(s)))
+		} else if v, err := strconv.ParseInt(s, 10, 64); err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("version %q: want an integer >= 0", s))
 		} else {
 			lp.version, lp.hasVersion = v, true
 		}
@@ -58,6 +64,9 @@ func firstOf(vs []string) string {
 }
 
 func parseWait(s string) (time.Duration, error) {
+	if len(s) > maxParamLen {
+		return 0, fmt.Errorf("wait: %d characters, want seconds >= 0 (e.g. 30) or a duration (e.g. 30s)", len(s))
+	}
 	bad := fmt.Errorf("wait %q: want seconds >= 0 (e.g. 30) or a duration (e.g. 30s)", s)
 	if s == "" {
 		return 0, bad
@@ -144,7 +153,7 @@ func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Cache-Control", "no-cache")
-	httpx.WriteRawJSON(w, http.StatusOK, s.body)
+	httpx.WriteRawJSON(w, http.StatusOK, s.served)
 }
 
 func (m *Mothership) notModified(w http.ResponseWriter, s *snapshot) {

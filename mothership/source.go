@@ -29,7 +29,8 @@ type snapshot struct {
 	mf       *manifest.Manifest // nil when none is known
 	version  int64              // 0: none, or the local file served while the store is down
 	body     []byte             // the manifest bytes exactly as published
-	etag     string             // strong, quoted content hash
+	served   []byte             // what GET /manifest sends: body with secret env values masked
+	etag     string             // strong, quoted hash of served
 	verStr   string             // version as a header value
 	servable bool               // a manifest with at least one resource
 	changed  chan struct{}      // closed when a newer snapshot replaces this one
@@ -40,11 +41,13 @@ func emptySnapshot() *snapshot {
 }
 
 func newSnapshot(mf *manifest.Manifest, version int64, body []byte) *snapshot {
-	sum := sha256.Sum256(body)
+	served := maskManifest(body)
+	sum := sha256.Sum256(served)
 	return &snapshot{
 		mf:       mf,
 		version:  version,
 		body:     body,
+		served:   served,
 		etag:     `"` + hex.EncodeToString(sum[:16]) + `"`,
 		verStr:   strconv.FormatInt(version, 10),
 		servable: mf != nil && len(mf.Resources) > 0,
@@ -81,7 +84,8 @@ func (m *Mothership) writeFile(s *snapshot) {
 	if s.version <= m.written {
 		return
 	}
-	if err := manifest.Save(m.cfg.ManifestPath, s.mf, 0o644); err != nil {
+	// 0600: the file keeps the real env values, secrets included.
+	if err := manifest.Save(m.cfg.ManifestPath, s.mf, 0o600); err != nil {
 		m.log.Warn("cannot write the local manifest file", "path", m.cfg.ManifestPath, "version", s.version, "err", err)
 		return
 	}

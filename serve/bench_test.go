@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
+
+	"github.com/flash-go/flash/internal/httpx"
 )
 
 type benchIn struct{ A, B int }
@@ -93,3 +96,74 @@ func BenchmarkLB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOverload is the 429 answer of a full pool (through the whole
+// handler: ids, auth, metrics), next to an accepted /runsync for scale.
+func BenchmarkOverload(b *testing.B) {
+	c := newCounted()
+	s, err := New(Config{Logger: discard(), Workers: 1, QueueSize: 1, APIKey: "k"}, c.funcs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	held := make(chan struct{}, 2)
+	post := func(body []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/runsync", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer k")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+	hold := []byte(envelopeFor("hold", nil))
+	go func() { post(hold); held <- struct{}{} }()
+	<-c.started
+	go func() { post(hold); held <- struct{}{} }()
+	for !s.jobs.full() {
+		runtime.Gosched()
+	}
+	b.Cleanup(func() {
+		close(c.release)
+		<-held
+		<-held
+		s.Shutdown(context.Background())
+	})
+	body := []byte(envelopeFor("count", map[string]int{"a": 1}))
+	if rec := post(body); rec.Code != http.StatusTooManyRequests {
+		b.Fatal(rec.Code, rec.Body)
+	}
+	// One request, reused (the refusal never reads its body), and a writer
+	// that keeps nothing: what is measured is the server's own work.
+	req := httptest.NewRequest("POST", "/runsync", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer k")
+	w := &nullWriter{h: http.Header{}}
+	b.Run("server-429", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			s.ServeHTTP(w, req)
+			if w.code != http.StatusTooManyRequests {
+				b.Fatal(w.code)
+			}
+		}
+	})
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteError(w, http.StatusTooManyRequests, "job queue full, retry later")
+	})
+	b.Run("bare-429", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			bare.ServeHTTP(w, req)
+		}
+	})
+}
+
+// nullWriter is a ResponseWriter that records the status and drops the rest.
+type nullWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *nullWriter) Header() http.Header         { return w.h }
+func (w *nullWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *nullWriter) WriteHeader(code int)        { w.code = code }

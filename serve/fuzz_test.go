@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flash-go/flash/internal/httpx"
 )
 
 // FuzzHandler feeds the whole handler random requests: it must never panic,
@@ -75,6 +77,55 @@ func FuzzHandler(f *testing.F) {
 		if rec.Body.Len() > 0 && !strings.HasSuffix(req.URL.Path, "/metrics") {
 			if !json.Valid(rec.Body.Bytes()) || rec.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("%s %q: %d non-JSON answer %q (%s)", method, path, code, rec.Body, rec.Header().Get("Content-Type"))
+			}
+		}
+	})
+}
+
+// FuzzJobID drives /status/{id} and /cancel/{id} with arbitrary ids: the
+// answer is 404 JSON (or 200 for a real job), short whatever the id, and
+// the job table is never searched for an id that cannot be one.
+func FuzzJobID(f *testing.F) {
+	s, err := New(Config{Logger: discard()}, []Func{{Name: "echo", Bind: bindJSON(func(_ context.Context, in any) (any, error) { return in, nil })}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Shutdown(context.Background()) })
+	real := submitAsync(f, s, "echo", 1)
+	for _, id := range []string{real, "", "x", "AAAAAAAAAAAAAAAAAAAAAA", "a%2Fb", "..", strings.Repeat("z", 200), "é", "a b", "%00"} {
+		f.Add(id, false)
+		f.Add(id, true)
+	}
+	f.Fuzz(func(t *testing.T, id string, cancel bool) {
+		method, path := "GET", "/status/"
+		if cancel && id != real {
+			method, path = "POST", "/cancel/"
+		}
+		req, err := http.NewRequest(method, "http://flash.test"+path+id, nil)
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		switch {
+		case rec.Code == http.StatusOK && id == real:
+		case rec.Code == http.StatusNotFound, rec.Code == http.StatusMovedPermanently, rec.Code == http.StatusTemporaryRedirect,
+			rec.Code == http.StatusMethodNotAllowed:
+		default:
+			t.Fatalf("%s %q: %d %s", method, id, rec.Code, rec.Body)
+		}
+		if rec.Body.Len() > 0 && !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%s %q: %d non-JSON body %.100s", method, id, rec.Code, rec.Body)
+		}
+		// Redirects name the cleaned path; every other refusal is short
+		// and never repeats an id that cannot be one.
+		redirect := rec.Code == http.StatusMovedPermanently || rec.Code == http.StatusTemporaryRedirect
+		if !redirect && rec.Code != http.StatusOK {
+			if rec.Body.Len() > 512 {
+				t.Fatalf("%s %q: %d body of %d bytes", method, id, rec.Code, rec.Body.Len())
+			}
+			if len(id) > httpx.MaxJobIDLen && strings.Contains(rec.Body.String(), id[:httpx.MaxJobIDLen+1]) {
+				t.Fatalf("%s: an over-long id was echoed", method)
 			}
 		}
 	})

@@ -393,6 +393,14 @@ func (t *jobTable) health() health {
 	}
 }
 
+// full reports whether a job submitted now would be refused with
+// ErrQueueFull: every worker busy and the queue at capacity.
+func (t *jobTable) full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.busy >= t.workers && len(t.queue) >= t.queueCap
+}
+
 // counts reports the number of queued and running jobs (for the gauges).
 func (t *jobTable) counts() (queued, running int) {
 	t.mu.Lock()

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/flash-go/flash/internal/httpx"
@@ -41,31 +43,43 @@ func (v jobView) response() jobResponse {
 	return r
 }
 
+// submission is a bound job request: its function, the job to run, the
+// envelope's deadline (zero if none) and the body, for idempotency keys.
+type submission struct {
+	f        *Func
+	run      Job
+	deadline time.Time
+	body     []byte
+}
+
 // bindJob reads and decodes an envelope and binds it to its function. All
-// caller errors are reported here, before anything is queued. deadline is
-// the envelope's executionTimeout from now (zero if none).
-func (s *Server) bindJob(w http.ResponseWriter, r *http.Request) (f *Func, run Job, deadline time.Time, err error) {
+// caller errors are reported here, before anything is queued. The deadline
+// is the envelope's executionTimeout from now.
+func (s *Server) bindJob(w http.ResponseWriter, r *http.Request) (submission, error) {
+	var sub submission
 	body, err := s.readBody(w, r)
 	if err != nil {
-		return nil, nil, deadline, err
+		return sub, err
 	}
 	c, err := decodeEnvelope(body)
 	if err != nil {
-		return nil, nil, deadline, err
+		return sub, err
 	}
-	f = s.qb[c.Function]
+	f := s.qb[c.Function]
 	if f == nil {
-		return nil, nil, deadline, &httpError{Status: http.StatusNotFound,
+		return sub, &httpError{Status: http.StatusNotFound,
 			Msg: fmt.Sprintf("function %q not found on this endpoint", c.Function),
 			KV:  []any{"available", s.qbNames}}
 	}
-	if run, err = s.bind(r.Context(), f, Input{JSON: c.Input}); err != nil {
-		return nil, nil, deadline, err
+	run, err := s.bind(r.Context(), f, Input{JSON: c.Input})
+	if err != nil {
+		return sub, err
 	}
+	sub = submission{f: f, run: run, body: body}
 	if c.Timeout > 0 {
-		deadline = time.Now().Add(c.Timeout)
+		sub.deadline = time.Now().Add(c.Timeout)
 	}
-	return f, run, deadline, nil
+	return sub, nil
 }
 
 // bind calls f.Bind, turning its error into a 400 and a panic into a 500.
@@ -88,61 +102,203 @@ func (s *Server) bind(ctx context.Context, f *Func, in Input) (run Job, err erro
 
 func submitError(err error) error {
 	if err == ErrQueueFull {
-		return &httpError{Status: http.StatusTooManyRequests, Msg: "job queue full, retry later",
+		return &httpError{Status: http.StatusTooManyRequests, Msg: overloadedMsg,
 			Header: http.Header{httpx.HeaderRetryAfter: {"1"}}}
 	}
 	return &httpError{Status: http.StatusServiceUnavailable, Msg: "server shutting down",
 		Header: http.Header{httpx.HeaderRetryAfter: {"5"}}}
 }
 
+const (
+	overloadedMsg  = "job queue full, retry later"
+	overloadedBody = `{"error":"` + overloadedMsg + `"}`
+)
+
+// refuseOverload answers 429 at once, before the body is read, when the
+// pool cannot take a job: the overload answer is the cheap one. A pool that
+// fills between this check and submit still gets 429 from submit.
+func (s *Server) refuseOverload(w http.ResponseWriter) bool {
+	if !s.jobs.full() {
+		return false
+	}
+	h := w.Header()
+	h[httpx.HeaderRetryAfter] = []string{"1"}
+	h["Content-Type"] = []string{httpx.ContentTypeJSON}
+	h["Content-Length"] = []string{strconv.Itoa(len(overloadedBody))}
+	w.WriteHeader(http.StatusTooManyRequests)
+	io.WriteString(w, overloadedBody)
+	return true
+}
+
 // runsync runs a job within the pool's bound and answers its outcome: on
 // this goroutine when a worker slot is free, else queued. The job lives in
 // the request's context: the caller's deadline and disconnect reach it.
 func (s *Server) runsync(w http.ResponseWriter, r *http.Request) error {
-	f, run, deadline, err := s.bindJob(w, r)
+	if s.refuseOverload(w) {
+		return nil
+	}
+	sub, err := s.bindJob(w, r)
 	if err != nil {
 		return err
 	}
-	j := s.jobs.newJob(r.Context(), f.Name, run, deadline)
-	if err := s.jobs.submit(j, false, true); err != nil {
-		return submitError(err)
+	if s.idem != nil {
+		if k, ok := keyOf(r, "runsync", sub.f.Name, sub.body); ok {
+			return s.runsyncOnce(w, r, k, sub)
+		}
 	}
-	<-j.done
-	s.jobs.mu.Lock()
-	v := j.viewLocked(s.cfg.Now())
-	s.jobs.mu.Unlock()
+	v, err := s.runsyncJob(r, sub)
+	if err != nil {
+		return err
+	}
 	httpx.WriteJSON(w, http.StatusOK, v.response())
 	return nil
 }
 
-// run queues a job and answers its id at once. The job keeps the request's
-// values (callmeta) and deadline but not its cancellation.
-func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
-	f, run, deadline, err := s.bindJob(w, r)
+// runsyncJob runs sub and returns its final state.
+func (s *Server) runsyncJob(r *http.Request, sub submission) (jobView, error) {
+	j := s.jobs.newJob(r.Context(), sub.f.Name, sub.run, sub.deadline)
+	if err := s.jobs.submit(j, false, true); err != nil {
+		return jobView{}, submitError(err)
+	}
+	<-j.done
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	return j.viewLocked(s.cfg.Now()), nil
+}
+
+// runsyncOnce is runsync for a keyed request: the first request of a key
+// runs the job and keeps its answer; a repeat waits for the first and
+// answers the same, or runs the job itself when the first kept nothing.
+func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, sub submission) error {
+	var e *idemEntry
+	for {
+		var leader bool
+		if e, leader = s.idem.claim(k); leader {
+			break
+		}
+		s.idem.waiting.Add(1)
+		select {
+		case <-e.done:
+			s.idem.waiting.Add(-1)
+			if e.answer != nil {
+				w.Header()[httpx.HeaderReplayed] = []string{"true"}
+				httpx.WriteRawJSON(w, http.StatusOK, e.answer)
+				return nil
+			}
+		case <-r.Context().Done(): // this repeat's own deadline, or its caller left
+			s.idem.waiting.Add(-1)
+			status, errType, errMsg := ctxOutcome(r.Context())
+			httpx.WriteJSON(w, http.StatusOK, jobView{Status: status, ErrType: errType, ErrMsg: errMsg}.response())
+			return nil
+		}
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			s.idem.drop(e) // refused, or a panic: the next repeat runs anew
+		}
+	}()
+	v, err := s.runsyncJob(r, sub)
 	if err != nil {
 		return err
 	}
+	body, err := json.Marshal(v.response())
+	if err != nil {
+		return err
+	}
+	if v.Status == StatusCompleted || v.Status == StatusFailed {
+		s.idem.keep(e, body, "")
+		kept = true
+	}
+	httpx.WriteRawJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// run queues a job and answers its id at once. The job keeps the request's
+// values (callmeta) and deadline but not its cancellation. A keyed repeat
+// answers the first request's job id and that job's current status.
+func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
+	if s.refuseOverload(w) {
+		return nil
+	}
+	sub, err := s.bindJob(w, r)
+	if err != nil {
+		return err
+	}
+	var e *idemEntry
+	if s.idem != nil {
+		if k, ok := keyOf(r, "run", sub.f.Name, sub.body); ok {
+			for e == nil {
+				en, leader := s.idem.claim(k)
+				if leader {
+					e = en
+					break
+				}
+				select {
+				case <-en.done:
+					if en.jobID != "" {
+						status := StatusInQueue
+						if v, ok := s.jobs.view(en.jobID); ok {
+							status = v.Status
+						}
+						w.Header()[httpx.HeaderReplayed] = []string{"true"}
+						writeJobID(w, en.jobID, status)
+						return nil
+					}
+				case <-r.Context().Done():
+					return &httpError{Status: http.StatusServiceUnavailable, Msg: "request ended while an identical one was being queued",
+						Header: http.Header{httpx.HeaderRetryAfter: {"1"}}}
+				}
+			}
+			defer func() {
+				if e != nil {
+					s.idem.drop(e)
+				}
+			}()
+		}
+	}
+	deadline := sub.deadline
 	// The caller's deadline (X-Flash-Timeout) still applies; the smaller wins.
 	if dl, ok := r.Context().Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
 		deadline = dl
 	}
-	j := s.jobs.newJob(context.WithoutCancel(r.Context()), f.Name, run, deadline)
+	j := s.jobs.newJob(context.WithoutCancel(r.Context()), sub.f.Name, sub.run, deadline)
 	if err := s.jobs.submit(j, true, false); err != nil {
 		return submitError(err)
 	}
+	if e != nil {
+		s.idem.keep(e, nil, j.id)
+		e = nil
+	}
+	writeJobID(w, j.id, StatusInQueue)
+	return nil
+}
+
+func writeJobID(w http.ResponseWriter, id, status string) {
 	httpx.WriteJSON(w, http.StatusOK, struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
-	}{j.id, StatusInQueue})
-	return nil
+	}{id, status})
 }
 
 func notFoundJob(id string) error {
 	return &httpError{Status: http.StatusNotFound, Msg: fmt.Sprintf("job %q not found (unknown, or its result expired)", id)}
 }
 
+// validJobPath rejects a job id that cannot be one of ours (too long, odd
+// characters) with 404, without echoing it.
+func validJobPath(id string) error {
+	if !httpx.ValidJobID(id) {
+		return &httpError{Status: http.StatusNotFound, Msg: "job not found (not a job id)"}
+	}
+	return nil
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := validJobPath(id); err != nil {
+		return err
+	}
 	v, ok := s.jobs.view(id)
 	if !ok {
 		return notFoundJob(id)
@@ -153,6 +309,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := validJobPath(id); err != nil {
+		return err
+	}
 	v, ok := s.jobs.cancelJob(id)
 	if !ok {
 		return notFoundJob(id)

@@ -65,7 +65,11 @@ type Config struct {
 	APIKey string
 	// MaxBody limits request bodies; default 10 MiB.
 	MaxBody int64
-	// Workers is the size of the job worker pool; default 4*GOMAXPROCS.
+	// Workers is the size of the job worker pool; default
+	// max(DefaultMinWorkers, 4*GOMAXPROCS). A job that calls another endpoint
+	// holds its slot while it waits, so the pool must stay larger than the
+	// deepest chain of calls that can revisit this endpoint (the hop limit
+	// bounds it at 16) times the chains in flight.
 	Workers int
 	// QueueSize is how many jobs may wait beyond the running ones; default
 	// 1024. When full, /run and /runsync answer 429 with Retry-After.
@@ -79,13 +83,25 @@ type Config struct {
 	Ready func() bool
 	// Now is the clock of job timestamps and result expiry; default time.Now.
 	Now func() time.Time
+	// IdempotencyTTL is how long the outcome of a /run or /runsync that
+	// carried an Idempotency-Key or an explicit X-Request-Id is kept, so that
+	// a repeat of it (a retry) gets that outcome instead of a second run;
+	// default 10 min. A negative value disables this.
+	IdempotencyTTL time.Duration
+	// IdempotencyEntries bounds the outcomes kept; default 10000.
+	IdempotencyEntries int
+	// IdempotencyMaxBytes bounds the answer bytes kept; default 64 MiB. An
+	// answer larger than a sixteenth of it is not kept.
+	IdempotencyMaxBytes int
 }
 
 // Defaults of Config.
 const (
-	DefaultMaxBody   = 10 << 20
-	DefaultQueueSize = 1024
-	DefaultResultTTL = 30 * time.Minute
+	DefaultMaxBody = 10 << 20
+	// DefaultMinWorkers is the smallest default worker pool (see Config.Workers).
+	DefaultMinWorkers = 64
+	DefaultQueueSize  = 1024
+	DefaultResultTTL  = 30 * time.Minute
 )
 
 // Server serves a set of functions over HTTP. Create it with New; it is
@@ -100,7 +116,12 @@ const (
 // earlier of the caller's X-Flash-Timeout and the envelope's
 // policy.executionTimeout, both counted from when the request arrived.
 // Async results are kept in memory for Config.ResultTTL; runsync results
-// are not kept.
+// are not kept, except as idempotent outcomes: a /run or /runsync carrying
+// an Idempotency-Key (else an explicit X-Request-Id) runs once per key,
+// function and body within Config.IdempotencyTTL, a repeat that arrives
+// while the first runs waits for it, and one that arrives after gets the
+// same answer (with Idempotent-Replayed: true). A first attempt that was
+// refused, cancelled or timed out is not kept.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
@@ -109,6 +130,7 @@ type Server struct {
 	qb      map[string]*Func
 	qbNames []string
 	jobs    *jobTable
+	idem    *idemTable // nil: idempotency disabled
 	metrics *metrics
 }
 
@@ -117,8 +139,9 @@ type Server struct {
 func New(cfg Config, funcs []Func) (*Server, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 {
-		bad("config: MaxBody, Workers, QueueSize and ResultTTL must not be negative")
+	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 ||
+		cfg.IdempotencyEntries < 0 || cfg.IdempotencyMaxBytes < 0 {
+		bad("config: MaxBody, Workers, QueueSize, ResultTTL, IdempotencyEntries and IdempotencyMaxBytes must not be negative")
 	}
 	cfg = withDefaults(cfg)
 
@@ -131,6 +154,9 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	s.metrics = newMetrics(cfg.Identity, s)
 	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.Now)
 	s.jobs.onFinal = s.jobFinal
+	if cfg.IdempotencyTTL > 0 {
+		s.idem = newIdemTable(cfg.IdempotencyTTL, cfg.IdempotencyEntries, cfg.IdempotencyMaxBytes, cfg.Now)
+	}
 
 	names := make(map[string]bool)
 	routes := make(map[string]string)
@@ -206,7 +232,7 @@ func withDefaults(cfg Config) Config {
 		cfg.MaxBody = DefaultMaxBody
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4 * runtime.GOMAXPROCS(0)
+		cfg.Workers = max(DefaultMinWorkers, 4*runtime.GOMAXPROCS(0))
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
@@ -219,6 +245,15 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.IdempotencyTTL == 0 {
+		cfg.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if cfg.IdempotencyEntries <= 0 {
+		cfg.IdempotencyEntries = DefaultIdempotencyEntries
+	}
+	if cfg.IdempotencyMaxBytes <= 0 {
+		cfg.IdempotencyMaxBytes = DefaultIdempotencyMaxBytes
 	}
 	return cfg
 }

@@ -31,6 +31,8 @@ const (
 	HeaderAuthorization   = "Authorization"
 	HeaderWWWAuthenticate = "WWW-Authenticate"
 	HeaderRetryAfter      = "Retry-After"
+	HeaderIdempotencyKey  = "Idempotency-Key"
+	HeaderReplayed        = "Idempotent-Replayed"
 	ContentTypeJSON       = "application/json"
 	headerContentType     = "Content-Type"
 	headerContentLength   = "Content-Length"
@@ -192,6 +194,14 @@ func parseDigits(s string, max int) (int64, error) {
 // above the incoming count.
 func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
 	m, _ := callmeta.From(ctx)
+	SetMetaHeaders(ctx, h, apiKey, m)
+}
+
+// SetMetaHeaders is SetCallHeaders with the call's metadata given: a caller
+// that sends one call several times (retries) fixes m.RequestID once, so
+// that every attempt carries the same X-Request-Id. An empty m.RequestID
+// gets a new id.
+func SetMetaHeaders(ctx context.Context, h http.Header, apiKey string, m callmeta.Meta) {
 	if apiKey != "" {
 		h.Set(HeaderAuthorization, "Bearer "+apiKey)
 	}
@@ -204,4 +214,48 @@ func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
 	if dl, ok := ctx.Deadline(); ok {
 		h.Set(HeaderTimeout, FormatTimeout(time.Until(dl)))
 	}
+}
+
+// maxRetryAfter bounds a parsed Retry-After; longer waits are not worth
+// representing (callers compare them with their own, shorter, budgets).
+const maxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter parses a Retry-After value: delay seconds ("120") or an
+// HTTP date, counted from now. ok is false when s is empty or malformed; a
+// date in the past is a zero wait.
+func ParseRetryAfter(s string, now time.Time) (d time.Duration, ok bool) {
+	if s == "" {
+		return 0, false
+	}
+	if n, err := parseDigits(s, 9); err == nil {
+		return min(time.Duration(n)*time.Second, maxRetryAfter), true
+	}
+	if len(s) > 64 {
+		return 0, false
+	}
+	t, err := http.ParseTime(s)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(t.Sub(now), 0), maxRetryAfter), true
+}
+
+// MaxJobIDLen bounds the job ids accepted in paths (/status/{id},
+// /cancel/{id}); flash's own are 22 characters, Runpod's about 40.
+const MaxJobIDLen = 128
+
+// ValidJobID reports whether s can be a job id: 1 to MaxJobIDLen characters
+// from [A-Za-z0-9._-]. Anything else is answered as an unknown job without
+// a lookup, and never echoed back.
+func ValidJobID(s string) bool {
+	if len(s) == 0 || len(s) > MaxJobIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
 }

@@ -161,3 +161,77 @@ func FuzzParseHeaders(f *testing.F) {
 		}
 	})
 }
+
+func TestSetMetaHeadersFixedID(t *testing.T) {
+	m := callmeta.Meta{RequestID: "call-1", TraceParent: callmeta.NewTraceParent(), Hops: 2}
+	trace, _ := callmeta.ParseTraceParent(m.TraceParent)
+	for range 3 { // one call sent three times: same id and trace, one span each
+		h := http.Header{}
+		SetMetaHeaders(context.Background(), h, "", m)
+		if h.Get(HeaderRequestID) != "call-1" || h.Get(HeaderHops) != "3" || h.Get(HeaderAuthorization) != "" {
+			t.Fatalf("headers %v", h)
+		}
+		if got, ok := callmeta.ParseTraceParent(h.Get(HeaderTraceParent)); !ok || got != trace {
+			t.Fatalf("traceparent %q, want trace %s", h.Get(HeaderTraceParent), trace)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"0", 0, true},
+		{"2", 2 * time.Second, true},
+		{"999999999", 24 * time.Hour, true},
+		{"1234567890", 0, false},
+		{"-1", 0, false},
+		{"1.5", 0, false},
+		{now.Add(3 * time.Second).Format(http.TimeFormat), 3 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"tomorrow", 0, false},
+		{strings.Repeat("9", 100), 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestValidJobID(t *testing.T) {
+	for _, ok := range []string{"a", "AAAAAAAAAAAAAAAAAAAAAA", "b0d4d1a8-7c21-4f1e-9a3b-1d2c3e4f5a6b-u1", "x.y_z", strings.Repeat("a", MaxJobIDLen)} {
+		if !ValidJobID(ok) {
+			t.Errorf("ValidJobID(%q) = false", ok)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("a", MaxJobIDLen+1), "a/b", "a b", "a%2F", "ü", "a\x00"} {
+		if ValidJobID(bad) {
+			t.Errorf("ValidJobID(%q) = true", bad)
+		}
+	}
+}
+
+// FuzzJobIDAndRetryAfter: neither parser panics, a valid job id is short
+// and plain, and a Retry-After wait is never negative nor above a day.
+func FuzzJobIDAndRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "1", "AAAAAAAAAAAAAAAAAAAAAA", "Wed, 21 Oct 2015 07:28:00 GMT", "-5", "a/../b", strings.Repeat("z", 200)} {
+		f.Add(s)
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidJobID(s) {
+			if len(s) > MaxJobIDLen || strings.ContainsAny(s, "/?#% \"\\") {
+				t.Fatalf("accepted job id %q", s)
+			}
+		}
+		if d, ok := ParseRetryAfter(s, now); d < 0 || d > maxRetryAfter || (!ok && d != 0) {
+			t.Fatalf("ParseRetryAfter(%q) = %v, %v", s, d, ok)
+		}
+	})
+}

@@ -1,0 +1,152 @@
+package child
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flash-go/flash/flasherr"
+)
+
+// Defaults of BreakerPolicy.
+const (
+	DefaultBreakerFailures = 5
+	DefaultBreakerOpenFor  = 30 * time.Second
+	maxBreakers            = 4096 // URLs tracked at once
+)
+
+// BreakerPolicy configures the circuit breaker the Invoker keeps per
+// endpoint URL. Zero values mean the defaults.
+type BreakerPolicy struct {
+	// Failures is how many consecutive failures (transport errors, 5xx
+	// answers other than a function's own error) open the breaker; default
+	// 5. A negative value disables the breaker.
+	Failures int
+	// OpenFor is how long an open breaker fails calls fast before it lets
+	// one probe through (half-open); default 30 s.
+	OpenFor time.Duration
+}
+
+// verdict is what one request says about an endpoint's health.
+type verdict int8
+
+const (
+	neutral verdict = iota // says nothing: the caller gave up, or the breaker refused
+	healthy                // answered as a working endpoint does (2xx, 4xx, a function's error)
+	failing                // transport error or a server failure
+)
+
+// breakerState is one URL's breaker. Only URLs that failed since their last
+// success have one: a healthy URL costs nothing.
+type breakerState struct {
+	fails     int       // consecutive failures
+	openUntil time.Time // zero: closed
+	probing   bool      // half-open: the one probe is in flight
+}
+
+// breakers holds the breakers of every URL an Invoker calls, shared by all
+// targets (keyed by URL) and bounded in size.
+type breakers struct {
+	failures int
+	openFor  time.Duration
+	now      func() time.Time
+
+	tracked atomic.Int32 // len(m): zero lets the happy path skip the lock
+	mu      sync.Mutex
+	m       map[string]*breakerState
+}
+
+func newBreakers(p BreakerPolicy, now func() time.Time) *breakers {
+	if p.Failures == 0 {
+		p.Failures = DefaultBreakerFailures
+	}
+	if p.OpenFor <= 0 {
+		p.OpenFor = DefaultBreakerOpenFor
+	}
+	return &breakers{failures: p.Failures, openFor: p.OpenFor, now: now, m: make(map[string]*breakerState)}
+}
+
+func (b *breakers) enabled() bool { return b.failures > 0 }
+
+// any reports whether some URL has a breaker that is not plainly closed
+// and healthy; without one, every URL is available.
+func (b *breakers) any() bool { return b.tracked.Load() != 0 }
+
+// allow says whether a request to url may go out now. probe is true when it
+// is the single request of a half-open breaker; its outcome must be
+// recorded. An open breaker answers an error matching flasherr.ErrCircuitOpen.
+func (b *breakers) allow(url string) (probe bool, err error) {
+	if !b.enabled() || !b.any() {
+		return false, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.m[url]
+	if st == nil || st.openUntil.IsZero() {
+		return false, nil
+	}
+	now := b.now()
+	if now.Before(st.openUntil) || st.probing {
+		wait := max(st.openUntil.Sub(now), 0).Round(time.Millisecond)
+		return false, fmt.Errorf("%w: %s failed %d times in a row; next probe in %v",
+			flasherr.ErrCircuitOpen, redactURL(url), st.fails, wait)
+	}
+	st.probing = true
+	return true, nil
+}
+
+// availableLocked reports whether a request to url would be let through.
+func (b *breakers) availableLocked(url string, now time.Time) bool {
+	st := b.m[url]
+	return st == nil || st.openUntil.IsZero() || (!st.probing && !now.Before(st.openUntil))
+}
+
+// record notes the outcome of a request to url.
+func (b *breakers) record(url string, v verdict, probe bool) {
+	if !b.enabled() || (v != failing && !probe && !b.any()) {
+		return // the happy path: nothing tracked, nothing to do
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.m[url]
+	switch v {
+	case healthy:
+		if st != nil {
+			delete(b.m, url)
+			b.tracked.Store(int32(len(b.m)))
+		}
+	case neutral:
+		if st != nil && probe {
+			st.probing = false // let another request probe
+		}
+	case failing:
+		if st == nil {
+			if len(b.m) >= maxBreakers && !b.evictLocked() {
+				return // full of open breakers: this URL goes untracked
+			}
+			st = &breakerState{}
+			b.m[url] = st
+			b.tracked.Store(int32(len(b.m)))
+		}
+		st.fails++
+		switch {
+		case probe:
+			st.openUntil, st.probing = b.now().Add(b.openFor), false
+		case st.openUntil.IsZero() && st.fails >= b.failures:
+			st.openUntil = b.now().Add(b.openFor)
+		}
+	}
+}
+
+// evictLocked drops one closed breaker (a URL with a few recent failures)
+// to make room; open ones are kept.
+func (b *breakers) evictLocked() bool {
+	for url, st := range b.m {
+		if st.openUntil.IsZero() {
+			delete(b.m, url)
+			return true
+		}
+	}
+	return false
+}
