@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flash-go/flash/mothership"
 )
 
 // apiKeyFile is where flash run keeps the key it generated.
@@ -41,29 +43,7 @@ func apiKey() string {
 }
 
 // statusView is GET /flash/status.
-type statusView struct {
-	Version   int64                   `json:"version"`
-	Resources map[string]resourceView `json:"resources"`
-	Instances []instanceView          `json:"instances"`
-}
-
-type resourceView struct {
-	Type         string   `json:"type"`
-	Status       string   `json:"status"`
-	EndpointURL  string   `json:"endpoint_url"`
-	EndpointURLs []string `json:"endpoint_urls"`
-	ConfigHash   string   `json:"config_hash"`
-	Error        string   `json:"error"`
-}
-
-type instanceView struct {
-	Resource        string    `json:"resource"`
-	Instance        string    `json:"instance"`
-	AppliedVersion  int64     `json:"applied_version"`
-	RejectedVersion int64     `json:"rejected_version"`
-	RejectReason    string    `json:"reject_reason"`
-	LastSeen        time.Time `json:"last_seen"`
-}
+type statusView = mothership.Status
 
 // getJSON GETs base+path with the API key and decodes the JSON answer.
 func getJSON(ctx context.Context, base, path, key string, v any) error {
