@@ -214,8 +214,10 @@ type Result struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-// RequiredFigures are the figure names `flash bench` promises in every mode.
-var RequiredFigures = []string{
+// RequiredFigures returns the figure names `flash bench` promises in every mode.
+func RequiredFigures() []string { return slices.Clone(requiredFigures) }
+
+var requiredFigures = []string{
 	"route_local_ns", "direct_call_ns", "route_local_allocs",
 	"remote_call_us_c1", "raw_http_us_c1", "remote_overhead_ratio_c1",
 	"remote_call_us_c64", "raw_http_us_c64", "remote_overhead_ratio_c64",
@@ -361,7 +363,7 @@ func (r *runner) note(format string, args ...any) {
 // Missing returns the required figures r lacks.
 func (res *Result) Missing() []string {
 	var out []string
-	for _, n := range RequiredFigures {
+	for _, n := range requiredFigures {
 		if _, ok := res.Figures.Get(n); !ok {
 			out = append(out, n)
 		}
