@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Parse decodes and validates a manifest, reporting every problem at once as
@@ -90,6 +91,8 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 		return nil
 	}
 	r := &Resource{Name: name, raw: obj}
+	// Only the mothership and the CLI need hashes: compute on first use.
+	r.hash = sync.OnceValue(func() string { return hashEntry(obj) })
 	r.Type = d.str(obj, path, "resource_type")
 	r.HandlerFile = d.str(obj, path, "handler_file")
 	r.SourceFingerprint = d.str(obj, path, "source_fingerprint")
@@ -136,7 +139,6 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 			r.Functions = append(r.Functions, f)
 		}
 	}
-	r.hash = hashEntry(obj)
 	return r
 }
 
@@ -177,6 +179,9 @@ func (d decoder) str(obj map[string]json.RawMessage, path, key string) string {
 	if !ok || isNull(raw) {
 		return ""
 	}
+	if s, ok := plainString(raw); ok {
+		return s
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		d.ps.add(child(path, key), "must be a string, not %s", jsonKind(raw))
@@ -184,11 +189,32 @@ func (d decoder) str(obj map[string]json.RawMessage, path, key string) string {
 	return s
 }
 
+// plainString decodes the common case of a JSON string without escapes
+// directly; ok is false when the full decoder is needed.
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+			return "", false
+		}
+	}
+	return string(body), true
+}
+
 // boolean decodes an optional bool key; ok is false when absent, null or wrong.
 func (d decoder) boolean(obj map[string]json.RawMessage, path, key string) (v, ok bool) {
 	raw, present := obj[key]
 	if !present || isNull(raw) {
 		return false, false
+	}
+	switch string(raw) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		d.ps.add(child(path, key), "must be true or false, not %s", jsonKind(raw))

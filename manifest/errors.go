@@ -3,7 +3,6 @@ package manifest
 import (
 	"fmt"
 	"github.com/flash-go/flash/flasherr"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -57,11 +56,21 @@ func (ps problems) err() error {
 	return &InvalidError{Problems: ps}
 }
 
-var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// plainKey reports whether key is an identifier, written a.key in paths.
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return key != ""
+}
 
 // child appends a key to a location path: a.b for plain keys, a["x y"] otherwise.
 func child(path, key string) string {
-	if plainKey.MatchString(key) {
+	if plainKey(key) {
 		if path == "" {
 			return key
 		}

@@ -65,7 +65,7 @@ type Resource struct {
 	Status       Status
 	Error        string
 
-	hash string                     // Hash of the entry without runtime keys
+	hash func() string              // Hash of the entry without runtime keys, computed once when asked
 	raw  map[string]json.RawMessage // every key as read
 }
 
@@ -84,7 +84,7 @@ type Function struct {
 
 // Hash returns the resource's config hash (SPEC §2.3): the entry without its
 // runtime keys, hashed as the seed's mothership does.
-func (r *Resource) Hash() string { return r.hash }
+func (r *Resource) Hash() string { return r.hash() }
 
 // URLs returns every URL the resource is served at: endpoint_urls when given,
 // else endpoint_url, else nil.
