@@ -38,6 +38,7 @@ const upTimeout = 90 * time.Second
 func runRun(e *env) int {
 	fs := flag.NewFlagSet("flash run", flag.ContinueOnError)
 	port := fs.Int("port", 8080, "the mothership's port")
+	asJSON := fs.Bool("json", false, "print the topology as one JSON object (logs go to stderr)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
 			"process per resource. Ctrl-C stops everything.")
@@ -69,7 +70,7 @@ func runRun(e *env) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	if err := runTopology(e, b, *port, key, generated); err != nil {
+	if err := runTopology(e, b, *port, key, generated, *asJSON); err != nil {
 		return fail(e, err)
 	}
 	return exitOK
@@ -108,10 +109,14 @@ func runKey() (key string, generated bool, err error) {
 // runTopology starts the mothership from the built binary, waits for every
 // resource, prints how to call them, streams logs, and on Ctrl-C stops
 // everything it started.
-func runTopology(e *env, b *buildResult, port int, key string, generated bool) error {
+func runTopology(e *env, b *buildResult, port int, key string, generated, asJSON bool) error {
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	logs := newLogStreamer(e.stdout, isTerminal(e.stdout))
+	logOut := e.stdout
+	if asJSON {
+		logOut = e.stderr // stdout stays one JSON object
+	}
+	logs := newLogStreamer(logOut, isTerminal(logOut))
 	mout := logs.writer("mothership")
 	tail := logs.tail(abs(logDir), b.App.ResourceNames())
 	start := func() (*exec.Cmd, <-chan error, error) {
@@ -156,7 +161,12 @@ func runTopology(e *env, b *buildResult, port int, key string, generated bool) e
 		}
 		return errors.Join(err, stopAll())
 	}
-	printTopology(e.stdout, base, key, generated, b.App, up)
+	topo := describeTopology(base, key, b.App, up)
+	if asJSON {
+		writeJSON(e, topo)
+	} else {
+		printTopology(e.stdout, topo, generated)
+	}
 	logs.notice("streaming logs; press Ctrl-C to stop everything")
 
 	// A mothership that dies is started again: it adopts the running
@@ -256,54 +266,84 @@ func pendingList(st statusView, m *manifest.Manifest) string {
 	return strings.Join(parts, ", ")
 }
 
-// printTopology prints the table of resources and ready-to-paste calls.
-func printTopology(w io.Writer, base, key string, generated bool, m *manifest.Manifest, st statusView) {
-	fmt.Fprintf(w, "\n%s is up: mothership %s (manifest v%d)\n\n", m.ProjectName, base, st.Version)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
+// topology is what flash run prints once everything is up.
+type topology struct {
+	App        string             `json:"app"`
+	Mothership string             `json:"mothership"`
+	Version    int64              `json:"version"`
+	KeyFile    string             `json:"api_key_file,omitempty"`
+	Resources  []topologyResource `json:"resources"`
+	Examples   []string           `json:"examples"`
+}
+
+type topologyResource struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"` // http or queue
+	URLs   []string `json:"urls"`
+	Serves []string `json:"serves"` // routes of an http resource, functions of a queue one
+	Status string   `json:"status"`
+}
+
+// describeTopology pairs the build's manifest with the mothership's status
+// and makes a ready-to-paste call for one route and one queue function.
+func describeTopology(base, key string, m *manifest.Manifest, st statusView) topology {
+	t := topology{App: m.ProjectName, Mothership: base, Version: st.Version, Examples: []string{}}
+	if _, err := os.Stat(apiKeyFile); err == nil {
+		t.KeyFile = apiKeyFile
+	}
 	var lbCall, qbCall string
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
 		s := st.Resources[name]
-		urls := s.EndpointURLs
-		if len(urls) == 0 && s.EndpointURL != "" {
-			urls = []string{s.EndpointURL}
-		}
-		url := strings.Join(urls, " ")
-		kind := "queue"
-		var fns []string
-		for _, f := range r.Functions {
-			if r.LoadBalanced {
-				fns = append(fns, f.HTTPMethod+" "+f.HTTPPath)
-				if lbCall == "" && len(urls) > 0 {
-					lbCall = curlLB(urls[0], key, f)
-				}
-			} else {
-				fns = append(fns, f.Name)
-				if qbCall == "" && len(urls) > 0 {
-					qbCall = curlQB(urls[0], key, f)
-				}
-			}
+		tr := topologyResource{Name: name, Kind: "queue", URLs: s.EndpointURLs, Status: s.Status, Serves: []string{}}
+		if len(tr.URLs) == 0 && s.EndpointURL != "" {
+			tr.URLs = []string{s.EndpointURL}
 		}
 		if r.LoadBalanced {
-			kind = "http"
+			tr.Kind = "http"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, kind, orDash(url), strings.Join(fns, ", "), s.Status)
+		for _, f := range r.Functions {
+			if r.LoadBalanced {
+				tr.Serves = append(tr.Serves, f.HTTPMethod+" "+f.HTTPPath)
+				if lbCall == "" && len(tr.URLs) > 0 {
+					lbCall = curlLB(tr.URLs[0], key, f)
+				}
+				continue
+			}
+			tr.Serves = append(tr.Serves, f.Name)
+			if qbCall == "" && len(tr.URLs) > 0 {
+				qbCall = curlQB(tr.URLs[0], key, f)
+			}
+		}
+		t.Resources = append(t.Resources, tr)
+	}
+	for _, c := range []string{lbCall, qbCall} {
+		if c != "" {
+			t.Examples = append(t.Examples, c)
+		}
+	}
+	return t
+}
+
+// printTopology prints the table of resources and ready-to-paste calls.
+func printTopology(w io.Writer, t topology, generated bool) {
+	fmt.Fprintf(w, "\n%s is up: mothership %s (manifest v%d)\n\n", t.App, t.Mothership, t.Version)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
+	for _, r := range t.Resources {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, orDash(strings.Join(r.URLs, " ")), strings.Join(r.Serves, ", "), r.Status)
 	}
 	tw.Flush()
 	if generated {
-		fmt.Fprintf(w, "\nAPI key (generated, saved in %s): %s\n", apiKeyFile, key)
+		fmt.Fprintf(w, "\nAPI key: generated, saved in %s (0600)\n", apiKeyFile)
 	} else {
 		fmt.Fprintln(w, "\nAPI key: from FLASH_API_KEY")
 	}
 	fmt.Fprintln(w, "\nTry it:")
-	if lbCall != "" {
-		fmt.Fprintf(w, "  %s\n", lbCall)
+	for _, c := range t.Examples {
+		fmt.Fprintf(w, "  %s\n", c)
 	}
-	if qbCall != "" {
-		fmt.Fprintf(w, "  %s\n", qbCall)
-	}
-	fmt.Fprintf(w, "  flash status --mothership %s\n\n", base)
+	fmt.Fprintf(w, "  flash status --mothership %s\n\n", t.Mothership)
 }
 
 func example(f manifest.Function) string {
