@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/flasherr"
@@ -155,8 +156,8 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	err = rt.invoker.Invoke(ctx, target, in, &out)
 	if err != nil && errors.Is(err, flasherr.ErrEndpointNotReady) {
 		// The endpoint went away. If a newer manifest moved the function
-		// meanwhile (a redeploy), follow it once.
-		if again, rerr := rt.router.Route(ctx, f.name); rerr == nil && again != nil && again != target {
+		// (a redeploy), follow it once.
+		if again := rt.reroute(ctx, f.name, target); again != nil {
 			err = rt.invoker.Invoke(ctx, again, in, &out)
 		}
 	}
@@ -167,6 +168,42 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 type routing struct {
 	router  *child.Router
 	invoker *child.Invoker
+	sync    *child.Sync // nil without a mothership
+}
+
+// rerouteWait bounds how long a call whose endpoint vanished waits for a
+// fresher manifest.
+const rerouteWait = time.Second
+
+// reroute returns a newer route to fn than old, or nil: from the manifest in
+// use, else from a fresh one (the sync may be in backoff after a mothership
+// outage, unaware that the endpoint moved).
+func (rt *routing) reroute(ctx context.Context, fn string, old *child.Target) *child.Target {
+	if t, err := rt.router.Route(ctx, fn); err == nil && t != nil && t != old {
+		return t
+	}
+	if rt.sync == nil {
+		return nil
+	}
+	v := rt.sync.Version()
+	rt.sync.Nudge()
+	wait := time.NewTimer(rerouteWait)
+	defer wait.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for rt.sync.Version() == v {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait.C:
+			return nil
+		case <-tick.C:
+		}
+	}
+	if t, err := rt.router.Route(ctx, fn); err == nil && t != nil && t != old {
+		return t
+	}
+	return nil
 }
 
 // funcInfo is what the app keeps of every registered function, untyped.

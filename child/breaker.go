@@ -19,9 +19,10 @@ const (
 // BreakerPolicy configures the circuit breaker the Invoker keeps per
 // endpoint URL. Zero values mean the defaults.
 type BreakerPolicy struct {
-	// Failures is how many consecutive failures (transport errors, 5xx
-	// answers other than a function's own error) open the breaker; default
-	// 5. A negative value disables the breaker.
+	// Failures is how many consecutive failures (transport errors, no
+	// answer before the call's deadline, 5xx answers other than a
+	// function's own error) open the breaker; default 5. A negative value
+	// disables the breaker.
 	Failures int
 	// OpenFor is how long an open breaker fails calls fast before it lets
 	// one probe through (half-open); default 30 s.

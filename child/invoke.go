@@ -135,12 +135,13 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	}
 	c := call{t: t, idx: -1}
 	c.meta, _ = callmeta.From(ctx)
+	// Fixed here, not per send: every attempt is the same call (one
+	// request id, one trace; each attempt is a span of its own).
 	if c.meta.RequestID == "" {
-		// Fixed here, not per send: every attempt is the same call.
 		c.meta.RequestID = callmeta.NewRequestID()
-		if c.meta.TraceParent == "" {
-			c.meta.TraceParent = callmeta.NewTraceParent()
-		}
+	}
+	if c.meta.TraceParent == "" {
+		c.meta.TraceParent = callmeta.NewTraceParent()
 	}
 	defer c.release()
 	if t.LB {

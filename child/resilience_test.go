@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,6 +31,9 @@ type scripted struct {
 }
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Read the body first: only then does net/http notice a caller that
+	// hangs up (and cancel r's context) while the answer is held back.
+	io.Copy(io.Discard, r.Body)
 	s.mu.Lock()
 	s.headers = append(s.headers, r.Header.Clone())
 	s.paths = append(s.paths, r.Method+" "+r.URL.Path)
@@ -401,6 +405,58 @@ func TestBreaker(t *testing.T) {
 	}
 	if iv.brk.any() {
 		t.Fatal("breaker still tracked after a healthy answer")
+	}
+}
+
+// TestBreakerHungEndpoint: an endpoint that never answers within the
+// callers' deadlines opens the breaker like one that refuses; callers that
+// cancel say nothing about it. With a second replica, calls then avoid it.
+func TestBreakerHungEndpoint(t *testing.T) {
+	hung := &scripted{answer: func(_ int, w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }}
+	good := &scripted{answer: failThen(0, 0, "")}
+	srvHung, client := startServer(t, hung)
+	srvGood, _ := startServer(t, good)
+	iv := newTestInvoker(t, client)
+	call := func(tg *Target, cancelled bool) error {
+		d := 20 * time.Millisecond
+		if len(tg.URLs) > 1 {
+			d = 5 * time.Second // ample for the healthy replica, even on a loaded machine
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		if cancelled {
+			var stop context.CancelFunc
+			ctx, stop = context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, stop)
+		}
+		return iv.Invoke(ctx, tg, embedIn{}, nil)
+	}
+	only := qbTarget("embed", srvHung.URL)
+	for range 2 * DefaultBreakerFailures {
+		if err := call(only, true); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call: %v", err)
+		}
+	}
+	if iv.brk.any() {
+		t.Fatal("cancelled calls counted against the endpoint")
+	}
+	for range DefaultBreakerFailures {
+		if err := call(only, false); !errors.Is(err, flasherr.ErrTimeout) {
+			t.Fatalf("got %v, want a timeout", err)
+		}
+	}
+	before := hung.hits()
+	if err := call(only, false); !errors.Is(err, flasherr.ErrCircuitOpen) || hung.hits() != before {
+		t.Fatalf("after 5 timeouts: %v (%d more requests)", err, hung.hits()-before)
+	}
+	both := &Target{Function: "embed", Resource: "embedder", URLs: []string{srvHung.URL, srvGood.URL}, inflight: make([]atomic.Int64, 2)}
+	for range 20 {
+		if err := call(both, false); err != nil {
+			t.Fatalf("with a healthy replica: %v", err)
+		}
+	}
+	if hung.hits() != before {
+		t.Fatalf("the hung replica got %d more requests", hung.hits()-before)
 	}
 }
 

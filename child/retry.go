@@ -97,13 +97,17 @@ func idempotent(method string) bool {
 	return false
 }
 
-// health judges one send for the breaker: transport errors and 5xx answers
-// fail, except a function's own error (an LB 500 carrying error_type) and a
-// loop report (508), which a working endpoint gives. A caller that gave up
-// says nothing.
+// health judges one send for the breaker: transport errors, no answer
+// before the call's deadline (a hung endpoint looks like this) and 5xx
+// answers fail, except a function's own error (an LB 500 carrying
+// error_type) and a loop report (508), which a working endpoint gives. A
+// caller that cancelled says nothing.
 func health(ctx context.Context, t *Target, a answer, err error) verdict {
 	switch {
 	case err != nil:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return failing
+		}
 		if ctx.Err() != nil || errors.Is(err, flasherr.ErrSerialization) {
 			return neutral
 		}

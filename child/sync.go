@@ -118,6 +118,7 @@ type Sync struct {
 	readyOnce sync.Once
 	running   atomic.Bool
 	boot      singleflight.Group // shares the first fetch among every waiter
+	nudge     chan struct{}      // Nudge: fetch now instead of waiting out a backoff
 
 	applyMu   sync.Mutex // orders applies against subscribe
 	listeners []func(*manifest.Manifest, int64)
@@ -152,6 +153,7 @@ func NewSync(cfg Config) (*Sync, error) {
 		pollWait: cfg.PollWait,
 		ttl:      cfg.TTL,
 		ready:    make(chan struct{}),
+		nudge:    make(chan struct{}, 1),
 		jitter:   fullJitter,
 	}
 	if s.client == nil {
@@ -251,11 +253,42 @@ func (s *Sync) Run(ctx context.Context) error {
 		} else {
 			d = s.bootFetch(ctx)
 		}
-		if d > 0 && !sleep(ctx, d) {
+		if d > 0 && !s.sleep(ctx, d) {
 			break
 		}
 	}
 	return nil
+}
+
+// nudgeGap is the least time between fetches that nudges can cause, so that
+// a burst of failing calls does not become a burst of fetches.
+const nudgeGap = 200 * time.Millisecond
+
+// Nudge asks for a fetch now rather than after the current backoff: a call
+// found its endpoint gone, so the manifest may have moved on while the
+// mothership was unreachable. It never blocks; nudges coalesce, and fetches
+// they cause are nudgeGap apart at least.
+func (s *Sync) Nudge() {
+	select {
+	case s.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d, or less after a Nudge; false when ctx ended.
+func (s *Sync) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-s.nudge:
+			t.Reset(min(d, nudgeGap))
+		}
+	}
 }
 
 // bootFetch makes the fetch that brings the first manifest, shared by every

@@ -570,3 +570,48 @@ func TestRejectReasonIsHeaderSafe(t *testing.T) {
 		}
 	}
 }
+
+// A nudge cuts a long backoff short: after an outage the next fetch comes
+// within nudgeGap instead of at the end of a 30 s backoff.
+func TestSyncNudgeCutsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fail atomic.Bool
+		fail.Store(true)
+		var hits atomic.Int64
+		body := fixture(t, "valid/minimal.json")
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			if fail.Load() {
+				httpx.WriteError(w, http.StatusInternalServerError, "down")
+				return
+			}
+			if r.URL.Query().Get("version") == "1" {
+				<-r.Context().Done() // hold the long poll
+				return
+			}
+			w.Header().Set(httpx.HeaderManifestVersion, "1")
+			httpx.WriteRawJSON(w, http.StatusOK, body)
+		})
+		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership",
+			HTTPClient: &http.Client{Transport: handlerTransport{h}}, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.jitter = func(d time.Duration) time.Duration { return d }
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(time.Minute) // the backoff has reached its 30 s cap
+		fail.Store(false)
+		before := hits.Load()
+		s.Nudge()
+		time.Sleep(nudgeGap + time.Millisecond)
+		synctest.Wait()
+		if hits.Load() == before || !s.Ready() {
+			t.Fatalf("nudge did not cause a fetch (hits %d → %d, ready %v)", before, hits.Load(), s.Ready())
+		}
+		cancel()
+		<-done
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 func FuzzLongPollQuery(f *testing.F) {
 	for _, q := range []string{"", "version=1", "version=1&wait=30", "wait=1.5", "wait=10s", "version=-1",
 		"version=1&wait=-1", "wait=NaN", "wait=1e308", "version=18446744073709551616", "version=1&version=2",
-		"wait=%zz", "wait=+Inf", "wait=1h", "version=0&wait=0"} {
+		"wait=%zz", "wait=+Inf", "wait=1h", "version=0&wait=0",
+		"version=" + strings.Repeat("9", 300), "wait=" + strings.Repeat("0", 300) + "1", "version=1&wait=" + strings.Repeat("1", 33) + "s"} {
 		f.Add(q)
 	}
 	m, err := New(f.Context(), Config{Store: newMemStore(), Logger: quiet, MaxWait: time.Millisecond})
@@ -47,6 +49,10 @@ func FuzzLongPollQuery(f *testing.F) {
 				t.Fatalf("%q: %d without version header", query, rec.Code)
 			}
 		case http.StatusBadRequest:
+			// Bounded parameters: the refusal never grows with the input.
+			if rec.Body.Len() > 512 {
+				t.Fatalf("%q: 400 body of %d bytes", query, rec.Body.Len())
+			}
 		default:
 			t.Fatalf("%q: status %d", query, rec.Code)
 		}

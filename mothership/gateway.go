@@ -118,7 +118,7 @@ func (m *Mothership) newProxy() http.Handler {
 			if r.Context().Err() != nil {
 				return // the caller went away
 			}
-			m.log.Warn("gateway: endpoint unreachable", "url", t.base, "err", err)
+			m.log.Warn("gateway: endpoint unreachable", "url", t.base.Redacted(), "err", err)
 			httpx.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", err.Error())
 		},
 	}

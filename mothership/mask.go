@@ -25,8 +25,10 @@ func secretName(name string) bool {
 // maskManifest returns the manifest JSON as served (GET /manifest): every
 // resource's env value whose name looks secret replaced by "***". The
 // store, the local file and reconciliation keep the real values; only
-// what leaves the mothership is masked. A manifest with nothing to mask
-// (or that is not the expected shape) comes back as the same bytes.
+// what leaves the mothership is masked. A manifest without env (or that is
+// not the expected shape) comes back as the same bytes; one with env is
+// re-encoded, which also drops duplicate keys (a value hidden in an earlier
+// duplicate would otherwise be served as it is).
 func maskManifest(body []byte) []byte {
 	if !bytes.Contains(body, []byte(`"env"`)) {
 		return body // the common case: no env anywhere, no decoding
@@ -70,42 +72,34 @@ func maskManifest(body []byte) []byte {
 }
 
 // maskEnv masks an env value: an object of name → value, or a list of
-// {"key"|"name": …, "value": …} (Runpod's template shape). ok is false when
-// nothing needed masking.
+// {"key"|"name": …, "value": …} (Runpod's template shape), re-encoded. ok
+// is false for a value of neither shape (absent, null, a string, …).
 func maskEnv(raw json.RawMessage) (json.RawMessage, bool) {
 	if len(raw) == 0 {
 		return nil, false
 	}
-	star, _ := json.Marshal(masked)
+	star := json.RawMessage(`"` + masked + `"`)
 	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) == nil {
-		changed := false
-		for k, v := range obj {
-			if secretName(k) && !bytes.Equal(v, star) {
-				obj[k], changed = star, true
+	if json.Unmarshal(raw, &obj) == nil && obj != nil {
+		for k := range obj {
+			if secretName(k) {
+				obj[k] = star
 			}
-		}
-		if !changed {
-			return nil, false
 		}
 		return marshalRaw(obj)
 	}
 	var list []map[string]json.RawMessage
-	if json.Unmarshal(raw, &list) != nil {
+	if json.Unmarshal(raw, &list) != nil || list == nil {
 		return nil, false
 	}
-	changed := false
 	for _, item := range list {
 		var name string
 		if json.Unmarshal(item["key"], &name) != nil || name == "" {
 			json.Unmarshal(item["name"], &name)
 		}
-		if v, has := item["value"]; has && secretName(name) && !bytes.Equal(v, star) {
-			item["value"], changed = star, true
+		if _, has := item["value"]; has && secretName(name) {
+			item["value"] = star
 		}
-	}
-	if !changed {
-		return nil, false
 	}
 	return marshalRaw(list)
 }

@@ -83,7 +83,9 @@ func TestServedManifestMasksSecrets(t *testing.T) {
 func TestMaskManifest(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"no env: same bytes", `{"resources":{"a":{"x":1}}}`, `{"resources":{"a":{"x":1}}}`},
-		{"nothing secret: same bytes", `{"resources":{"a":{"env":{"LOG":"1"}}}}`, `{"resources":{"a":{"env":{"LOG":"1"}}}}`},
+		{"nothing secret", `{"resources":{"a":{"env":{"LOG":"1"}}}}`, `{"resources":{"a":{"env":{"LOG":"1"}}}}`},
+		{"duplicate keys", `{"resources":{"a":{"env":{"KEY":"s","KEY":"***"}},"b":{"env":{"TOKEN":"t"}},"b":{}}}`,
+			`{"resources":{"a":{"env":{"KEY":"***"}},"b":{}}}`},
 		{"object", `{"resources":{"a":{"env":{"api_key":"s","LOG":"<1>"},"n":1.50}},"extra":[1]}`,
 			`{"extra":[1],"resources":{"a":{"env":{"LOG":"<1>","api_key":"***"},"n":1.50}}}`},
 		{"list of key/value", `{"resources":{"a":{"env":[{"key":"TOKEN","value":"t"},{"name":"pw_PASSWORD","value":"p"},{"key":"X","value":"x"}]}}}`,
@@ -142,6 +144,7 @@ func FuzzMaskManifest(f *testing.F) {
 		`{"resources":{"a":{"env":null}},"env":1}`,
 		`{"resources":[],"env":{}}`,
 		`{"version":"1.0","resources":{"b":{"env":{"secret":{"nested":true}},"functions":[]}}}`,
+		`{"resources":{"a":{"env":{"KEY":"s","KEY":"***"}},"a":{"env":{"KEY":"s"}}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -153,16 +156,18 @@ func FuzzMaskManifest(f *testing.F) {
 		if again := maskManifest(out); !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent: %s then %s", out, again)
 		}
-		var doc struct {
-			Resources map[string]struct {
-				Env map[string]json.RawMessage `json:"env"`
-			} `json:"resources"`
-		}
-		if json.Unmarshal(out, &doc) != nil {
+		// Exactly as the manifest decoder reads it: exact keys, last duplicate wins.
+		var doc map[string]json.RawMessage
+		var resources map[string]map[string]json.RawMessage
+		if json.Unmarshal(out, &doc) != nil || json.Unmarshal(doc["resources"], &resources) != nil {
 			return
 		}
-		for _, r := range doc.Resources {
-			for k, v := range r.Env {
+		for _, r := range resources {
+			var env map[string]json.RawMessage
+			if json.Unmarshal(r["env"], &env) != nil {
+				continue
+			}
+			for k, v := range env {
 				if secretName(k) && string(v) != `"***"` {
 					t.Fatalf("env %s served as %s", k, v)
 				}

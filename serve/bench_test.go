@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/flash-go/flash/internal/httpx"
@@ -36,6 +37,27 @@ func BenchmarkRunsync(b *testing.B) {
 		for b.Loop() {
 			rec := httptest.NewRecorder()
 			s.ServeHTTP(rec, httptest.NewRequest("POST", "/runsync", bytes.NewReader(benchBody)))
+			if rec.Code != 200 {
+				b.Fatal(rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run("server-keyed", func(b *testing.B) {
+		// As flash callers send it: a new Idempotency-Key per call, so every
+		// request runs and its answer is kept (the table's cost).
+		s, err := New(Config{Logger: discard()}, []Func{{Name: "add", Bind: bindJSON(func(ctx context.Context, in benchIn) (any, error) {
+			return benchAdd(ctx, in)
+		})}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Shutdown(context.Background()) })
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", "/runsync", bytes.NewReader(benchBody))
+			req.Header.Set("Idempotency-Key", "k"+strconv.Itoa(i))
+			s.ServeHTTP(rec, req)
 			if rec.Code != 200 {
 				b.Fatal(rec.Code, rec.Body)
 			}

@@ -73,6 +73,12 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 
 	for i, port := range ports {
 		r := &replica{index: i, id: d.id + "/" + strconv.Itoa(i), port: port}
+		// Record the replica before its process exists: a mothership killed
+		// between start and record would otherwise leave a process no record
+		// names. A record without a pid is resolved by its instance id.
+		if err := p.record(ctx, d, r); err != nil {
+			return fail(err)
+		}
 		pr, err := p.start(d, r, port)
 		if err != nil {
 			return fail(err)
@@ -137,13 +143,14 @@ func (p *Provider) record(ctx context.Context, d *deployment, r *replica) error 
 		Resource:   d.resource,
 		ConfigHash: d.configHash,
 		URL:        r.url(),
-		PID:        r.proc.pid,
-		StartedAt:  r.proc.started,
 		Meta: map[string]string{
 			metaDeployment: d.id,
 			metaBinary:     d.binary,
 			metaReplica:    strconv.Itoa(r.index),
 		},
+	}
+	if r.proc != nil {
+		e.PID, e.StartedAt = r.proc.pid, r.proc.started
 	}
 	p.mu.Unlock()
 	if len(d.specEnv) > 0 {
@@ -384,7 +391,7 @@ func deploymentFromRecords(cfg Config, id string, recs []store.Endpoint) *deploy
 			index: idx,
 			id:    e.ID,
 			port:  portOf(e.URL),
-			proc:  &proc{pid: e.PID, started: e.StartedAt},
+			proc:  &proc{pid: recordedPID(e), started: e.StartedAt},
 		})
 	}
 	slices.SortFunc(d.replicas, func(a, b *replica) int { return a.index - b.index })

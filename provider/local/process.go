@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flash-go/flash/store"
 	"io"
 	"io/fs"
 	"maps"
@@ -199,6 +200,43 @@ func alive(pid int, binary, instance string) bool {
 		}
 	}
 	return true
+}
+
+// recordedPID is the pid of a record, or, for a record written before its
+// process started (pid 0), the process that carries its instance id.
+func recordedPID(e store.Endpoint) int {
+	if e.PID > 0 {
+		return e.PID
+	}
+	return findInstance(e.Meta[metaBinary], e.ID)
+}
+
+// findInstance scans /proc for the process running binary as instance; 0
+// when there is none.
+func findInstance(binary, instance string) int {
+	if instance == "" {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		// The instance id must be seen in the environment itself: alive
+		// accepts an unreadable one, which would match any process here.
+		env, err := os.ReadFile("/proc/" + ent.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, []byte("FLASH_INSTANCE_ID="+instance+"\x00")) {
+			continue
+		}
+		if alive(pid, binary, instance) {
+			return pid
+		}
+	}
+	return 0
 }
 
 // signalGroup sends sig to pid's process group (it leads one: Setpgid), or to

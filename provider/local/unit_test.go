@@ -2,6 +2,7 @@ package local
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -127,5 +128,21 @@ func TestBackoffTunables(t *testing.T) {
 	if p.cfg.LogDir != DefaultLogDir || p.cfg.HealthTimeout != DefaultHealthTimeout || p.cfg.StopGrace != DefaultStopGrace ||
 		p.minBackoff != 500e6 || p.maxBackoff != 30e9 || p.resetAfter != 60e9 {
 		t.Fatalf("defaults: %+v", p)
+	}
+}
+
+func TestFindInstance(t *testing.T) {
+	// A running process is found by its instance id; an unknown id is not.
+	cmd := exec.Command(childBin)
+	cmd.Env = append(os.Environ(), "PORT=0", "FLASH_INSTANCE_ID=app/res/abc/0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if got := findInstance(childBin, "app/res/abc/0"); got != cmd.Process.Pid {
+		t.Fatalf("found pid %d, want %d", got, cmd.Process.Pid)
+	}
+	if findInstance(childBin, "app/res/abc/1") != 0 || findInstance(childBin, "") != 0 {
+		t.Fatal("an unknown instance was found")
 	}
 }
