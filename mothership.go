@@ -72,6 +72,13 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 			App: a.name, Binary: exe, LogDir: DefaultLogDir, Env: env, Store: st, Logger: log,
 			// A restart that moved an endpoint to a new port is published at once.
 			OnChange: func(ep provider.Endpoint) { go ms.EndpointChanged(ctx, ep) },
+			OnEvent: func(ev local.Event) {
+				detail := fmt.Sprintf("pid %d %s", ev.PID, ev.URL)
+				if ev.Err != nil {
+					detail += ": " + ev.Err.Error()
+				}
+				ms.EndpointEvent(ev.Resource, ev.Kind, detail, ev.Kind == local.EventRestarted)
+			},
 		})
 		if err != nil {
 			return err

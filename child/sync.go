@@ -397,7 +397,7 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 	vs := h.Get(httpx.HeaderManifestVersion)
 	if vs != "" {
 		v, err := strconv.ParseInt(vs, 10, 64)
-		if err != nil || v <= 0 {
+		if err != nil || v < 0 {
 			return s.fail(backoffCap, slog.LevelError, "manifest answer",
 				fmt.Errorf("bad %s %q", httpx.HeaderManifestVersion, truncate(vs, 40)))
 		}
@@ -441,11 +441,19 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 
 // next is the wait after a good answer: none in long-poll mode, TTL otherwise.
 func (s *Sync) next() time.Duration {
-	if s.ttlMode || s.seen == 0 {
+	switch {
+	case s.ttlMode:
 		return s.ttl
+	case s.seen == 0:
+		// Version 0: the mothership serves its local file because its store
+		// is unreachable; look again soon for the first real version.
+		return fallbackRecheck
 	}
 	return 0
 }
+
+// fallbackRecheck is the re-read period of a manifest served as version 0.
+const fallbackRecheck = 5 * time.Second
 
 // fastAnswer reports an answer that brought nothing new too soon for a held
 // long poll: a mothership that does not park requests must not make us spin.

@@ -615,3 +615,42 @@ func TestSyncNudgeCutsBackoff(t *testing.T) {
 		<-done
 	})
 }
+
+// A mothership whose store is down serves its local file as version 0: the
+// child uses it, and looks again soon for the first real version.
+func TestSyncAppliesFallbackVersionZero(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var version atomic.Int64 // 0: the fallback
+		body := fixture(t, "valid/minimal.json")
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v := version.Load()
+			if r.URL.Query().Get("version") == strconv.FormatInt(v, 10) && v > 0 {
+				<-r.Context().Done()
+				return
+			}
+			w.Header().Set(httpx.HeaderManifestVersion, strconv.FormatInt(v, 10))
+			httpx.WriteRawJSON(w, http.StatusOK, body)
+		})
+		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership",
+			HTTPClient: &http.Client{Transport: handlerTransport{h}}, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		synctest.Wait()
+		if !s.Ready() || s.Version() != 0 {
+			t.Fatalf("fallback not applied: ready %v version %d", s.Ready(), s.Version())
+		}
+		version.Store(1)
+		time.Sleep(fallbackRecheck + time.Millisecond)
+		synctest.Wait()
+		if s.Version() != 1 {
+			t.Fatalf("version %d after the recheck, want 1", s.Version())
+		}
+		cancel()
+		<-done
+	})
+}

@@ -136,6 +136,9 @@ func TestControlPlane(t *testing.T) {
 			if url != e.URL {
 				return fmt.Errorf("published %s, process at %s", url, e.URL)
 			}
+			if r := s.Resources["embedder"]; r.Restarts < 1 || !strings.Contains(r.LastEvent, "restarted") {
+				return fmt.Errorf("the status does not show the restart: %+v", r)
+			}
 			r, err := send(http.MethodPost, url+"/runsync", apiKey, envelope("embed", textIn{Text: "x"}))
 			if err != nil {
 				return err

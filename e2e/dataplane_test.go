@@ -97,7 +97,7 @@ func TestDataPlaneRejectsInvalidManifest(t *testing.T) {
 			return err
 		}
 		for _, e := range eps {
-			in, ok := s.instance(e.ID)
+			in, ok := instanceOf(s, e.ID)
 			if !ok {
 				return fmt.Errorf("no report from %s", e.ID)
 			}

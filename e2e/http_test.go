@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	msapi "github.com/flash-go/flash/mothership"
 	"io"
 	"net/http"
 	"os/exec"
@@ -207,35 +208,13 @@ func mustProcess(t testing.TB, base string, servedBy map[string]string) {
 var pipelineServedBy = map[string]string{"process": "api", "embed": "embedder", "summarize": "summarizer", "count_words": "summarizer"}
 
 // status is GET /flash/status (SPEC §4.4).
-type status struct {
-	Version   int64                     `json:"version"`
-	Resources map[string]resourceStatus `json:"resources"`
-	Instances []instanceStatus          `json:"instances"`
-}
+type status = msapi.Status
 
-type resourceStatus struct {
-	Type         string   `json:"type"`
-	Status       string   `json:"status"`
-	EndpointURL  string   `json:"endpoint_url"`
-	EndpointURLs []string `json:"endpoint_urls"`
-	ConfigHash   string   `json:"config_hash"`
-	Error        string   `json:"error"`
-}
-
-type instanceStatus struct {
-	Resource        string    `json:"resource"`
-	Instance        string    `json:"instance"`
-	AppliedVersion  int64     `json:"applied_version"`
-	RejectedVersion int64     `json:"rejected_version"`
-	RejectReason    string    `json:"reject_reason"`
-	LastSeen        time.Time `json:"last_seen"`
-}
-
-// instance returns the report of instance id.
-func (s status) instance(id string) (instanceStatus, bool) {
-	i := slices.IndexFunc(s.Instances, func(i instanceStatus) bool { return i.Instance == id })
+// instanceOf returns the report of instance id.
+func instanceOf(s status, id string) (msapi.InstanceStatus, bool) {
+	i := slices.IndexFunc(s.Instances, func(i msapi.InstanceStatus) bool { return i.Instance == id })
 	if i < 0 {
-		return instanceStatus{}, false
+		return msapi.InstanceStatus{}, false
 	}
 	return s.Instances[i], true
 }
@@ -324,7 +303,7 @@ func (m *mothership) synced(s status, version int64) error {
 		return errors.New("no endpoint recorded yet")
 	}
 	for _, e := range eps {
-		in, ok := s.instance(e.ID)
+		in, ok := instanceOf(s, e.ID)
 		if !ok {
 			return fmt.Errorf("instance %s (%s) has not reported yet", e.ID, e.Resource)
 		}

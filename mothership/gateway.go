@@ -1,7 +1,10 @@
 package mothership
 
 import (
+	"strconv"
+
 	"context"
+	"github.com/flash-go/flash/internal/callmeta"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -111,7 +114,24 @@ func (m *Mothership) newProxy() http.Handler {
 			pr.Out.Host = t.base.Host
 			pr.SetXForwarded()
 			// Rewrite starts from a copy of the incoming headers: Authorization
-			// (the app's key, valid on every endpoint) passes through.
+			// (the app's key, valid on every endpoint) passes through. The call
+			// is one more hop, under the same request id and trace.
+			meta, ok := callmeta.From(pr.In.Context())
+			if !ok { // not behind serve's middleware: read the headers themselves
+				meta.RequestID = pr.In.Header.Get(httpx.HeaderRequestID)
+				meta.TraceParent = pr.In.Header.Get(httpx.HeaderTraceParent)
+				meta.Hops, _ = httpx.ParseHops(pr.In.Header.Get(httpx.HeaderHops))
+			}
+			if meta.RequestID != "" {
+				pr.Out.Header.Set(httpx.HeaderRequestID, meta.RequestID)
+			}
+			pr.Out.Header.Set(httpx.HeaderTraceParent, callmeta.ChildTraceParent(meta.TraceParent))
+			pr.Out.Header.Set(httpx.HeaderHops, strconv.Itoa(meta.Hops+1))
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			// The mothership's middleware already set the (same) request id.
+			resp.Header.Del(httpx.HeaderRequestID)
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t, _ := r.Context().Value(targetKey{}).(gatewayTarget)

@@ -312,13 +312,15 @@ func TestDeployBusy(t *testing.T) {
 
 func TestGateway(t *testing.T) {
 	var (
-		mu   sync.Mutex
-		seen []string
+		mu        sync.Mutex
+		seen      []string
+		hops, rid string
 	)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization")+" "+string(body))
+		hops, rid = r.Header.Get("X-Flash-Hops"), r.Header.Get("X-Request-Id")
 		mu.Unlock()
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path})
 	}))
@@ -355,6 +357,25 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("%s %s: %d %s; backend saw %q, want %q", c.method, c.path, code, body, last, c.want)
 		}
 	}
+	// The gateway is one more hop of the same request.
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", h.srv.URL+"/v2/gpu/runsync", strings.NewReader(`{"input":{}}`))
+	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("X-Request-Id", "rid-1")
+	req.Header.Set("X-Flash-Hops", "2")
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	if hops != "3" || rid != "rid-1" {
+		t.Fatalf("backend saw hops %q and request id %q; want 3 and rid-1", hops, rid)
+	}
+	mu.Unlock()
+	if n := len(resp.Header.Values("X-Request-Id")); n > 1 {
+		t.Fatalf("%d X-Request-Id headers in the answer", n)
+	}
+
 	code, body := do("POST", "/v2/nope/runsync", "{}")
 	if code != http.StatusNotFound || !strings.Contains(body, `"nope"`) || !strings.Contains(body, `"gpu"`) {
 		t.Fatalf("unknown: %d %s", code, body)

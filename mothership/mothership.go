@@ -110,6 +110,7 @@ type Mothership struct {
 	deploying chan struct{} // holds one token while a reconciliation runs
 
 	inst   instances
+	events endpointEvents
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
 }

@@ -400,3 +400,15 @@ func TestPublishRetriesOnConflict(t *testing.T) {
 		t.Fatal("invalid manifest published")
 	}
 }
+
+func TestStatusShowsRestarts(t *testing.T) {
+	h := newHarness(t)
+	mustReconcile(t, h.m, buildManifest(t, res{name: "gpu"}))
+	h.m.EndpointEvent("gpu", "exited", "pid 7: killed", false)
+	h.m.EndpointEvent("gpu", "restarted", "pid 8", true)
+	st := h.m.Status(t.Context())
+	r := st.Resources["gpu"]
+	if r.Restarts != 1 || !strings.Contains(r.LastEvent, "restarted: pid 8") {
+		t.Fatalf("status %+v", r)
+	}
+}

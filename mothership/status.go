@@ -162,6 +162,50 @@ type ResourceStatus struct {
 	EndpointURLs []string `json:"endpoint_urls"`
 	ConfigHash   string   `json:"config_hash"`
 	Error        string   `json:"error"`
+	// Restarts counts the provider's restarts of the resource's processes
+	// since this mothership started; LastEvent describes the latest one.
+	Restarts  int    `json:"restarts"`
+	LastEvent string `json:"last_event,omitempty"`
+}
+
+// EndpointEvent records something a provider did to a resource's endpoint on
+// its own (a process exited, was restarted, was adopted), for the status.
+func (m *Mothership) EndpointEvent(resource, kind, detail string, restarted bool) {
+	m.events.note(resource, kind, detail, restarted, m.cfg.Now())
+}
+
+// endpointEvents keeps, per resource, the restarts and the latest event.
+type endpointEvents struct {
+	mu  sync.Mutex
+	res map[string]resourceEvents
+}
+
+type resourceEvents struct {
+	restarts int
+	last     string
+}
+
+func (e *endpointEvents) note(resource, kind, detail string, restarted bool, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.res == nil {
+		e.res = map[string]resourceEvents{}
+	}
+	r := e.res[resource]
+	if restarted {
+		r.restarts++
+	}
+	r.last = at.UTC().Format(time.RFC3339) + " " + kind
+	if detail != "" {
+		r.last += ": " + detail
+	}
+	e.res[resource] = r
+}
+
+func (e *endpointEvents) of(resource string) resourceEvents {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.res[resource]
 }
 
 // InstanceStatus is one child instance in Status.
@@ -186,8 +230,9 @@ func (m *Mothership) Status(ctx context.Context) Status {
 			if urls == nil {
 				urls = []string{}
 			}
+			ev := m.events.of(name)
 			st.Resources[name] = ResourceStatus{Type: r.Type, Status: string(r.Status), EndpointURL: firstOf(urls),
-				EndpointURLs: urls, ConfigHash: r.ConfigHash, Error: r.Error}
+				EndpointURLs: urls, ConfigHash: r.ConfigHash, Error: r.Error, Restarts: ev.restarts, LastEvent: ev.last}
 		}
 	}
 	all := m.inst.snapshot()
@@ -203,7 +248,11 @@ func (m *Mothership) Status(ctx context.Context) Status {
 			}
 		}
 	}
+	since := m.cfg.Now().Add(-instanceRecent)
 	for _, i := range all {
+		if i.LastSeen.Before(since) {
+			continue // gone: a live child reports at every long poll
+		}
 		st.Instances = append(st.Instances, InstanceStatus{Resource: i.Resource, Instance: i.Instance,
 			AppliedVersion: i.AppliedVersion, RejectedVersion: i.RejectedVersion, RejectReason: i.RejectReason,
 			LastSeen: i.LastSeen.UTC()})

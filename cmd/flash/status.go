@@ -43,7 +43,7 @@ func runStatus(e *env) int {
 func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 	fmt.Fprintf(w, "mothership %s — manifest version %d\n\n", base, st.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tSTATUS\tURL\tCONFIG\tERROR")
+	fmt.Fprintln(tw, "RESOURCE\tSTATUS\tURL\tCONFIG\tRESTARTS\tERROR / LAST EVENT")
 	names := make([]string, 0, len(st.Resources))
 	for n := range st.Resources {
 		names = append(names, n)
@@ -55,7 +55,11 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 		if len(urls) == 0 && r.EndpointURL != "" {
 			urls = []string{r.EndpointURL}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, orDash(r.Status), orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), orDash(r.Error))
+		note := r.Error
+		if note == "" {
+			note = r.LastEvent
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n, orDash(r.Status), orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), r.Restarts, orDash(note))
 	}
 	tw.Flush()
 	if len(st.Instances) == 0 {
