@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flash-go/flash/flasherr"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -226,6 +227,10 @@ func (t *jobTable) execute(j *job) {
 	switch {
 	case j.ctx.Err() != nil:
 		status, errType, errMsg = ctxOutcome(j.ctx)
+	case err != nil && (errors.Is(err, flasherr.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)):
+		// A downstream call ran out of the same deadline a moment earlier:
+		// still a timeout, so the caller gets ErrTimeout, not a plain failure.
+		status, errType, errMsg = StatusTimedOut, "TimeoutError", err.Error()
 	case err != nil:
 		status, errType, errMsg = StatusFailed, ErrorType(err), err.Error()
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flash-go/flash/flasherr"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -396,5 +397,22 @@ func TestJobIDs(t *testing.T) {
 				t.Errorf("%s%s: %d %s", p, bad, r.Code, r.Body)
 			}
 		}
+	}
+}
+
+// A function failing because a downstream call ran out of the same deadline
+// is a timeout, not a plain failure, so its caller gets ErrTimeout.
+func TestDownstreamTimeoutIsTimedOut(t *testing.T) {
+	f := Func{Name: "relay", Bind: bindJSON(func(ctx context.Context, in map[string]any) (any, error) {
+		return nil, fmt.Errorf("call slow: %w", flasherr.ErrTimeout)
+	})}
+	s, err := New(Config{Logger: discard()}, []Func{f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	m := do(t, s, "POST", "/runsync", envelopeFor("relay", map[string]any{})).json(t)
+	if m["status"] != StatusTimedOut || !strings.HasPrefix(fmt.Sprint(m["error"]), "TimeoutError: call slow") {
+		t.Fatalf("answer %v", m)
 	}
 }
