@@ -42,7 +42,7 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 		return provider.Endpoint{}, err
 	}
 	n := max(1, s.Replicas)
-	ports, err := freePorts(n)
+	ports, err := p.ports.take(n)
 	if err != nil {
 		return provider.Endpoint{}, err
 	}

@@ -128,7 +128,7 @@ func (p *Provider) restart(d *deployment, r *replica) error {
 	p.mu.Unlock()
 	port := old
 	if !portFree(port) {
-		ports, err := freePorts(1)
+		ports, err := p.ports.take(1)
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -346,17 +347,48 @@ func (p *Provider) ping(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// freePorts returns n distinct free loopback ports. The listeners are held until
-// all are chosen so that the kernel cannot hand out one twice.
-func freePorts(n int) ([]int, error) {
+// portHold is how long a port handed to a child stays reserved: the kernel
+// may offer a just-closed port again at once, and two deploys in parallel
+// must not both pass it to a child before either child has bound it.
+const portHold = 2 * time.Minute
+
+// portBook hands out free loopback ports, never one it handed out within
+// portHold. The zero value is ready.
+type portBook struct {
+	mu    sync.Mutex
+	given map[int]time.Time
+}
+
+// take returns n distinct free loopback ports. The listeners are held until
+// all are chosen, so the kernel cannot hand the same port out twice.
+func (b *portBook) take(n int) ([]int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.given == nil {
+		b.given = map[int]time.Time{}
+	}
+	for port, at := range b.given {
+		if now.Sub(at) > portHold {
+			delete(b.given, port)
+		}
+	}
 	ports := make([]int, 0, n)
-	for range n {
+	for tries := 0; len(ports) < n; tries++ {
+		if tries >= 64+4*n {
+			return nil, fmt.Errorf("local: free port: no new free port after %d tries", tries)
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("local: free port: %w", err)
 		}
 		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if _, recent := b.given[port]; recent {
+			continue
+		}
+		b.given[port] = now
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
