@@ -412,3 +412,39 @@ func TestStatusShowsRestarts(t *testing.T) {
 		t.Fatalf("status %+v", r)
 	}
 }
+
+// A child's unchanged report is not written to the store at every long poll.
+func TestUnchangedReportsAreNotRewritten(t *testing.T) {
+	in := newInstances()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	report := func(applied string) {
+		r := httptest.NewRequest("GET", "/manifest", nil)
+		r.Header.Set("X-Flash-Resource", "api")
+		r.Header.Set("X-Flash-Instance", "a1")
+		r.Header.Set("X-Flash-Applied-Version", applied)
+		in.record(r, clock)
+	}
+	report("3")
+	if n := len(in.take()); n != 1 {
+		t.Fatalf("first report: %d to write, want 1", n)
+	}
+	now = now.Add(time.Second)
+	report("3")
+	if n := len(in.take()); n != 0 {
+		t.Fatalf("unchanged report: %d to write, want 0", n)
+	}
+	now = now.Add(time.Second)
+	report("4")
+	if n := len(in.take()); n != 1 {
+		t.Fatalf("new version: %d to write, want 1", n)
+	}
+	now = now.Add(lastSeenRefresh)
+	report("4")
+	if n := len(in.take()); n != 1 {
+		t.Fatalf("stale last-seen: %d to write, want 1", n)
+	}
+	if got := in.snapshot()[instanceKey{"api", "a1"}].LastSeen; !got.Equal(now) {
+		t.Fatalf("in-memory last seen %v, want %v", got, now)
+	}
+}

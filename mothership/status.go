@@ -28,17 +28,19 @@ type instanceKey struct{ resource, instance string }
 // update under a mutex; the store is written by flushLoop, off the request
 // path, coalescing every report that arrived while the previous write ran.
 type instances struct {
-	mu    sync.Mutex
-	all   map[instanceKey]store.Instance
-	dirty map[instanceKey]struct{}
-	wake  chan struct{} // capacity 1: "something is dirty"
+	mu      sync.Mutex
+	all     map[instanceKey]store.Instance
+	dirty   map[instanceKey]struct{}
+	flushed map[instanceKey]time.Time // when a report was last queued for the store
+	wake    chan struct{}             // capacity 1: "something is dirty"
 }
 
 func newInstances() instances {
 	return instances{
-		all:   make(map[instanceKey]store.Instance),
-		dirty: make(map[instanceKey]struct{}),
-		wake:  make(chan struct{}, 1),
+		all:     make(map[instanceKey]store.Instance),
+		dirty:   make(map[instanceKey]struct{}),
+		flushed: make(map[instanceKey]time.Time),
+		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -79,6 +81,16 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 		i.RejectedVersion, i.RejectReason = old.RejectedVersion, old.RejectReason
 	}
 	in.all[k] = i
+	// The store gets a report when it says something new, and a fresh
+	// last-seen time now and then: not at every long poll, which would put a
+	// SQLite write behind every GET /manifest.
+	changed := !known || i.AppliedVersion != old.AppliedVersion || i.RejectedVersion != old.RejectedVersion ||
+		i.RejectReason != old.RejectReason
+	if !changed && t.Sub(in.flushed[k]) < lastSeenRefresh {
+		in.mu.Unlock()
+		return
+	}
+	in.flushed[k] = t
 	in.dirty[k] = struct{}{}
 	in.mu.Unlock()
 	select {
@@ -86,6 +98,10 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 	default:
 	}
 }
+
+// lastSeenRefresh is how stale a stored last-seen time may get (the
+// in-memory one is always current).
+const lastSeenRefresh = 30 * time.Second
 
 // headerVersion parses a version header; absent or malformed is 0 (and, by
 // skipping ParseInt for "", costs no allocation on the common path).
