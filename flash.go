@@ -154,11 +154,16 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	}
 	var out Out
 	err = rt.invoker.Invoke(ctx, target, in, &out)
-	if err != nil && errors.Is(err, flasherr.ErrEndpointNotReady) {
-		// The endpoint went away. If a newer manifest moved the function
-		// (a redeploy), follow it once.
-		if again := rt.reroute(ctx, f.name, target); again != nil {
-			err = rt.invoker.Invoke(ctx, again, in, &out)
+	if err != nil {
+		// The endpoint went away (or is draining, answering 503). If a newer
+		// manifest moved the function (a redeploy), follow it once. Only a
+		// vanished endpoint is worth waiting for a fresher manifest: an
+		// overloaded one must keep failing fast.
+		gone := errors.Is(err, flasherr.ErrEndpointNotReady)
+		if gone || errors.Is(err, flasherr.ErrOverloaded) {
+			if again := rt.reroute(ctx, f.name, target, gone); again != nil {
+				err = rt.invoker.Invoke(ctx, again, in, &out)
+			}
 		}
 	}
 	return out, err
@@ -173,12 +178,12 @@ type routing struct {
 
 // rerouteWait bounds how long a call whose endpoint vanished waits for a
 // fresher manifest.
-const rerouteWait = time.Second
+const rerouteWait = 2 * time.Second
 
 // reroute returns a newer route to fn than old, or nil: from the manifest in
 // use, else from a fresh one (the sync may be in backoff after a mothership
 // outage, unaware that the endpoint moved).
-func (rt *routing) reroute(ctx context.Context, fn string, old *child.Target) *child.Target {
+func (rt *routing) reroute(ctx context.Context, fn string, old *child.Target, wait bool) *child.Target {
 	if t, err := rt.router.Route(ctx, fn); err == nil && t != nil && t != old {
 		return t
 	}
@@ -187,15 +192,18 @@ func (rt *routing) reroute(ctx context.Context, fn string, old *child.Target) *c
 	}
 	v := rt.sync.Version()
 	rt.sync.Nudge()
-	wait := time.NewTimer(rerouteWait)
-	defer wait.Stop()
+	if !wait {
+		return nil
+	}
+	deadline := time.NewTimer(rerouteWait)
+	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for rt.sync.Version() == v {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-wait.C:
+		case <-deadline.C:
 			return nil
 		case <-tick.C:
 		}
