@@ -49,6 +49,8 @@ type Config struct {
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
 	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
+	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
+	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
 
 	// Listener, when set, is used instead of listening on Host:Port.
@@ -127,6 +129,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			bad("FLASH_MAX_BODY", v, "want a positive number of bytes")
 		}
 		c.MaxBody = n
+	}
+	for _, knob := range []struct {
+		name string
+		dst  *int
+	}{{"FLASH_WORKERS", &c.Workers}, {"FLASH_QUEUE_SIZE", &c.QueueSize}} {
+		if v := getenv(knob.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				bad(knob.name, v, "want a positive integer")
+			}
+			*knob.dst = n
+		}
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
