@@ -172,23 +172,7 @@ const sampleText = "The quick brown fox jumps over the lazy dog. It was not amus
 
 // process calls the pipeline's POST /process on an api endpoint (or a
 // standalone process) and returns the result.
-func process(base string) (processOut, error) {
-	r, err := send(http.MethodPost, base+"/process", apiKey, textIn{Text: sampleText})
-	if err != nil {
-		return processOut{}, err
-	}
-	if r.Code != http.StatusOK {
-		return processOut{}, fmt.Errorf("POST %s/process: %s", base, r)
-	}
-	var out processOut
-	if err := json.Unmarshal(r.Body, &out); err != nil {
-		return processOut{}, fmt.Errorf("POST %s/process: %w: %s", base, err, r)
-	}
-	if out.Words != len(strings.Fields(sampleText)) || len(out.Vector) != 8 {
-		return out, fmt.Errorf("POST %s/process: wrong result %+v", base, out)
-	}
-	return out, nil
-}
+func process(base string) (processOut, error) { return processWith(base) }
 
 // mustProcess is process failing the test, and checking who served each step.
 func mustProcess(t testing.TB, base string, servedBy map[string]string) {
