@@ -115,7 +115,14 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		case err != nil && !errors.Is(err, context.Canceled):
 			log.Error("reconciliation failed", "err", err)
 		case report.Failed():
-			log.Error("reconciliation finished with failures", "version", report.Version, "errors", strings.Join(report.Errors, "; "))
+			var failed []string
+			for _, r := range report.Resources {
+				if r.Error != "" {
+					failed = append(failed, r.Name+": "+r.Error)
+				}
+			}
+			log.Error("reconciliation finished with failures", "version", report.Version,
+				"failed", strings.Join(append(failed, report.Errors...), "; "))
 		case err == nil:
 			log.Info("reconciliation done", "version", report.Version, "deploys", report.Deploys, "undeploys", report.Undeploys)
 		}
