@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -24,9 +23,6 @@ const faninCallers = 1000
 // Reported: the worst round.
 func (r *runner) fanin(ctx context.Context) error {
 	dir := filepath.Join(r.tmp, "fanin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	ms, err := startMothership(ctx, dir, r.log)
 	if err != nil {
 		return err

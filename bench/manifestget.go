@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -73,9 +72,6 @@ func getManifest(ctx context.Context, client *http.Client, base string, worker i
 // parse + validate + hash and GET latency against manifest size.
 func (r *runner) manifestGet(ctx context.Context) error {
 	dir := filepath.Join(r.tmp, "manifest")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	ms, err := startMothership(ctx, dir, r.log)
 	if err != nil {
 		return err

@@ -61,9 +61,6 @@ func (r *runner) parkedBytes(ctx context.Context, n int, real bool) (float64, er
 	)
 	if real {
 		dir := filepath.Join(r.tmp, "memory-"+strconv.Itoa(n))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return 0, err
-		}
 		defer os.RemoveAll(dir)
 		ms, err := startMothership(ctx, dir, r.log)
 		if err != nil {

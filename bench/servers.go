@@ -168,6 +168,7 @@ type msServer struct {
 	answered atomic.Pointer[func()]
 }
 
+// startMothership runs a mothership with its state in dir (created if missing).
 func startMothership(ctx context.Context, dir string, log *slog.Logger) (_ *msServer, err error) {
 	st, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: filepath.Join(dir, "state.db"), Logger: log})
 	if err != nil {
