@@ -26,6 +26,12 @@ const ManifestFlag = "--flash-manifest"
 // and manifest rules are checked together; the error lists every problem.
 func (a *App) Manifest() (*manifest.Manifest, error) {
 	digest, built := executableInfo()
+	return a.describe(digest, built)
+}
+
+// describe builds and checks the app's manifest; digest may be empty for
+// roles that never compare config hashes.
+func (a *App) describe(digest string, built time.Time) (*manifest.Manifest, error) {
 	doc, err := a.manifestDoc(digest, built)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/serve"
 )
 
@@ -61,7 +62,15 @@ func logLevel(s string) slog.Level {
 // the role cannot start.
 func (a *App) Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	desired, err := a.Manifest()
+	// Only the mothership compares config hashes; other roles skip reading
+	// and hashing their whole executable at every start.
+	var desired *manifest.Manifest
+	var err error
+	if cfg.Role == Mothership {
+		desired, err = a.Manifest()
+	} else {
+		desired, err = a.describe("", time.Now())
+	}
 	if err != nil {
 		return err
 	}
