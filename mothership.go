@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
@@ -19,22 +20,22 @@ import (
 
 // Paths the mothership uses under its working directory unless configured.
 const (
-	DefaultLogDir        = ".flash/logs"
-	DefaultPublishedPath = ".flash/" + manifest.FileName
+	DefaultLogDir = ".flash/logs"
 )
 
-// runMothership serves the manifest and reconciles the app's endpoints: the
-// desired manifest is the app's own (or FLASH_MANIFEST_PATH's file when set).
+// runMothership serves the manifest and reconciles the app's endpoints toward
+// the stored desired state; the app's own manifest (or FLASH_MANIFEST_PATH's
+// file, which is only read) is the first desired state of an empty store.
 func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.Manifest) error {
 	a.setIdentity("mothership")
 	log := cfg.Logger.With("role", "mothership")
-	published := DefaultPublishedPath
+	appDir := layout.In("").App(a.name)
 	if cfg.ManifestPath != "" {
 		m, err := manifest.Load(cfg.ManifestPath)
 		if err != nil {
 			return fmt.Errorf("FLASH_MANIFEST_PATH: %w", err)
 		}
-		desired, published = m, cfg.ManifestPath
+		desired = m
 	}
 	statePath, err := statePath(cfg.StateURL)
 	if err != nil {
@@ -91,7 +92,8 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 
 	ms, err = mothership.New(ctx, mothership.Config{
-		App: a.name, Store: st, Provider: prov, ManifestPath: published, TTL: cfg.ManifestTTL, Logger: log,
+		App: a.name, Store: st, Provider: prov, ManifestPath: appDir.Published(), ArtifactDir: appDir.Artifacts(),
+		TTL: cfg.ManifestTTL, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -107,7 +109,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { ms.Run(runCtx) })
 	wg.Go(func() {
-		report, err := ms.Reconcile(runCtx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+		report, err := ms.ReconcileStored(runCtx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
 			log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
 				"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
 		}})

@@ -51,6 +51,7 @@ type memStore struct {
 	insts     map[string]store.Instance
 	latestErr error
 	publishes int
+	desired   []store.Desired
 }
 
 func newMemStore() *memStore {
@@ -104,6 +105,26 @@ func (s *memStore) Publish(ctx context.Context, prev int64, mf []byte) (store.Pu
 	p := store.Published{Version: prev + 1, Manifest: slices.Clone(mf), PublishedAt: time.Now()}
 	s.versions = append(s.versions, p)
 	return p, nil
+}
+
+func (s *memStore) Desired(ctx context.Context) (store.Desired, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.desired) == 0 {
+		return store.Desired{}, store.ErrNotFound
+	}
+	return s.desired[len(s.desired)-1], nil
+}
+
+func (s *memStore) PutDesired(ctx context.Context, prev int64, mf []byte, artifact string) (store.Desired, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int64(len(s.desired)) != prev {
+		return store.Desired{}, store.ErrConflict
+	}
+	d := store.Desired{Version: prev + 1, Manifest: slices.Clone(mf), Artifact: artifact, RecordedAt: time.Now()}
+	s.desired = append(s.desired, d)
+	return d, nil
 }
 
 func (s *memStore) PutDeployment(ctx context.Context, d store.Deployment) error {
