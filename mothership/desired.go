@@ -45,11 +45,11 @@ func (e *LimitError) Error() string {
 func (m *Mothership) overLimits(desired *manifest.Manifest) []string {
 	var problems []string
 	if n := len(desired.Resources); n > m.cfg.MaxResources {
-		problems = append(problems, fmt.Sprintf("%d resources, at most %d allowed (FLASH_MAX_RESOURCES)", n, m.cfg.MaxResources))
+		problems = append(problems, fmt.Sprintf("%d resources, at most %d allowed", n, m.cfg.MaxResources))
 	}
 	for _, name := range desired.ResourceNames() {
 		if n := replicas(desired.Resources[name]); n > m.cfg.MaxReplicas {
-			problems = append(problems, fmt.Sprintf("resource %q: workersMin %d, at most %d replicas allowed (FLASH_MAX_REPLICAS)", name, n, m.cfg.MaxReplicas))
+			problems = append(problems, fmt.Sprintf("resource %q: workersMin %d, at most %d replicas allowed", name, n, m.cfg.MaxReplicas))
 		}
 	}
 	return problems
