@@ -393,7 +393,7 @@ func (iv *Invoker) cancelJob(ctx context.Context, c *call, base, id string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
 	if _, err := iv.do(cctx, c, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
-		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "error", err)
+		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "err", err)
 	}
 }
 
