@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/store"
 )
@@ -92,8 +92,8 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	select {
 	case m.uploads <- struct{}{}:
 	default:
-		w.Header().Set(httpx.HeaderRetryAfter, "1")
-		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%d deploys are being uploaded already; retry", maxUploads))
+		w.Header().Set(wire.HeaderRetryAfter, "1")
+		wire.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%d deploys are being uploaded already; retry", maxUploads))
 		return
 	}
 	ctl := http.NewResponseController(w)
@@ -111,7 +111,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !m.tryLockDeploy() {
-		httpx.WriteError(w, http.StatusConflict, ErrBusy.Error())
+		wire.WriteError(w, http.StatusConflict, ErrBusy.Error())
 		return
 	}
 	defer m.unlockDeploy()
@@ -154,7 +154,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Aborted before any step: nothing was streamed yet.
-		httpx.WriteError(w, http.StatusServiceUnavailable, RedactURLs(err.Error()))
+		wire.WriteError(w, http.StatusServiceUnavailable, RedactURLs(err.Error()))
 		return
 	}
 	line(map[string]Report{"report": report})
@@ -170,24 +170,24 @@ func (m *Mothership) refuseDeploy(w http.ResponseWriter, err error) {
 	)
 	switch {
 	case errors.As(err, &bad):
-		httpx.WriteError(w, http.StatusBadRequest, "invalid deploy", "problems", bad.problems)
+		wire.WriteError(w, http.StatusBadRequest, "invalid deploy", "problems", bad.problems)
 	case errors.As(err, &limit):
-		httpx.WriteError(w, http.StatusBadRequest, "deploy refused, nothing started: it asks for more than this mothership allows",
+		wire.WriteError(w, http.StatusBadRequest, "deploy refused, nothing started: it asks for more than this mothership allows",
 			"problems", limit.Problems)
 	case errors.As(err, &tooBig):
-		httpx.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("deploy body larger than %d bytes", tooBig.Limit))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("deploy body larger than %d bytes", tooBig.Limit))
 	case errors.As(err, &unpack):
-		httpx.WriteError(w, http.StatusRequestEntityTooLarge, unpack.Error())
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, unpack.Error())
 	case errors.Is(err, errUnsupportedType):
-		httpx.WriteError(w, http.StatusUnsupportedMediaType, err.Error())
+		wire.WriteError(w, http.StatusUnsupportedMediaType, err.Error())
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		httpx.WriteError(w, http.StatusRequestTimeout, fmt.Sprintf("deploy body not received within %s", m.cfg.DeployReadTimeout))
+		wire.WriteError(w, http.StatusRequestTimeout, fmt.Sprintf("deploy body not received within %s", m.cfg.DeployReadTimeout))
 	case errors.Is(err, store.ErrConflict):
-		httpx.WriteError(w, http.StatusConflict, "another deploy was recorded at the same time; nothing deployed: look at the status and deploy again",
+		wire.WriteError(w, http.StatusConflict, "another deploy was recorded at the same time; nothing deployed: look at the status and deploy again",
 			"detail", err.Error())
 	default:
 		m.log.Error("deploy: refused", "err", err)
-		httpx.WriteError(w, http.StatusServiceUnavailable, "deploy not started", "detail", RedactURLs(err.Error()))
+		wire.WriteError(w, http.StatusServiceUnavailable, "deploy not started", "detail", RedactURLs(err.Error()))
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -14,21 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
-
-// newTransport is the gateway's pooled transport: idle connections sized for
-// many concurrent calls per resource, not Go's default of 2 per host.
-func newTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 512
-	t.MaxIdleConnsPerHost = 128
-	t.IdleConnTimeout = 90 * time.Second
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return t
-}
 
 // maxResourceName bounds a resource name in a gateway path (SPEC §2.2).
 const maxResourceName = 63
@@ -61,15 +48,15 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 			name := r.PathValue("resource")
 			if !gatewayName(name) {
 				// Not a name a manifest can hold: refused unlooked-up, not echoed.
-				httpx.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
+				wire.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
 				return
 			}
 			t := gatewayTarget{suffix: route.suffix, resource: name, submits: route.submits}
 			var id string
 			if strings.HasSuffix(t.suffix, "/") {
 				id = r.PathValue("id")
-				if !httpx.ValidJobID(id) {
-					httpx.WriteError(w, http.StatusNotFound, "job not found (not a job id)")
+				if !wire.ValidJobID(id) {
+					wire.WriteError(w, http.StatusNotFound, "job not found (not a job id)")
 					return
 				}
 				t.suffix += url.PathEscape(id)
@@ -98,7 +85,7 @@ func (m *Mothership) replicasOf(w http.ResponseWriter, name string, lb bool) []s
 		if lb {
 			kind, names = "load-balanced", lbNames(mf)
 		}
-		httpx.WriteError(w, http.StatusNotFound, "unknown "+kind+" resource "+quote(name), "resource", name,
+		wire.WriteError(w, http.StatusNotFound, "unknown "+kind+" resource "+quote(name), "resource", name,
 			"available", names)
 		return nil
 	}
@@ -108,8 +95,8 @@ func (m *Mothership) replicasOf(w http.ResponseWriter, name string, lb bool) []s
 		if res.Error != "" {
 			msg += ": " + RedactURLs(res.Error)
 		}
-		w.Header().Set(httpx.HeaderRetryAfter, "1")
-		httpx.WriteError(w, http.StatusServiceUnavailable, msg, "resource", name, "status", string(res.Status))
+		w.Header().Set(wire.HeaderRetryAfter, "1")
+		wire.WriteError(w, http.StatusServiceUnavailable, msg, "resource", name, "status", string(res.Status))
 		return nil
 	}
 	return urls
@@ -137,7 +124,7 @@ func (m *Mothership) forwardQB(w http.ResponseWriter, r *http.Request, t gateway
 func (m *Mothership) forwardLB(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("resource")
 	if !gatewayName(name) {
-		httpx.WriteError(w, http.StatusNotFound, "not found (not a resource name)")
+		wire.WriteError(w, http.StatusNotFound, "not found (not a resource name)")
 		return
 	}
 	urls := m.replicasOf(w, name, true)
@@ -151,7 +138,7 @@ func (m *Mothership) forwardLB(w http.ResponseWriter, r *http.Request) {
 func (m *Mothership) proxyTo(w http.ResponseWriter, r *http.Request, raw string, t gatewayTarget) {
 	base, err := url.Parse(raw)
 	if err != nil || base.Host == "" {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "resource "+quote(t.resource)+" has an invalid endpoint URL",
+		wire.WriteError(w, http.StatusServiceUnavailable, "resource "+quote(t.resource)+" has an invalid endpoint URL",
 			"resource", t.resource)
 		return
 	}
@@ -229,7 +216,7 @@ func (m *Mothership) rememberJob(resp *http.Response, t gatewayTarget) error {
 	var job struct {
 		ID string `json:"id"`
 	}
-	if json.Unmarshal(body, &job) == nil && httpx.ValidJobID(job.ID) {
+	if json.Unmarshal(body, &job) == nil && wire.ValidJobID(job.ID) {
 		m.jobs.put(t.resource, job.ID, t.base.String())
 	}
 	return nil
@@ -249,21 +236,21 @@ func (m *Mothership) newProxy() http.Handler {
 			// Rewrite starts from a copy of the incoming headers: Authorization
 			// (the app's key, valid on every endpoint) passes through. The call
 			// is one more hop, under the same request id and trace.
-			meta, ok := callmeta.From(pr.In.Context())
+			meta, ok := wire.MetaFrom(pr.In.Context())
 			if !ok { // not behind serve's middleware: read the headers themselves
-				meta.RequestID = pr.In.Header.Get(httpx.HeaderRequestID)
-				meta.TraceParent = pr.In.Header.Get(httpx.HeaderTraceParent)
-				meta.Hops, _ = httpx.ParseHops(pr.In.Header.Get(httpx.HeaderHops))
+				meta.RequestID = pr.In.Header.Get(wire.HeaderRequestID)
+				meta.TraceParent = pr.In.Header.Get(wire.HeaderTraceParent)
+				meta.Hops, _ = wire.ParseHops(pr.In.Header.Get(wire.HeaderHops))
 			}
 			if meta.RequestID != "" {
-				pr.Out.Header.Set(httpx.HeaderRequestID, meta.RequestID)
+				pr.Out.Header.Set(wire.HeaderRequestID, meta.RequestID)
 			}
-			pr.Out.Header.Set(httpx.HeaderTraceParent, callmeta.ChildTraceParent(meta.TraceParent))
-			pr.Out.Header.Set(httpx.HeaderHops, strconv.Itoa(meta.Hops+1))
+			pr.Out.Header.Set(wire.HeaderTraceParent, wire.ChildTraceParent(meta.TraceParent))
+			pr.Out.Header.Set(wire.HeaderHops, strconv.Itoa(meta.Hops+1))
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			// The mothership's middleware already set the (same) request id.
-			resp.Header.Del(httpx.HeaderRequestID)
+			resp.Header.Del(wire.HeaderRequestID)
 			if t, ok := resp.Request.Context().Value(targetKey{}).(gatewayTarget); ok && t.submits {
 				return m.rememberJob(resp, t)
 			}
@@ -275,7 +262,7 @@ func (m *Mothership) newProxy() http.Handler {
 				return // the caller went away
 			}
 			m.log.Warn("gateway: endpoint unreachable", "url", t.base.Redacted(), "err", err)
-			httpx.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", RedactURLs(err.Error()))
+			wire.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", RedactURLs(err.Error()))
 		},
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -33,17 +33,17 @@ func newReplica(t *testing.T, name string) *replica {
 		r.jobs[id] = true
 		r.hits++
 		r.mu.Unlock()
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"id": id, "status": "IN_QUEUE"})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"id": id, "status": "IN_QUEUE"})
 	})
 	known := func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		ok := r.jobs[req.PathValue("id")]
 		r.mu.Unlock()
 		if !ok {
-			httpx.WriteError(w, http.StatusNotFound, "job not found")
+			wire.WriteError(w, http.StatusNotFound, "job not found")
 			return
 		}
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"id": req.PathValue("id"), "status": "COMPLETED", "replica": r.name})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"id": req.PathValue("id"), "status": "COMPLETED", "replica": r.name})
 	}
 	mux.HandleFunc("GET /status/{id}", known)
 	mux.HandleFunc("POST /cancel/{id}", known)
@@ -51,7 +51,7 @@ func newReplica(t *testing.T, name string) *replica {
 		r.mu.Lock()
 		r.hits++
 		r.mu.Unlock()
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"replica": r.name, "path": req.URL.Path, "query": req.URL.RawQuery})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"replica": r.name, "path": req.URL.Path, "query": req.URL.RawQuery})
 	})
 	r.Server = httptest.NewServer(mux)
 	t.Cleanup(r.Close)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -33,9 +33,9 @@ func (b *syncBuffer) String() string {
 
 func reportAs(in *instances, now time.Time, resource, instance, applied string) {
 	r := httptest.NewRequest("GET", "/manifest", nil)
-	r.Header.Set(httpx.HeaderResource, resource)
-	r.Header.Set(httpx.HeaderInstance, instance)
-	r.Header.Set(httpx.HeaderAppliedVersion, applied)
+	r.Header.Set(wire.HeaderResource, resource)
+	r.Header.Set(wire.HeaderInstance, instance)
+	r.Header.Set(wire.HeaderAppliedVersion, applied)
 	in.record(r, func() time.Time { return now })
 }
 
@@ -82,8 +82,8 @@ func TestRedeployWaitsOnlyForLiveInstances(t *testing.T) {
 	old := h.prov.liveOf("a")[0]
 	_, v := h.m.Current()
 	// The replica of a's endpoint reports, as a child does.
-	h.get(t, "/manifest", map[string]string{httpx.HeaderResource: "a", httpx.HeaderInstance: old.ID + "/0",
-		httpx.HeaderAppliedVersion: itoa(v)})
+	h.get(t, "/manifest", map[string]string{wire.HeaderResource: "a", wire.HeaderInstance: old.ID + "/0",
+		wire.HeaderAppliedVersion: itoa(v)})
 
 	mustReconcile(t, h.m, buildManifest(t, res{name: "a", env: map[string]string{"V": "2"}}, res{name: "b"}))
 	st := h.m.Status(t.Context())

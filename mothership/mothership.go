@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
@@ -97,8 +98,8 @@ type Config struct {
 	// EnvVisible lists env variable names whose values /manifest and
 	// /flash/status show as they are; every other env value is masked.
 	EnvVisible []string
-	// Transport carries gateway requests to resources. Default: a pooled
-	// clone of http.DefaultTransport.
+	// Transport carries gateway requests to resources. Default:
+	// wire.NewTransport().
 	Transport http.RoundTripper
 	// Logger receives the mothership's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -200,7 +201,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		cfg.Rand = rand.Float64
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = newTransport()
+		cfg.Transport = wire.NewTransport()
 	}
 	m := &Mothership{
 		cfg:       cfg,
