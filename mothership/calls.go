@@ -126,7 +126,7 @@ func (rc *reconciler) deploy(ctx context.Context, name string, d, p *manifest.Re
 // working older endpoint, that one keeps serving (its URLs stay published,
 // with the error); otherwise the resource is published as failed.
 func (rc *reconciler) deployFailed(ctx context.Context, name string, d, p *manifest.Resource, cur *provider.Endpoint, err error) {
-	msg := err.Error()
+	msg := RedactURLs(err.Error())
 	rt := manifest.Runtime{Status: manifest.StatusFailed, Error: msg}
 	keepOld := working(p) && (!rc.liveKnown || cur != nil)
 	var keep provider.Endpoint
@@ -145,7 +145,7 @@ func (rc *reconciler) deployFailed(ctx context.Context, name string, d, p *manif
 		rc.keep[keep.ID] = true
 	}
 	rc.mu.Unlock()
-	rc.m.log.Error("reconcile: deploy failed", "resource", name, "err", err, "old_endpoint_kept", keepOld)
+	rc.m.log.Error("reconcile: deploy failed", "resource", name, "err", errors.New(msg), "old_endpoint_kept", keepOld)
 	rc.record(ctx, store.Deployment{Resource: name, ConfigHash: d.Hash(),
 		Status: string(manifest.StatusFailed), EndpointURLs: rt.EndpointURLs, Error: msg})
 	rc.emit(Event{Resource: name, Action: st.action, Step: StepFailed, Status: manifest.StatusFailed, Error: msg})
@@ -196,7 +196,8 @@ func (rc *reconciler) remove(ctx context.Context, name string, eps []provider.En
 // undeployOrphan removes a live endpoint that no published resource references
 // (left by a mothership that died mid-deploy, or a duplicate).
 func (rc *reconciler) undeployOrphan(ctx context.Context, e provider.Endpoint) {
-	rc.m.log.Warn("reconcile: undeploying an endpoint no resource references", "id", e.ID, "resource", e.Resource, "urls", e.URLs)
+	rc.m.log.Warn("reconcile: undeploying an endpoint no resource references", "id", e.ID, "resource", e.Resource,
+		"urls", redactAll(e.URLs))
 	if err := rc.undeploy(ctx, e); err != nil {
 		rc.fail("orphan endpoint %s (%s) not undeployed: %v", e.ID, e.Resource, err)
 		return

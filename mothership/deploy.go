@@ -150,7 +150,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	}
 	report, err := m.reconcileLocked(ctx, d, req.mf, ReconcileOptions{
 		Artifact: req.digest,
-		Progress: func(e Event) { e.Error = RedactURLs(e.Error); line(e) },
+		Progress: func(e Event) { line(e) },
 	})
 	if err != nil {
 		// Aborted before any step: nothing was streamed yet.

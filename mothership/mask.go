@@ -145,3 +145,15 @@ func RedactURLs(s string) string {
 	}
 	return urlCredentials.ReplaceAllString(s, "${1}"+masked+"@")
 }
+
+// redactAll returns urls with their credentials redacted (nil for nil).
+func redactAll(urls []string) []string {
+	if urls == nil {
+		return nil
+	}
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = RedactURLs(u)
+	}
+	return out
+}

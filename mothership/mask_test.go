@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -195,4 +196,29 @@ func FuzzMaskManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestURLCredentialsNeverShown: a provider error naming a URL with
+// credentials reaches the report, the progress events, /flash/status and
+// the published manifest with the credentials masked.
+func TestURLCredentialsNeverShown(t *testing.T) {
+	h := newHarness(t)
+	h.prov.fail["a"] = errors.New("cannot reach postgres://app:s3cr3t-pw@db:5432/x")
+	var events []Event
+	rep, err := h.m.Reconcile(t.Context(), buildManifest(t, res{name: "a"}), ReconcileOptions{Progress: func(e Event) {
+		events = append(events, e)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, status := h.get(t, "/flash/status", nil)
+	_, served := h.get(t, "/manifest", nil)
+	for what, text := range map[string]string{
+		"report": string(mustMarshal(t, rep)), "events": string(mustMarshal(t, events)),
+		"/flash/status": string(status), "/manifest": string(served),
+	} {
+		if strings.Contains(text, "s3cr3t-pw") || !strings.Contains(text, "postgres://***@db:5432") {
+			t.Errorf("%s: %s", what, text)
+		}
+	}
 }

@@ -122,12 +122,12 @@ func (m *Mothership) EndpointChanged(ctx context.Context, ep provider.Endpoint) 
 		v, err := m.publish(ctx, moved)
 		if err == nil {
 			if changed {
-				m.log.Info("endpoint moved; new URLs published", "resource", ep.Resource, "urls", ep.URLs, "version", v)
+				m.log.Info("endpoint moved; new URLs published", "resource", ep.Resource, "urls", redactAll(ep.URLs), "version", v)
 			}
 			return
 		}
 		if !isConflict(err) || attempt == maxConflicts {
-			m.log.Error("cannot publish an endpoint's new URLs", "resource", ep.Resource, "urls", ep.URLs, "err", err)
+			m.log.Error("cannot publish an endpoint's new URLs", "resource", ep.Resource, "urls", redactAll(ep.URLs), "err", err)
 			return
 		}
 		// Another writer published: decide again from what it published.

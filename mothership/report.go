@@ -110,10 +110,12 @@ func (r Report) Failed() bool {
 	return false
 }
 
+// emit reports e through Progress, URL credentials redacted.
 func (rc *reconciler) emit(e Event) {
 	if rc.opts.Progress == nil {
 		return
 	}
+	e.Error, e.EndpointURLs = RedactURLs(e.Error), redactAll(e.EndpointURLs)
 	rc.eventMu.Lock()
 	defer rc.eventMu.Unlock()
 	rc.opts.Progress(e)
@@ -121,7 +123,7 @@ func (rc *reconciler) emit(e Event) {
 
 // fail records a failure not tied to one resource's deploy.
 func (rc *reconciler) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := RedactURLs(fmt.Sprintf(format, args...))
 	rc.m.log.Error("reconcile: " + msg)
 	rc.mu.Lock()
 	rc.errs = append(rc.errs, msg)
@@ -144,6 +146,7 @@ func (rc *reconciler) report() Report {
 		Orphans: slices.Sorted(slices.Values(rc.orphans)), Errors: rc.errs}
 	for _, st := range rc.state {
 		rr := st.report
+		rr.Error, rr.EndpointURLs = RedactURLs(rr.Error), redactAll(rr.EndpointURLs)
 		if rr.EndpointURLs == nil {
 			rr.EndpointURLs = []string{}
 		}
