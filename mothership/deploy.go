@@ -122,7 +122,11 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 		m.refuseDeploy(w, err)
 		return
 	}
-	d, err := m.recordDesired(ctx, req.mf, req.digest)
+	artifact := req.digest
+	if artifact == "" {
+		artifact = sameArtifact // a manifest alone: the deployed binary stays
+	}
+	d, err := m.recordDesired(ctx, req.mf, artifact)
 	if err != nil {
 		m.refuseDeploy(w, err)
 		return
@@ -149,7 +153,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 		ctl.Flush()
 	}
 	report, err := m.reconcileLocked(ctx, d, req.mf, ReconcileOptions{
-		Artifact: req.digest,
+		Artifact: d.Artifact,
 		Progress: func(e Event) { line(e) },
 	})
 	if err != nil {

@@ -55,10 +55,15 @@ func (m *Mothership) overLimits(desired *manifest.Manifest) []string {
 	return problems
 }
 
-// recordDesired records mf and artifact as the desired state, unless they
-// are the recorded one already. A concurrent deploy (another mothership on
-// the same store) makes it fail with store.ErrConflict: the caller decides
-// again, nothing was deployed.
+// sameArtifact, as the artifact of recordDesired, keeps the recorded one: a
+// deploy of a manifest alone changes the configuration, not the binary.
+const sameArtifact = "same"
+
+// recordDesired records mf and artifact (a digest, "" for the mothership's
+// own binary, or sameArtifact) as the desired state, unless they are the
+// recorded one already. A concurrent deploy (another mothership on the same
+// store) makes it fail with store.ErrConflict: the caller decides again,
+// nothing was deployed.
 func (m *Mothership) recordDesired(ctx context.Context, mf *manifest.Manifest, artifact string) (store.Desired, error) {
 	body, err := mf.MarshalJSON()
 	if err != nil {
@@ -71,7 +76,11 @@ func (m *Mothership) recordDesired(ctx context.Context, mf *manifest.Manifest, a
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return store.Desired{}, fmt.Errorf("mothership: nothing deployed: cannot read the desired state: %w", err)
-	case cur.Artifact == artifact && sameJSON(cur.Manifest, body):
+	}
+	if artifact == sameArtifact {
+		artifact = cur.Artifact
+	}
+	if cur.Version > 0 && cur.Artifact == artifact && sameJSON(cur.Manifest, body) {
 		return cur, nil
 	}
 	d, err := m.store.PutDesired(sctx, cur.Version, body, artifact)

@@ -10,9 +10,9 @@ import (
 // masked is what a hidden env value is served as.
 const masked = "***"
 
-// DefaultEnvVisible are the env variables whose values are shown by default:
-// settings that name no secret. Every other value is masked.
-var DefaultEnvVisible = []string{"LOG_LEVEL", "TZ", "LANG", "GOMAXPROCS", "GOMEMLIMIT", "GODEBUG"}
+// defaultEnvVisible are the env variables whose values are shown by
+// default: settings that hold no secret. Every other value is masked.
+var defaultEnvVisible = [...]string{"LOG_LEVEL", "TZ", "LANG", "GOMAXPROCS", "GOMEMLIMIT", "GODEBUG"}
 
 // envMask decides what leaves the mothership of a resource's env: a value is
 // shown only when its name is on the allow-list, and even then without the
@@ -20,10 +20,10 @@ var DefaultEnvVisible = []string{"LOG_LEVEL", "TZ", "LANG", "GOMAXPROCS", "GOMEM
 // copy and reconciliation keep the real values.
 type envMask struct{ visible map[string]bool }
 
-// newEnvMask allows DefaultEnvVisible plus extra.
+// newEnvMask allows defaultEnvVisible plus extra.
 func newEnvMask(extra []string) envMask {
 	m := envMask{visible: map[string]bool{}}
-	for _, n := range append(DefaultEnvVisible[:len(DefaultEnvVisible):len(DefaultEnvVisible)], extra...) {
+	for _, n := range append(defaultEnvVisible[:], extra...) {
 		m.visible[n] = true
 	}
 	return m

@@ -95,8 +95,9 @@ type Config struct {
 	// MaxInstances bounds the child instances remembered at once; instances
 	// that stopped reporting expire first. Default 10000.
 	MaxInstances int
-	// EnvVisible lists env variable names whose values /manifest and
-	// /flash/status show as they are; every other env value is masked.
+	// EnvVisible lists env variable names whose values GET /manifest shows
+	// (URL credentials still masked), besides LOG_LEVEL, TZ, LANG,
+	// GOMAXPROCS, GOMEMLIMIT and GODEBUG; every other env value is "***".
 	EnvVisible []string
 	// Transport carries gateway requests to resources. Default:
 	// wire.NewTransport().
@@ -161,35 +162,17 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("mothership: Config.Store is required")
 	}
-	if cfg.TTL <= 0 {
-		cfg.TTL = DefaultTTL
-	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = DefaultMaxWait
-	}
-	if cfg.Parallelism <= 0 {
-		cfg.Parallelism = DefaultParallelism
-	}
-	if cfg.DeployTimeout <= 0 {
-		cfg.DeployTimeout = DefaultDeployTimeout
-	}
+	orDefault(&cfg.TTL, DefaultTTL)
+	orDefault(&cfg.MaxWait, DefaultMaxWait)
+	orDefault(&cfg.Parallelism, DefaultParallelism)
+	orDefault(&cfg.DeployTimeout, DefaultDeployTimeout)
+	orDefault(&cfg.DeployReadTimeout, DefaultDeployReadTimeout)
+	orDefault(&cfg.MaxArtifactUnpacked, DefaultMaxArtifactUnpacked)
+	orDefault(&cfg.MaxResources, DefaultMaxResources)
+	orDefault(&cfg.MaxReplicas, DefaultMaxReplicas)
+	orDefault(&cfg.MaxInstances, DefaultMaxInstances)
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = DefaultArtifactDir
-	}
-	if cfg.DeployReadTimeout <= 0 {
-		cfg.DeployReadTimeout = DefaultDeployReadTimeout
-	}
-	if cfg.MaxArtifactUnpacked <= 0 {
-		cfg.MaxArtifactUnpacked = DefaultMaxArtifactUnpacked
-	}
-	if cfg.MaxResources <= 0 {
-		cfg.MaxResources = DefaultMaxResources
-	}
-	if cfg.MaxReplicas <= 0 {
-		cfg.MaxReplicas = DefaultMaxReplicas
-	}
-	if cfg.MaxInstances <= 0 {
-		cfg.MaxInstances = DefaultMaxInstances
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -221,6 +204,13 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	m.snap.Store(emptySnapshot())
 	m.boot(ctx)
 	return m, nil
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Register mounts the mothership's routes through handle, typically an

@@ -141,6 +141,19 @@ func TestUnusedArtifactsRemoved(t *testing.T) {
 	if got := files(t, h.m.cfg.ArtifactDir); len(got) != 1 {
 		t.Fatalf("artifacts %v, want only %s", got, second)
 	}
+
+	// A manifest alone (an env change) keeps the deployed binary.
+	code, lines := deployPost(t, h, "application/json",
+		bytes.NewReader(mustJSON(t, buildManifest(t, res{name: "a", env: map[string]string{"V": "2"}}))))
+	if code != http.StatusOK || lastReport(t, lines).Failed() {
+		t.Fatalf("manifest deploy: %d %v", code, lines)
+	}
+	if last := h.prov.specs[len(h.prov.specs)-1]; last.Artifact != second {
+		t.Fatalf("the env change was deployed from %q, want the deployed binary %s", last.Artifact, second)
+	}
+	if _, err := os.Stat(second); err != nil {
+		t.Fatalf("the deployed artifact is gone after a manifest deploy: %v", err)
+	}
 }
 
 // TestSlowUploadHoldsNoLock: a deploy whose body trickles in does not hold
