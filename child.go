@@ -44,7 +44,7 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 			return err
 		}
 	}
-	a.routing.Store(&routing{router: router, invoker: invoker, sync: sync})
+	a.caller.Store(child.NewCaller(router, invoker, sync))
 
 	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger, Ready: ready},
 		a.serveFuncs(res.Name))

@@ -90,7 +90,7 @@ func (a *App) setIdentity(id string) { a.identity.Store(&id) }
 // fallback when neither mothership nor child is configured.
 func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.setIdentity("standalone")
-	a.routing.Store(nil)
+	a.caller.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
 	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger}, a.serveFuncs(""))

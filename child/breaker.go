@@ -1,7 +1,11 @@
 package child
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,4 +154,36 @@ func (b *breakers) evictLocked() bool {
 		}
 	}
 	return false
+}
+
+// health judges one send for the breaker: transport errors, no answer
+// before the call's deadline (a hung endpoint looks like this) and 5xx
+// answers fail, except a function's own error (an LB 500 carrying
+// error_type) and a loop report (508), which a working endpoint gives. A
+// caller that cancelled says nothing.
+func health(ctx context.Context, t *Target, a answer, err error) verdict {
+	switch {
+	case err != nil:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return failing
+		}
+		if ctx.Err() != nil || errors.Is(err, flasherr.ErrSerialization) {
+			return neutral
+		}
+		return failing
+	case a.status < 500 || a.status == http.StatusLoopDetected:
+		return healthy
+	case a.status == http.StatusInternalServerError && t.LB && functionError(a.data):
+		return healthy
+	}
+	return failing
+}
+
+// functionError reports whether an error body names the function's error
+// type, as a serving endpoint does for a function that failed.
+func functionError(body []byte) bool {
+	var e struct {
+		ErrorType string `json:"error_type"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.ErrorType != ""
 }

@@ -2,16 +2,12 @@ package child
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"syscall"
 	"time"
-
-	"github.com/flash-go/flash/flasherr"
 )
 
 // Defaults of RetryPolicy.
@@ -97,38 +93,6 @@ func idempotent(method string) bool {
 	return false
 }
 
-// health judges one send for the breaker: transport errors, no answer
-// before the call's deadline (a hung endpoint looks like this) and 5xx
-// answers fail, except a function's own error (an LB 500 carrying
-// error_type) and a loop report (508), which a working endpoint gives. A
-// caller that cancelled says nothing.
-func health(ctx context.Context, t *Target, a answer, err error) verdict {
-	switch {
-	case err != nil:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return failing
-		}
-		if ctx.Err() != nil || errors.Is(err, flasherr.ErrSerialization) {
-			return neutral
-		}
-		return failing
-	case a.status < 500 || a.status == http.StatusLoopDetected:
-		return healthy
-	case a.status == http.StatusInternalServerError && t.LB && functionError(a.data):
-		return healthy
-	}
-	return failing
-}
-
-// functionError reports whether an error body names the function's error
-// type, as a serving endpoint does for a function that failed.
-func functionError(body []byte) bool {
-	var e struct {
-		ErrorType string `json:"error_type"`
-	}
-	return json.Unmarshal(body, &e) == nil && e.ErrorType != ""
-}
-
 // send makes the first request of a call (the /runsync post or the LB
 // route), retrying as the RetryPolicy allows, and records each outcome in
 // the breakers. c.base and c.idx name the replica that gave the answer.
@@ -174,70 +138,4 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 		}
 		i = next
 	}
-}
-
-// choose picks a replica of t: by the power of two random choices on calls
-// in flight, among those whose breaker would let a request through, and
-// other than avoid (the one that just failed) when there is another.
-func (iv *Invoker) choose(t *Target, avoid int) int {
-	n := len(t.URLs)
-	if n == 1 {
-		return 0
-	}
-	if avoid < 0 && !iv.brk.any() {
-		return t.pick2(nil)
-	}
-	var buf [16]int
-	cand := buf[:0]
-	iv.brk.mu.Lock()
-	now := iv.brk.now()
-	for pass := 0; pass < 3 && len(cand) == 0; pass++ {
-		for j, u := range t.URLs {
-			switch {
-			case pass == 0 && (j == avoid || !iv.brk.availableLocked(u, now)):
-			case pass == 1 && !iv.brk.availableLocked(u, now):
-			case pass == 2 && j == avoid && n > 1:
-			default:
-				cand = append(cand, j)
-			}
-		}
-	}
-	iv.brk.mu.Unlock()
-	return t.pick2(cand)
-}
-
-// pick2 chooses among cand (nil: every replica) by the power of two random
-// choices on calls in flight.
-func (t *Target) pick2(cand []int) int {
-	at := func(k int) int {
-		if cand == nil {
-			return k
-		}
-		return cand[k]
-	}
-	n := len(t.URLs)
-	if cand != nil {
-		n = len(cand)
-	}
-	if n == 1 {
-		return at(0)
-	}
-	a, b := rand.IntN(n), rand.IntN(n-1)
-	if b >= a {
-		b++
-	}
-	i, j := at(a), at(b)
-	if len(t.inflight) == len(t.URLs) && t.inflight[j].Load() < t.inflight[i].Load() {
-		i = j
-	}
-	return i
-}
-
-// redactURL hides a password in a URL's user info, for messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -131,35 +131,6 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	return iv.callQB(ctx, &c, in, out)
 }
 
-// call is one Invoke in progress.
-type call struct {
-	t    *Target
-	meta wire.Meta // what every send of the call carries
-	idem string    // Idempotency-Key of the first request ("" for none)
-	idx  int       // replica counted in flight, -1 for none
-	base string    // URL of the replica in use
-}
-
-// use moves the call to replica i, counting it there as in flight.
-func (c *call) use(i int) {
-	if c.base == c.t.URLs[i] && (c.idx == i || c.idx < 0) {
-		return
-	}
-	c.release()
-	c.base = c.t.URLs[i]
-	if len(c.t.URLs) > 1 && len(c.t.inflight) == len(c.t.URLs) {
-		c.t.inflight[i].Add(1)
-		c.idx = i
-	}
-}
-
-func (c *call) release() {
-	if c.idx >= 0 {
-		c.t.inflight[c.idx].Add(-1)
-		c.idx = -1
-	}
-}
-
 func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	t := c.t
 	head := t.qbHead
@@ -466,4 +437,13 @@ func encodeJSON(buf *bytes.Buffer, v any) error {
 	}
 	buf.Truncate(buf.Len() - 1)
 	return nil
+}
+
+// redactURL hides a password in a URL's user info, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }

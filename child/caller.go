@@ -1,0 +1,103 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/flash-go/flash/flasherr"
+)
+
+// rerouteWait bounds how long a call whose endpoint vanished waits for a
+// fresher manifest.
+const rerouteWait = 2 * time.Second
+
+// maxReroutes bounds how often one call follows its function elsewhere.
+const maxReroutes = 3
+
+// Caller owns a call from routing to its answer: it routes a function by
+// the manifest in use, invokes it where it runs, and when the endpoint
+// vanished (a redeploy moved it) follows the function to its new place.
+// It is safe for concurrent use.
+type Caller struct {
+	router  *Router
+	invoker *Invoker
+	sync    *Sync // nil without a mothership
+}
+
+// NewCaller returns a Caller routing with r, calling with iv and, when s
+// is not nil, waiting for s's newer manifests after an endpoint vanished.
+func NewCaller(r *Router, iv *Invoker, s *Sync) *Caller {
+	return &Caller{router: r, invoker: iv, sync: s}
+}
+
+// Route says where fn runs: (nil, nil) in-process, a target to Invoke, or
+// the error the call fails with (see Router.Route).
+func (c *Caller) Route(ctx context.Context, fn string) (*Target, error) {
+	return c.router.Route(ctx, fn)
+}
+
+// Invoke calls t's function with in and decodes the result into out, as
+// Invoker.Invoke does. When t's endpoint is gone (or draining) and the
+// manifest moved the function, the call follows it; only a vanished
+// endpoint is worth waiting for a fresher manifest, an overloaded one
+// keeps failing fast.
+func (c *Caller) Invoke(ctx context.Context, t *Target, in, out any) error {
+	err := c.invoker.Invoke(ctx, t, in, out)
+	for n := 0; err != nil && n < maxReroutes; n++ {
+		gone := errors.Is(err, flasherr.ErrEndpointNotReady)
+		if !gone && !errors.Is(err, flasherr.ErrOverloaded) {
+			return err
+		}
+		again := c.reroute(ctx, t, gone)
+		if again == nil {
+			return err
+		}
+		t = again
+		err = c.invoker.Invoke(ctx, t, in, out)
+	}
+	return err
+}
+
+// reroute returns a newer route to old's function than old, or nil:
+// from the manifest in use, else (with wait) from a newer one, since the
+// sync may be in backoff after a mothership outage, unaware that the
+// endpoint moved.
+func (c *Caller) reroute(ctx context.Context, old *Target, wait bool) *Target {
+	var changed <-chan struct{}
+	if c.sync != nil {
+		changed = c.sync.Changed() // before Route: no apply slips in between
+	}
+	if t := c.moved(ctx, old); t != nil || c.sync == nil {
+		return t
+	}
+	c.sync.Nudge()
+	if !wait {
+		return nil
+	}
+	timeout := time.NewTimer(rerouteWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timeout.C:
+			return nil
+		case <-changed:
+		}
+		changed = c.sync.Changed()
+		if t := c.moved(ctx, old); t != nil {
+			return t
+		}
+	}
+}
+
+// moved returns the current route to old's function when a newer manifest
+// gave it one (the same URLs may serve again: a restarted endpoint), else nil.
+func (c *Caller) moved(ctx context.Context, old *Target) *Target {
+	t, err := c.router.Route(ctx, old.Function)
+	if err != nil || t == nil || t == old {
+		return nil
+	}
+	return t
+}
