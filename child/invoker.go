@@ -210,22 +210,30 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 
 func (t *Target) decodeResult(job wire.JobAnswer, out any) error {
 	o := job.Output
-	if o == nil && len(job.RawOutput) > 0 {
-		return t.errorf("%w: COMPLETED with an output flash cannot read", flasherr.ErrSerialization)
-	}
-	if o == nil {
-		return t.errorf("%w: COMPLETED without output", flasherr.ErrSerialization)
-	}
-	if o.Failed() {
+	if o != nil && o.Failed() {
 		return t.remoteError(job)
 	}
-	if out == nil || len(o.JSONResult) == 0 {
+	if o == nil || len(o.JSONResult) == 0 {
+		return &flasherr.OutputError{Function: t.Function, Resource: t.Resource, Output: excerpt(job.RawOutput)}
+	}
+	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(o.JSONResult, out); err != nil {
 		return t.errorf("%w: decoding the result: %w", flasherr.ErrSerialization, err)
 	}
 	return nil
+}
+
+// maxExcerpt bounds the part of an unreadable output an error shows.
+const maxExcerpt = 120
+
+// excerpt is the start of raw, printable, marked when cut.
+func excerpt(raw []byte) string {
+	if len(raw) <= maxExcerpt {
+		return truncate(string(raw), maxExcerpt)
+	}
+	return truncate(string(raw), maxExcerpt) + "..."
 }
 
 func (t *Target) remoteError(job wire.JobAnswer) error {
