@@ -244,6 +244,10 @@ func Retryable(err error) bool { return flasherr.Retryable(err) }
 // RemoteError is a function that failed on another endpoint.
 type RemoteError = flasherr.RemoteError
 
+// OutputError is a remote job that completed without a flash result (a
+// Python worker's output, say); it matches ErrSerialization.
+type OutputError = flasherr.OutputError
+
 // NotReadyError is a call to a resource with no endpoint yet, or a failed one.
 type NotReadyError = flasherr.NotReadyError
 

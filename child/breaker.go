@@ -15,8 +15,9 @@ import (
 
 // Defaults of BreakerPolicy.
 const (
-	DefaultBreakerFailures = 5
-	DefaultBreakerOpenFor  = 30 * time.Second
+	DefaultBreakerFailures   = 5
+	DefaultBreakerOpenFor    = 250 * time.Millisecond
+	DefaultBreakerMaxOpenFor = 5 * time.Second
 	maxBreakers            = 4096 // URLs tracked at once
 )
 
@@ -28,9 +29,14 @@ type BreakerPolicy struct {
 	// function's own error) open the breaker; default 5. A negative value
 	// disables the breaker.
 	Failures int
-	// OpenFor is how long an open breaker fails calls fast before it lets
-	// one probe through (half-open); default 30 s.
+	// OpenFor is how long a breaker that just opened fails calls fast
+	// before it lets one probe through (half-open); default 250 ms. Each
+	// failed probe doubles the wait, up to MaxOpenFor: an endpoint that is
+	// back after a restart is found within a fraction of its outage, one
+	// that stays down costs one request per MaxOpenFor.
 	OpenFor time.Duration
+	// MaxOpenFor bounds the wait between probes; default 5 s.
+	MaxOpenFor time.Duration
 }
 
 // verdict is what one request says about an endpoint's health.
@@ -45,17 +51,19 @@ const (
 // breakerState is one URL's breaker. Only URLs that failed since their last
 // success have one: a healthy URL costs nothing.
 type breakerState struct {
-	fails     int       // consecutive failures
-	openUntil time.Time // zero: closed
-	probing   bool      // half-open: the one probe is in flight
+	fails     int           // consecutive failures
+	openUntil time.Time     // zero: closed
+	openFor   time.Duration // the wait that set openUntil; doubles at each failed probe
+	probing   bool          // half-open: the one probe is in flight
 }
 
 // breakers holds the breakers of every URL an Invoker calls, shared by all
 // targets (keyed by URL) and bounded in size.
 type breakers struct {
-	failures int
-	openFor  time.Duration
-	now      func() time.Time
+	failures   int
+	openFor    time.Duration
+	maxOpenFor time.Duration
+	now        func() time.Time
 
 	tracked atomic.Int32 // len(m): zero lets the happy path skip the lock
 	mu      sync.Mutex
@@ -69,7 +77,12 @@ func newBreakers(p BreakerPolicy, now func() time.Time) *breakers {
 	if p.OpenFor <= 0 {
 		p.OpenFor = DefaultBreakerOpenFor
 	}
-	return &breakers{failures: p.Failures, openFor: p.OpenFor, now: now, m: make(map[string]*breakerState)}
+	if p.MaxOpenFor <= 0 {
+		p.MaxOpenFor = DefaultBreakerMaxOpenFor
+	}
+	p.MaxOpenFor = max(p.MaxOpenFor, p.OpenFor)
+	return &breakers{failures: p.Failures, openFor: p.OpenFor, maxOpenFor: p.MaxOpenFor, now: now,
+		m: make(map[string]*breakerState)}
 }
 
 func (b *breakers) enabled() bool { return b.failures > 0 }
@@ -137,11 +150,27 @@ func (b *breakers) record(url string, v verdict, probe bool) {
 		st.fails++
 		switch {
 		case probe:
-			st.openUntil, st.probing = b.now().Add(b.openFor), false
+			st.openFor, st.probing = min(2*st.openFor, b.maxOpenFor), false
+			st.openUntil = b.now().Add(st.openFor)
 		case st.openUntil.IsZero() && st.fails >= b.failures:
-			st.openUntil = b.now().Add(b.openFor)
+			st.openFor = b.openFor
+			st.openUntil = b.now().Add(st.openFor)
 		}
 	}
+}
+
+// forget closes the breakers of urls: the manifest says their endpoint
+// restarted or moved, so what they learnt no longer holds.
+func (b *breakers) forget(urls []string) {
+	if !b.any() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, u := range urls {
+		delete(b.m, u)
+	}
+	b.tracked.Store(int32(len(b.m)))
 }
 
 // evictLocked drops one closed breaker (a URL with a few recent failures)

@@ -3,9 +3,11 @@ package child
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/manifest"
 )
 
 // rerouteWait bounds how long a call whose endpoint vanished waits for a
@@ -22,13 +24,42 @@ const maxReroutes = 3
 type Caller struct {
 	router  *Router
 	invoker *Invoker
-	sync    *Sync // nil without a mothership
+	sync    *Sync              // nil without a mothership
+	prev    *manifest.Manifest // the manifest applied last; only applied touches it
 }
 
-// NewCaller returns a Caller routing with r, calling with iv and, when s
-// is not nil, waiting for s's newer manifests after an endpoint vanished.
+// NewCaller returns a Caller routing with r and calling with iv. When s is
+// not nil, a call whose endpoint vanished waits for s's newer manifests,
+// and a manifest that shows an endpoint restarted or moved closes that
+// endpoint's circuit breakers.
 func NewCaller(r *Router, iv *Invoker, s *Sync) *Caller {
-	return &Caller{router: r, invoker: iv, sync: s}
+	c := &Caller{router: r, invoker: iv, sync: s}
+	if s != nil {
+		s.subscribe(c.applied)
+	}
+	return c
+}
+
+// applied forgets the breakers of every resource whose endpoints the new
+// manifest changed (URLs, status, error or config hash): a restarted or
+// moved endpoint starts with a clean record instead of waiting out a probe.
+func (c *Caller) applied(m *manifest.Manifest, _ int64) {
+	prev := c.prev
+	c.prev = m
+	if prev == nil {
+		return
+	}
+	for name, old := range prev.Resources {
+		res := m.Resources[name]
+		if res != nil && res.Status == old.Status && res.Error == old.Error &&
+			res.ConfigHash == old.ConfigHash && slices.Equal(res.URLs(), old.URLs()) {
+			continue
+		}
+		c.invoker.brk.forget(trimURLs(old.URLs()))
+		if res != nil {
+			c.invoker.brk.forget(trimURLs(res.URLs()))
+		}
+	}
 }
 
 // Route says where fn runs: (nil, nil) in-process, a target to Invoke, or

@@ -2,9 +2,13 @@ package child
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/manifest"
 )
 
 // TestCallerFollowsMovedEndpoint: a call whose endpoint vanished follows
@@ -83,5 +87,49 @@ func TestSyncChanged(t *testing.T) {
 	<-second
 	if s.Version() != 2 {
 		t.Fatalf("version %d after the second wake-up", s.Version())
+	}
+}
+
+// TestCallerClosesBreakerOnRestart: an endpoint whose breaker opened is
+// called again, without waiting for a probe, as soon as the manifest shows
+// it restarted (its status or URLs changed).
+func TestCallerClosesBreakerOnRestart(t *testing.T) {
+	base := mustParse(t, fixture(t, "valid/pipeline-runtime.json"))
+	ep := &scripted{answer: failThen(DefaultBreakerFailures, http.StatusInternalServerError, "")}
+	srv, client := startServer(t, ep)
+	f := newFakeMothership()
+	f.publish(mustJSON(t, base.WithRuntime("embedder", manifest.Runtime{EndpointURLs: []string{srv.URL}, Status: manifest.StatusDeployed})))
+	ms, msClient := startServer(t, f)
+	s, err := NewSync(Config{Identity: "api", MothershipURL: ms.URL, PollWait: 5 * time.Second,
+		HTTPClient: msClient, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSync(t, s)
+	clk := &clock{now: time.Unix(1000, 0)} // stands still: no probe ever comes due
+	iv := NewInvoker(InvokerConfig{Client: client, Logger: quietLogger(), Now: clk.Now})
+	c := NewCaller(NewRouter(RouterConfig{Identity: "api", Sync: s, Logger: quietLogger()}), iv, s)
+	ctx := context.Background()
+	call := func() error {
+		tg, err := c.Route(ctx, "embed")
+		if err != nil {
+			return err
+		}
+		return c.Invoke(ctx, tg, embedIn{}, nil)
+	}
+	for range DefaultBreakerFailures {
+		if err := call(); err == nil || errors.Is(err, flasherr.ErrCircuitOpen) {
+			t.Fatalf("got %v, want the endpoint's failure", err)
+		}
+	}
+	if err := call(); !errors.Is(err, flasherr.ErrCircuitOpen) {
+		t.Fatalf("got %v, want ErrCircuitOpen", err)
+	}
+	// The mothership reports the endpoint failed, then back (restarted).
+	changed := s.Changed()
+	f.publish(mustJSON(t, base.WithRuntime("embedder", manifest.Runtime{EndpointURLs: []string{srv.URL}, Status: manifest.StatusUpdated})))
+	<-changed
+	if err := call(); err != nil {
+		t.Fatalf("after the restart: %v", err)
 	}
 }

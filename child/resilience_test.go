@@ -360,11 +360,11 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("%d hits", ep.hits())
 	}
 	open("after 5 failures")
-	clk.advance(DefaultBreakerOpenFor - time.Second)
-	open("29 s later")
+	clk.advance(DefaultBreakerOpenFor - time.Millisecond)
+	open("just before the probe is due")
 
 	// Half-open: one probe, held in the endpoint; everyone else fails fast.
-	clk.advance(time.Second)
+	clk.advance(time.Millisecond)
 	mode.Store("hold")
 	probe := make(chan error, 1)
 	go func() { probe <- call() }()
@@ -393,9 +393,23 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("probe: %v after %d requests", err, ep.hits()-before)
 	}
 	open("after a failed probe")
+	// Each failed probe doubles the wait for the next, up to the cap.
+	wait := DefaultBreakerOpenFor
+	for wait < DefaultBreakerMaxOpenFor {
+		wait = min(2*wait, DefaultBreakerMaxOpenFor)
+		clk.advance(wait - time.Millisecond)
+		open(fmt.Sprintf("%v after a failed probe", wait-time.Millisecond))
+		clk.advance(time.Millisecond)
+		before := ep.hits()
+		if err := call(); errors.Is(err, flasherr.ErrCircuitOpen) || ep.hits() != before+1 {
+			t.Fatalf("probe after %v: %v after %d requests", wait, err, ep.hits()-before)
+		}
+	}
+	clk.advance(DefaultBreakerMaxOpenFor - time.Millisecond)
+	open("the capped wait")
 
 	// A function that fails is a healthy endpoint: never opens.
-	clk.advance(DefaultBreakerOpenFor)
+	clk.advance(time.Millisecond)
 	mode.Store("failed")
 	for range 3 * DefaultBreakerFailures {
 		if err := call(); !errors.Is(err, flasherr.ErrRemoteFunction) {
