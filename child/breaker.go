@@ -18,7 +18,7 @@ const (
 	DefaultBreakerFailures   = 5
 	DefaultBreakerOpenFor    = 250 * time.Millisecond
 	DefaultBreakerMaxOpenFor = 5 * time.Second
-	maxBreakers            = 4096 // URLs tracked at once
+	maxBreakers              = 4096 // URLs tracked at once
 )
 
 // BreakerPolicy configures the circuit breaker the Invoker keeps per
@@ -106,13 +106,26 @@ func (b *breakers) allow(url string) (probe bool, err error) {
 	}
 	now := b.now()
 	if now.Before(st.openUntil) || st.probing {
-		wait := max(st.openUntil.Sub(now), 0).Round(time.Millisecond)
-		return false, fmt.Errorf("%w: %s failed %d times in a row; next probe in %v",
-			flasherr.ErrCircuitOpen, redactURL(url), st.fails, wait)
+		return false, &openError{fails: st.fails, wait: max(st.openUntil.Sub(now), 0)}
 	}
 	st.probing = true
 	return true, nil
 }
+
+// openError is a request an open breaker refused. It matches
+// flasherr.ErrCircuitOpen.
+type openError struct {
+	fails int
+	wait  time.Duration // until the next probe may go; 0 while one is in flight
+}
+
+func (e *openError) Error() string {
+	return fmt.Sprintf("%v: the endpoint failed %d times in a row; next probe in %v",
+		flasherr.ErrCircuitOpen, e.fails, e.wait.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, flasherr.ErrCircuitOpen) true.
+func (e *openError) Is(target error) bool { return target == flasherr.ErrCircuitOpen }
 
 // availableLocked reports whether a request to url would be let through.
 func (b *breakers) availableLocked(url string, now time.Time) bool {

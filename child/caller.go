@@ -69,31 +69,37 @@ func (c *Caller) Route(ctx context.Context, fn string) (*Target, error) {
 }
 
 // Invoke calls t's function with in and decodes the result into out, as
-// Invoker.Invoke does. When t's endpoint is gone (or draining) and the
-// manifest moved the function, the call follows it; only a vanished
-// endpoint is worth waiting for a fresher manifest, an overloaded one
-// keeps failing fast.
+// Invoker.Invoke does, and follows the function when the manifest moves
+// it: a call whose endpoint vanished (or is draining) waits for a newer
+// manifest; one refused by an overloaded endpoint or an open breaker takes
+// a newer route only when there is one already.
 func (c *Caller) Invoke(ctx context.Context, t *Target, in, out any) error {
-	err := c.invoker.Invoke(ctx, t, in, out)
-	for n := 0; err != nil && n < maxReroutes; n++ {
+	for n := 0; ; {
+		var changed <-chan struct{}
+		if c.sync != nil {
+			changed = c.sync.Changed()
+		}
+		err := c.invoker.invoke(ctx, t, in, out, changed)
 		gone := errors.Is(err, flasherr.ErrEndpointNotReady)
-		if !gone && !errors.Is(err, flasherr.ErrOverloaded) {
+		if err == nil || n >= maxReroutes ||
+			(!gone && !errors.Is(err, flasherr.ErrOverloaded) && !errors.Is(err, flasherr.ErrCircuitOpen)) {
 			return err
 		}
 		again := c.reroute(ctx, t, gone)
 		if again == nil {
 			return err
 		}
+		if !slices.Equal(again.URLs, t.URLs) {
+			n++ // a move; a new version with the same URLs is the same endpoint
+		}
 		t = again
-		err = c.invoker.Invoke(ctx, t, in, out)
 	}
-	return err
 }
 
-// reroute returns a newer route to old's function than old, or nil:
-// from the manifest in use, else (with wait) from a newer one, since the
-// sync may be in backoff after a mothership outage, unaware that the
-// endpoint moved.
+// reroute returns a newer route to old's function than old, or nil: from
+// the manifest in use, else (with wait) from a newer one, since the sync
+// may be in backoff after a mothership outage, unaware that the endpoint
+// moved.
 func (c *Caller) reroute(ctx context.Context, old *Target, wait bool) *Target {
 	var changed <-chan struct{}
 	if c.sync != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -100,6 +101,12 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 // queue-based call, the same Idempotency-Key, so that the endpoint runs
 // the function once.
 func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
+	return iv.invoke(ctx, t, in, out, nil)
+}
+
+// invoke is Invoke that gives up waiting for a refusing endpoint when
+// moved is closed (see send).
+func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) error {
 	if t == nil {
 		return errors.New("child: Invoke with a nil target")
 	}
@@ -111,7 +118,7 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
 		defer cancel()
 	}
-	c := call{t: t, idx: -1}
+	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)
 	// Fixed here, not per send: every attempt is the same call (one
 	// request id, one trace; each attempt is a span of its own).
@@ -303,7 +310,7 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return answer{}, t.errorf("build request for %s: %w", redactURL(target), iv.scrub(err))
+		return answer{}, t.errorf("build request: %w", iv.scrub(err))
 	}
 	wire.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
 	if c.idem != "" {
@@ -318,7 +325,8 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 		if ctx.Err() != nil {
 			return answer{}, t.ctxError(ctx)
 		}
-		return answer{}, t.errorf("%w: %s unreachable: %w", flasherr.ErrEndpointNotReady, redactURL(target), iv.scrub(err))
+		iv.log.Debug("endpoint unreachable", "function", t.Function, "url", redactURL(target), "err", iv.scrub(err))
+		return answer{}, t.errorf("%w: unreachable: %w", flasherr.ErrEndpointNotReady, iv.scrub(err))
 	}
 	defer func() {
 		// Drain a little so the connection goes back to the pool.
@@ -342,20 +350,40 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 			return answer{}, t.ctxError(ctx)
 		}
 		if errors.Is(err, errTooLarge) {
-			return answer{}, t.errorf("%w: reading the answer of %s: %w", flasherr.ErrSerialization, redactURL(target), err)
+			return answer{}, t.errorf("%w: reading the answer: %w", flasherr.ErrSerialization, err)
 		}
-		return answer{}, t.errorf("reading the answer of %s: %w", redactURL(target), iv.scrub(err))
+		return answer{}, t.errorf("reading the answer: %w", iv.scrub(err))
 	}
 	return a, nil
 }
 
-// scrub keeps the API key out of an error's text, whatever produced it,
-// while errors.Is and errors.As still see the original.
+// scrub keeps the API key and the endpoint's address out of an error's
+// text, whatever produced it, while errors.Is and errors.As still see the
+// original: error texts travel to callers outside the app (an LB route's
+// answer, a job's error), who must not learn internal URLs.
 func (iv *Invoker) scrub(err error) error {
-	if err == nil || iv.key == "" || !strings.Contains(err.Error(), iv.key) {
-		return err
+	if err == nil {
+		return nil
 	}
-	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), iv.key, "***")}
+	return &scrubbed{err: err, msg: iv.clean(addressless(err))}
+}
+
+// addressless describes a transport error without the URL and addresses
+// net/http and net put in its text ("dial: connect: connection refused").
+func addressless(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + addressless(op.Err)
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return "lookup: " + dns.Err
+	}
+	return err.Error()
 }
 
 type scrubbed struct {
@@ -372,7 +400,7 @@ func (iv *Invoker) cancelJob(ctx context.Context, c *call, base, id string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
 	if _, err := iv.do(cctx, c, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
-		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "error", err)
+		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "err", err)
 	}
 }
 

@@ -257,7 +257,7 @@ func TestInvokeQB(t *testing.T) {
 func TestInvokeUnreachable(t *testing.T) {
 	srv, client := startServer(t, http.NotFoundHandler())
 	srv.Close()
-	err := newTestInvoker(t, client).Invoke(context.Background(), qbTarget("embed", srv.URL), embedIn{}, nil)
+	err := fastRetries(newTestInvoker(t, client)).Invoke(context.Background(), qbTarget("embed", srv.URL), embedIn{}, nil)
 	if !errors.Is(err, flasherr.ErrEndpointNotReady) || !flasherr.Retryable(err) {
 		t.Fatalf("got %v", err)
 	}

@@ -13,6 +13,8 @@ type call struct {
 	idem string    // Idempotency-Key of the first request ("" for none)
 	idx  int       // replica counted in flight, -1 for none
 	base string    // URL of the replica in use
+
+	moved <-chan struct{} // closed when the manifest changes (nil: never); see send
 }
 
 // use moves the call to replica i, counting it there as in flight.

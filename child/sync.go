@@ -435,7 +435,7 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 	if err != nil {
 		s.succeed() // the mothership answered; the manifest is what is wrong
 		s.log.Error("rejected an invalid manifest; keeping the one in use",
-			"version", version, "applied_version", s.Version(), "error", err)
+			"version", version, "applied_version", s.Version(), "err", err)
 		if version > 0 {
 			s.rejVersion, s.rejReason, s.rejSum = version, rejectReason(err), sum
 			s.seen = version // park on it, so the long poll does not return it again at once
@@ -487,9 +487,9 @@ func (s *Sync) succeed() {
 func (s *Sync) fail(cap time.Duration, level slog.Level, what string, err error) time.Duration {
 	if !s.failing || level >= slog.LevelError {
 		s.log.Log(context.Background(), level, what+" failed; keeping the manifest in use",
-			"error", err, "applied_version", s.Version())
+			"err", err, "applied_version", s.Version())
 	} else {
-		s.log.Debug(what+" failed", "error", err, "attempt", s.attempt)
+		s.log.Debug(what+" failed", "err", err, "attempt", s.attempt)
 	}
 	s.failing = true
 	return s.backoff(cap)
@@ -527,7 +527,7 @@ func (s *Sync) apply(sn *snapshot, persist bool) {
 	s.applyMu.Unlock()
 	if persist && s.cachePath != "" {
 		if err := saveCache(s.cachePath, sn.m, sn.version); err != nil {
-			s.log.Warn("could not write the last-known-good manifest", "error", err)
+			s.log.Warn("could not write the last-known-good manifest", "err", err)
 		}
 	}
 	if s.cfg.OnApply != nil {

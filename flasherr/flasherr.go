@@ -103,16 +103,17 @@ func (e *NotReadyError) Error() string {
 func (e *NotReadyError) Is(target error) bool { return target == ErrEndpointNotReady }
 
 // StatusError is an HTTP answer from another endpoint that was not a result:
-// its status code and the error text it carried.
+// its status code and the error text it carried. Its text leaves out the
+// URL, which is internal to the app.
 type StatusError struct {
-	URL     string
+	URL     string // the request's URL, password hidden: for logs, not for the caller's caller
 	Code    int
 	Message string
 	Kind    error // the sentinel this status maps to (ErrFunctionNotFound, ErrLoopDetected, …), or nil
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%s answered %d: %s", e.URL, e.Code, e.Message)
+	return fmt.Sprintf("endpoint answered %d: %s", e.Code, e.Message)
 }
 
 // Unwrap lets errors.Is match the sentinel the status maps to.
