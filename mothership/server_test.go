@@ -330,7 +330,7 @@ func TestRunFollowsStoreAndInvalidate(t *testing.T) {
 		t.Fatalf("invalidate: %d %s", rec.Code, rec.Body)
 	}
 	// A store failure keeps the last good copy and says so.
-	ms.failLatest(errBoom)
+	ms.FailLatest(errBoom)
 	rec = httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/flash/invalidate", nil))
 	if rec.Code != http.StatusServiceUnavailable {

@@ -67,7 +67,7 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 	default:
 		typ, msg = ErrorType(err), err.Error()
 	}
-	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("error", msg))
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("err", msg))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {

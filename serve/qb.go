@@ -331,7 +331,7 @@ func (s *Server) jobFinal(j *job, v jobView, err error) {
 		return
 	}
 	attrs := append(metaAttrs(j.ctx), slog.String("job", v.ID), slog.String("function", j.fn),
-		slog.String("status", v.Status), slog.String("error_type", v.ErrType), slog.String("error", v.ErrMsg))
+		slog.String("status", v.Status), slog.String("error_type", v.ErrType), slog.String("err", v.ErrMsg))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {

@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider/local"
@@ -30,8 +31,10 @@ import (
 // Paths flash run uses under the working directory.
 const (
 	stateFile = ".flash/state.db"
-	logDir    = ".flash/logs"
 )
+
+// logDir is where the local provider writes the children's logs of app.
+func logDir(app string) string { return layout.In("").App(app).Logs() }
 
 // upTimeout bounds how long flash run waits for every resource to be healthy.
 const upTimeout = 90 * time.Second
@@ -119,7 +122,7 @@ func runTopology(e *env, b *buildResult, port int, key string, generated, asJSON
 	}
 	logs := newLogStreamer(logOut, isTerminal(logOut))
 	mout := logs.writer("mothership")
-	tail := logs.tail(abs(logDir), b.App.ResourceNames())
+	tail := logs.tail(abs(logDir(b.App.ProjectName)), b.App.ResourceNames())
 	start := func() (*exec.Cmd, <-chan error, error) {
 		cmd := exec.Command(b.Binary)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
@@ -248,7 +251,7 @@ func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited 
 		}
 		if done == len(m.Resources) {
 			if len(failed) > 0 {
-				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir)
+				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir(m.ProjectName))
 			}
 			return st, false, nil
 		}
@@ -382,7 +385,7 @@ func undeployAll(ctx context.Context, app string, w io.Writer) error {
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir, Logger: quiet})
+	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir(app), Logger: quiet})
 	if err != nil {
 		return err
 	}
