@@ -22,7 +22,8 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	log := cfg.Logger.With("resource", cfg.Resource)
 	a.setIdentity(cfg.Resource)
 
-	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, Logger: log})
+	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, RunpodAPIKey: cfg.RunpodAPIKey,
+		RunpodBaseURL: cfg.RunpodBaseURL, Logger: log})
 	var sync *child.Sync
 	ready := func() bool { return true }
 	if cfg.MothershipURL != "" {

@@ -51,6 +51,8 @@ type Config struct {
 	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/apps/<app>/state.db
 	Provider      string        // FLASH_PROVIDER: a name of Providers; default local
 	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
+	RunpodAPIKey  string        // RUNPOD_API_KEY: what calls to endpoints on Runpod (api.runpod.ai) carry
+	RunpodBaseURL string        // RUNPOD_ENDPOINT_BASE_URL: another base of Runpod's client API (an emulator)
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
 	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
@@ -115,8 +117,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		bad("FLASH_PROVIDER", c.Provider, "want one of "+strings.Join(names, ", "))
 	}
 	c.APIKey = getenv("FLASH_API_KEY")
+	c.RunpodAPIKey, c.RunpodBaseURL = getenv("RUNPOD_API_KEY"), getenv("RUNPOD_ENDPOINT_BASE_URL")
 	if c.APIKey == "" {
-		c.APIKey = getenv("RUNPOD_API_KEY")
+		c.APIKey = c.RunpodAPIKey
 	}
 	c.Host = getenv("FLASH_HOST")
 	if v := getenv("FLASH_MANIFEST_TTL"); v != "" {

@@ -35,6 +35,14 @@ const (
 type InvokerConfig struct {
 	// APIKey is sent as Authorization: Bearer on every call.
 	APIKey string
+	// RunpodAPIKey, when set, is sent instead of APIKey to endpoints that
+	// Runpod hosts, whose gateway checks the Runpod account's key: URLs on
+	// api.runpod.ai (queue-based https://api.runpod.ai/v2/{id},
+	// load-balanced https://{id}.api.runpod.ai) or under RunpodBaseURL.
+	RunpodAPIKey string
+	// RunpodBaseURL is another base of Runpod's client API, such as
+	// RUNPOD_ENDPOINT_BASE_URL or a local emulator's http://host:port/v2.
+	RunpodBaseURL string
 	// Client makes the calls; nil → one client on wire.NewTransport().
 	Client *http.Client
 	// DefaultTimeout bounds calls whose ctx has no deadline; default 60 s.
@@ -55,6 +63,8 @@ type InvokerConfig struct {
 // concurrent use; create one per process so connections are shared.
 type Invoker struct {
 	key     string
+	rpKey   string // for Runpod's URLs (see InvokerConfig.RunpodAPIKey)
+	rpBase  string
 	client  *http.Client
 	timeout time.Duration
 	maxResp int64
@@ -65,7 +75,8 @@ type Invoker struct {
 
 // NewInvoker returns an Invoker for cfg.
 func NewInvoker(cfg InvokerConfig) *Invoker {
-	iv := &Invoker{key: cfg.APIKey, client: cfg.Client, timeout: cfg.DefaultTimeout,
+	iv := &Invoker{key: cfg.APIKey, rpKey: cfg.RunpodAPIKey, rpBase: strings.TrimRight(cfg.RunpodBaseURL, "/"),
+		client: cfg.Client, timeout: cfg.DefaultTimeout,
 		maxResp: cfg.MaxResponse, log: cfg.Logger, retry: cfg.Retry.withDefaults()}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -168,16 +179,19 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	delay := pollStart
 	for {
 		switch job.Status {
-		case "COMPLETED":
+		case wire.StatusCompleted:
 			return iv.cleanRemote(t.decodeResult(job, out))
-		case "FAILED":
+		case wire.StatusFailed:
 			return iv.cleanRemote(t.remoteError(job))
-		case "TIMED_OUT":
+		case wire.StatusTimedOut: // expired in the queue, or ran past its execution timeout
+			if job.Error != "" {
+				return t.errorf("%w: the endpoint reported TIMED_OUT: %s", flasherr.ErrTimeout, iv.clean(truncate(job.Error, maxReasonLen)))
+			}
 			return t.errorf("%w: the endpoint reported TIMED_OUT", flasherr.ErrTimeout)
-		case "CANCELLED":
+		case wire.StatusCancelled:
 			return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: "Cancelled",
 				Message: "the job was cancelled on the endpoint"}
-		case "IN_QUEUE", "IN_PROGRESS":
+		case wire.StatusInQueue, wire.StatusInProgress:
 		default:
 			return t.errorf("%w: unknown job status %q", flasherr.ErrSerialization, truncate(job.Status, 40))
 		}
@@ -249,9 +263,10 @@ func (t *Target) remoteError(job wire.JobAnswer) error {
 		e.Type, e.Message = job.Output.ErrorType, job.Output.Error
 	}
 	if e.Message == "" {
-		e.Message = job.Error // "<type>: <message>" as Runpod shows it
-		if typ, msg, ok := strings.Cut(job.Error, ": "); ok && e.Type == "" && !strings.Contains(typ, " ") {
-			e.Type, e.Message = typ, msg
+		typ, msg := wire.JobError(job.Error)
+		e.Message = msg
+		if e.Type == "" {
+			e.Type = typ
 		}
 	}
 	if e.Type == "" {
@@ -312,7 +327,7 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 	if err != nil {
 		return answer{}, t.errorf("build request: %w", iv.scrub(err))
 	}
-	wire.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
+	wire.SetMetaHeaders(ctx, req.Header, iv.keyFor(target), c.meta)
 	if c.idem != "" {
 		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}
@@ -432,13 +447,40 @@ func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) 
 	return t.errorf("%w", &flasherr.StatusError{URL: redactURL(target), Code: code, Message: msg, Kind: kind})
 }
 
-// clean keeps the API key out of a text an endpoint sent back (an endpoint
-// that echoes headers must not put the key into our errors and logs).
-func (iv *Invoker) clean(s string) string {
-	if iv.key == "" || !strings.Contains(s, iv.key) {
-		return s
+// keyFor is the key a request to target carries: the Runpod key for
+// Runpod's URLs when one is set, the app's key otherwise.
+func (iv *Invoker) keyFor(target string) string {
+	if iv.rpKey != "" && runpodURL(target, iv.rpBase) {
+		return iv.rpKey
 	}
-	return strings.ReplaceAll(s, iv.key, "***")
+	return iv.key
+}
+
+// runpodURL reports whether target is on Runpod's client API: host
+// api.runpod.ai or one of its subdomains, or under base.
+func runpodURL(target, base string) bool {
+	if base != "" && strings.HasPrefix(target, base) && (len(target) == len(base) || target[len(base)] == '/') {
+		return true
+	}
+	rest, ok := strings.CutPrefix(target, "https://")
+	if !ok {
+		return false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	host, _, _ = strings.Cut(host, ":")
+	host = strings.ToLower(host)
+	return host == "api.runpod.ai" || strings.HasSuffix(host, ".api.runpod.ai")
+}
+
+// clean keeps the API keys out of a text an endpoint sent back (an endpoint
+// that echoes headers must not put a key into our errors and logs).
+func (iv *Invoker) clean(s string) string {
+	for _, k := range [...]string{iv.key, iv.rpKey} {
+		if k != "" && strings.Contains(s, k) {
+			s = strings.ReplaceAll(s, k, "***")
+		}
+	}
+	return s
 }
 
 // cleanRemote is clean for a function error's message.
