@@ -9,6 +9,7 @@
 //
 // The package uses process groups, signals and /proc, so it is for Unix (Linux
 // in particular: on systems without /proc, liveness falls back to signal 0).
+// It builds everywhere, so that apps do; elsewhere New returns ErrUnsupported.
 package local
 
 import (
@@ -44,6 +45,8 @@ var (
 	ErrClosed = errors.New("local: provider closed")
 	// ErrUnhealthy means a process did not answer GET /ping with 200 within HealthTimeout.
 	ErrUnhealthy = errors.New("local: endpoint not healthy in time")
+	// ErrUnsupported is returned by New on systems without process groups and signals.
+	ErrUnsupported = errors.New("local: the local provider runs on unix only; use FLASH_PROVIDER=none or another provider here")
 	// ErrExited means a process exited before it became healthy.
 	ErrExited = errors.New("local: process exited before it was healthy")
 )
@@ -135,6 +138,9 @@ var _ provider.Provider = (*Provider)(nil)
 // New returns a Provider for cfg. It starts nothing: call Adopt to take over the
 // processes a previous mothership left running.
 func New(cfg Config) (*Provider, error) {
+	if !supported {
+		return nil, ErrUnsupported
+	}
 	if cfg.App == "" {
 		return nil, errors.New("local: Config.App is required")
 	}

@@ -130,7 +130,7 @@ func (p *Provider) start(d *deployment, r *replica, port int) (*proc, error) {
 	cmd := exec.Command(d.binary)
 	cmd.Env = append(slices.Clip(d.env), "PORT="+strconv.Itoa(port), "FLASH_INSTANCE_ID="+r.id)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("local: start %s: %w", d.binary, err)
 	}
@@ -179,7 +179,7 @@ func alive(pid int, binary, instance string) bool {
 	if pid <= 0 {
 		return false
 	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !signalZero(pid) {
 		return false
 	}
 	dir := "/proc/" + strconv.Itoa(pid)
@@ -238,19 +238,6 @@ func findInstance(binary, instance string) int {
 		}
 	}
 	return 0
-}
-
-// signalGroup sends sig to pid's process group (it leads one: Setpgid), or to
-// pid alone when it leads none. A missing process is not an error.
-func signalGroup(pid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		err = syscall.Kill(pid, sig)
-	}
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %d: %w", pid, err)
-	}
-	return nil
 }
 
 // killWait bounds the wait for a process to vanish after SIGKILL.
