@@ -53,6 +53,7 @@ type Config struct {
 	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
+	ListenFD      int           // FLASH_LISTEN_FD: an inherited listening socket to serve on instead of Host:Port
 	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
@@ -145,7 +146,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	for _, knob := range []struct {
 		name string
 		dst  *int
-	}{{"FLASH_WORKERS", &c.Workers}, {"FLASH_QUEUE_SIZE", &c.QueueSize}} {
+	}{{"FLASH_WORKERS", &c.Workers}, {"FLASH_QUEUE_SIZE", &c.QueueSize}, {"FLASH_LISTEN_FD", &c.ListenFD}} {
 		if v := getenv(knob.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {

@@ -102,13 +102,9 @@ func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 
 // serve listens as cfg says and serves h until ctx ends.
 func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown ...func(context.Context) error) error {
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		ln, err = listen(cfg.Host, cfg.Port)
-		if err != nil {
-			return err
-		}
+	ln, err := cfg.listen()
+	if err != nil {
+		return err
 	}
 	url := "http://" + ln.Addr().String()
 	cfg.Logger.Info("serving", "identity", a.Identity(), "url", url)
@@ -116,6 +112,33 @@ func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown .
 		cfg.Ready(url)
 	}
 	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
+}
+
+// listen returns the Listener, else the inherited socket of ListenFD, else
+// opens Host:Port.
+func (c Config) listen() (net.Listener, error) {
+	switch {
+	case c.Listener != nil:
+		return c.Listener, nil
+	case c.ListenFD > 0:
+		return inheritedListener(c.ListenFD)
+	}
+	return listen(c.Host, c.Port)
+}
+
+// inheritedListener serves on the listening socket a parent passed as fd (the
+// local provider does, so that no other process can take the port first).
+func inheritedListener(fd int) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), "FLASH_LISTEN_FD")
+	if f == nil {
+		return nil, fmt.Errorf("FLASH_LISTEN_FD=%d: no such descriptor", fd)
+	}
+	defer f.Close() // the listener has its own copy
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("FLASH_LISTEN_FD=%d: not a listening socket: %w", fd, err)
+	}
+	return ln, nil
 }
 
 // listen opens host:port with an error a person can act on when it is taken.

@@ -112,7 +112,6 @@ type Provider struct {
 	cfg    Config
 	log    *slog.Logger
 	client *http.Client
-	ports  portBook // free ports handed to children
 
 	ctx    context.Context // ends on Close; stops every monitor
 	cancel context.CancelFunc

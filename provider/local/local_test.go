@@ -749,3 +749,36 @@ func TestClosed(t *testing.T) {
 		t.Errorf("UndeployAll: %v", err)
 	}
 }
+
+// TestPortHeldUntilChildServes: from the moment a port is chosen until the
+// child serves on it, no other process can bind it (the child inherits the
+// open socket), at deploy and at restart. The test child exits when it finds
+// its port free at start.
+func TestPortHeldUntilChildServes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newTestStore(t)
+	ev := &events{}
+	p := newProvider(t, testConfig(t, "app", st, ev))
+	ep, err := p.Deploy(ctx, provider.Spec{Resource: "api", Replicas: 2, Env: map[string]string{"TESTCHILD_PORT_HELD": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ep.URLs {
+		if !pingOK(u) {
+			t.Errorf("%s does not answer", u)
+		}
+	}
+	pid := records(t, st, "app")[0].PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the restart", func() bool { _, ok := ev.find(EventRestarted, ep.ID, 0); return ok })
+	waitFor(t, 10*time.Second, "the restarted child answering", func() bool {
+		l, _ := p.List(ctx)
+		return len(l) == 1 && pingOK(l[0].URLs[0])
+	})
+	if _, ok := ev.find(EventExited, ep.ID, 1); ok {
+		t.Error("the other replica exited")
+	}
+}

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"time"
 )
@@ -126,15 +127,15 @@ func (p *Provider) restart(d *deployment, r *replica) error {
 	p.mu.Lock()
 	old := r.port
 	p.mu.Unlock()
-	port := old
-	if !portFree(port) {
-		ports, err := p.ports.take(1)
-		if err != nil {
+	ln, err := listenLoopback(old)
+	if err != nil {
+		if ln, err = listenLoopback(0); err != nil {
 			return err
 		}
-		port = ports[0]
 	}
-	pr, err := p.start(d, r, port)
+	port := ln.Addr().(*net.TCPAddr).Port
+	pr, err := p.start(d, r, ln)
+	ln.Close()
 	if err != nil {
 		return err
 	}

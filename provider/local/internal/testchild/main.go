@@ -6,6 +6,10 @@
 //	TESTCHILD_EXIT=N           print a line and exit with status N at once
 //	TESTCHILD_NEVER_HEALTHY=1  answer /ping with 503 forever
 //	TESTCHILD_IGNORE_TERM=1    log SIGTERM and keep running (only SIGKILL ends it)
+//	TESTCHILD_PORT_HELD=1      exit with status 3 when $PORT is free at start: the
+//	                           port must be held for it until it serves (FLASH_LISTEN_FD)
+//
+// It serves on the socket FLASH_LISTEN_FD names when set, else on $PORT.
 package main
 
 import (
@@ -31,7 +35,21 @@ func main() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("FLASH_HOST"), os.Getenv("PORT")))
+	addr := net.JoinHostPort(os.Getenv("FLASH_HOST"), os.Getenv("PORT"))
+	if os.Getenv("TESTCHILD_PORT_HELD") == "1" {
+		if probe, err := net.Listen("tcp", addr); err == nil {
+			probe.Close()
+			fmt.Fprintf(os.Stderr, "testchild: %s was free before I served on it: another process could have taken it\n", addr)
+			os.Exit(3)
+		}
+	}
+	var ln net.Listener
+	var err error
+	if fd, _ := strconv.Atoi(os.Getenv("FLASH_LISTEN_FD")); fd > 0 {
+		ln, err = net.FileListener(os.NewFile(uintptr(fd), "listener"))
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testchild:", err)
 		os.Exit(1)
