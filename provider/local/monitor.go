@@ -8,8 +8,13 @@ import (
 	"time"
 )
 
-// startMonitorsLocked starts one monitor per replica of d. p.mu is held and p is open.
+// startMonitorsLocked starts one monitor per replica of d, and the log
+// rotation the first time. p.mu is held and p is open.
 func (p *Provider) startMonitorsLocked(d *deployment) {
+	p.rotator.Do(func() {
+		p.wg.Add(1)
+		go p.rotateLogs()
+	})
 	for _, r := range d.replicas {
 		r.stop = make(chan struct{})
 		r.done = make(chan struct{})

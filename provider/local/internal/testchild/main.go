@@ -1,5 +1,6 @@
 // Command testchild is a stand-in for an app binary in the local provider's
-// tests. It serves GET /ping and GET /env on 127.0.0.1:$PORT.
+// tests. It serves GET /ping, GET /env (its environment) and GET
+// /log?text=T&pad=N (prints T and N x's to stdout) on 127.0.0.1:$PORT.
 //
 // Knobs (environment):
 //
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -66,6 +68,11 @@ func main() {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"status":"healthy"}`)
+	})
+	mux.HandleFunc("GET /log", func(w http.ResponseWriter, r *http.Request) {
+		// Write a line to stdout: text, then pad x's.
+		pad, _ := strconv.Atoi(r.URL.Query().Get("pad"))
+		fmt.Println(r.URL.Query().Get("text") + strings.Repeat("x", min(max(pad, 0), 1<<20)))
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(os.Environ())
