@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider/local"
 	"github.com/flash-go/flash/store/sqlite"
@@ -359,14 +360,9 @@ func example(f manifest.Function) string {
 
 // curlLB is a call of an LB route, path parameters filled with sample values.
 func curlLB(url, key string, f manifest.Function) string {
-	path := f.HTTPPath
-	for {
-		i := strings.IndexByte(path, '{')
-		j := strings.IndexByte(path, '}')
-		if i < 0 || j < i {
-			break
-		}
-		path = path[:i] + "1h" + path[j+1:]
+	path, err := wire.FillPath(f.HTTPPath, func(string) (string, error) { return "1h", nil })
+	if err != nil {
+		path = f.HTTPPath
 	}
 	if f.HTTPMethod == "GET" || f.HTTPMethod == "DELETE" {
 		return fmt.Sprintf("curl -s -H 'Authorization: Bearer %s' %s%s", key, url, path)
@@ -377,7 +373,7 @@ func curlLB(url, key string, f manifest.Function) string {
 
 // curlQB is a /runsync call of a queue function in the Runpod shape.
 func curlQB(url, key string, f manifest.Function) string {
-	body := fmt.Sprintf(`{"input":{"function_name":"%s","execution_type":"function","args":[%s],"kwargs":{},"serialization_format":"json"}}`, f.Name, example(f))
+	body := wire.AppendJobRequest(nil, f.Name, []byte(example(f)))
 	return fmt.Sprintf("curl -s -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s/runsync", key, body, url)
 }
 
