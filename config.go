@@ -50,7 +50,8 @@ type Config struct {
 	CacheDir      string        // FLASH_CACHE_DIR; default .flash/apps/<app>/cache
 	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/apps/<app>/state.db
 	Provider      string        // FLASH_PROVIDER: a name of Providers; default local
-	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
+	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY; without one Run warns, and serves only on loopback
+	Insecure      bool          // FLASH_INSECURE=1: serve without an API key on any address
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
 	ListenFD      int           // FLASH_LISTEN_FD: an inherited listening socket to serve on instead of Host:Port
@@ -120,6 +121,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.APIKey = getenv("RUNPOD_API_KEY")
 	}
 	c.Host = getenv("FLASH_HOST")
+	switch v := getenv("FLASH_INSECURE"); strings.ToLower(v) {
+	case "", "0", "false":
+	case "1", "true":
+		c.Insecure = true
+	default:
+		bad("FLASH_INSECURE", v, "want 1 or 0")
+	}
 	if v := getenv("FLASH_MANIFEST_TTL"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n <= 0 {

@@ -114,16 +114,48 @@ func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown .
 	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
 }
 
+// ErrNoAPIKey is returned by Run when it would serve without an API key on an
+// address other processes than this machine's can reach.
+var ErrNoAPIKey = errors.New("no API key")
+
 // listen returns the Listener, else the inherited socket of ListenFD, else
-// opens Host:Port.
+// opens Host:Port. Without an API key it warns, and refuses an address that
+// is not loopback unless Insecure.
 func (c Config) listen() (net.Listener, error) {
+	ln, err := c.Listener, error(nil)
 	switch {
-	case c.Listener != nil:
-		return c.Listener, nil
+	case ln != nil:
 	case c.ListenFD > 0:
-		return inheritedListener(c.ListenFD)
+		ln, err = inheritedListener(c.ListenFD)
+	default:
+		ln, err = listen(c.Host, c.Port)
 	}
-	return listen(c.Host, c.Port)
+	if err != nil || c.APIKey != "" {
+		return ln, err
+	}
+	addr := ln.Addr()
+	if !c.Insecure && !machineOnly(addr) {
+		if c.Listener == nil {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("%w: refusing to serve on %s, which is not a loopback address: anyone who reaches it could call every function; "+
+			"set FLASH_API_KEY (or RUNPOD_API_KEY), or FLASH_INSECURE=1 to serve openly anyway", ErrNoAPIKey, addr)
+	}
+	c.Logger.Warn("NO API KEY: every endpoint of this process answers anyone who reaches "+addr.String(),
+		"hint", "set FLASH_API_KEY (flash run sets one for you)", "insecure", c.Insecure)
+	return ln, nil
+}
+
+// machineOnly reports whether only this machine can reach addr: a loopback TCP
+// address or a Unix socket.
+func machineOnly(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
 }
 
 // inheritedListener serves on the listening socket a parent passed as fd (the
