@@ -148,6 +148,12 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An informational answer (100 Continue relayed by a proxy, 103
+		// Early Hints) precedes the real one: pass it on, record nothing.
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	if w.status != 0 {
 		return
 	}
