@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flash-go/flash/serve"
 )
 
 // Role is what a process of the app does.
@@ -52,6 +54,7 @@ type Config struct {
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
+	Runpod        serve.Runpod  // Runpod's worker and health variables (SPEC §5.7)
 
 	// Listener, when set, is used instead of listening on Host:Port.
 	Listener net.Listener
@@ -141,6 +144,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*knob.dst = n
 		}
+	}
+	rp, err := serve.RunpodFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	c.Runpod = rp
+	if rp.Worker != nil && getenv("PORT") == "" {
+		c.Port = 0 // a queue worker takes no traffic: several on one machine must not collide
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))

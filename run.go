@@ -115,7 +115,7 @@ func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown .
 	if cfg.Ready != nil {
 		cfg.Ready(url)
 	}
-	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
+	return h.Run(ctx, ln, cfg.Runpod, ShutdownGrace, shutdown...)
 }
 
 // listen opens host:port with an error a person can act on when it is taken.
