@@ -55,6 +55,7 @@ type Config struct {
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
 	Runpod        serve.Runpod  // Runpod's worker and health variables (SPEC §5.7)
+	Limits        serve.Limits  // FLASH_MAX_RESULTS, FLASH_MAX_RESULT_BYTES, FLASH_LB_CONCURRENCY, FLASH_LB_QUEUE, FLASH_SLOW_REQUEST_MS
 
 	// Listener, when set, is used instead of listening on Host:Port.
 	Listener net.Listener
@@ -150,6 +151,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, err.Error())
 	}
 	c.Runpod = rp
+	if c.Limits, err = serve.LimitsFromEnv(getenv); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if rp.Worker != nil && getenv("PORT") == "" {
 		c.Port = 0 // a queue worker takes no traffic: several on one machine must not collide
 	}
