@@ -58,7 +58,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			s.metrics.observeRequest(route, status, d)
-			if level := requestLogLevel(r.URL.Path, status); s.log.Enabled(r.Context(), level) {
+			if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
 				s.log.LogAttrs(r.Context(), level, "request",
 					slog.String("method", r.Method), slog.String("path", r.URL.Path),
 					slog.Int("status", status), slog.Duration("duration", d),
@@ -69,16 +69,23 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	})
 }
 
-// requestLogLevel keeps the log readable: health checks, metrics scrapes and
-// manifest long polls arrive all the time, so they log at Debug unless they fail.
-func requestLogLevel(path string, status int) slog.Level {
-	if status < 400 {
-		switch path {
-		case "/ping", "/metrics", "/manifest":
-			return slog.LevelDebug
-		}
+// requestLogLevel keeps the log bounded: request lines are Debug, except
+// server errors (Warn), client errors and requests slower than slow (Info).
+// 429s stay at Debug: under overload they are the bulk of the traffic, and
+// flash_http_requests_total counts them. Manifest long polls are slow by
+// design.
+func requestLogLevel(path string, status int, d, slow time.Duration) slog.Level {
+	switch {
+	case status >= 500:
+		return slog.LevelWarn
+	case status == http.StatusTooManyRequests:
+		return slog.LevelDebug
+	case status >= 400:
+		return slog.LevelInfo
+	case d >= slow && path != "/manifest":
+		return slog.LevelInfo
 	}
-	return slog.LevelInfo
+	return slog.LevelDebug
 }
 
 // validRequestID accepts a caller's X-Request-Id when it is short visible

@@ -1,7 +1,11 @@
 package serve
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -96,5 +100,50 @@ func TestResponseControllerThroughMiddleware(t *testing.T) {
 	}
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// TestRequestLogLevels: at the default level (Info), successful requests
+// leave no line; client errors and slow requests log at Info, server errors
+// at Warn, overload answers at Debug.
+func TestRequestLogLevels(t *testing.T) {
+	var buf syncBuffer
+	g := newGate()
+	s := newServer(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Workers: 1, QueueSize: 1,
+		Limits: Limits{SlowRequest: 30 * time.Millisecond}}, g)
+	do(t, s, "POST", "/runsync", envelopeFor("echo", 1))                       // 200: nothing
+	do(t, s, "GET", "/ping", "")                                               // 200: nothing
+	do(t, s, "GET", "/nope", "")                                               // 404: Info
+	do(t, s, "POST", "/runsync", envelopeFor("echo", 1), "X-Flash-Timeout: x") // 400: Info
+	do(t, s, "GET", "/items/1", "", "X-Flash-Hops: 99")                        // 508: Warn
+	do(t, s, "POST", "/slow", "{}", "X-Flash-Timeout: 50")                     // 504 after 50 ms: Warn
+	do(t, s, "POST", "/runsync", envelopeFor("meta", 1), "X-Flash-Timeout: 60000")
+	submitAsync(t, s, "block", map[string]any{"tag": 1})
+	wait(t, g.started, "worker busy")
+	submitAsync(t, s, "block", map[string]any{"tag": 2})
+	do(t, s, "POST", "/run", envelopeFor("echo", 1)) // 429: Debug
+	close(g.release)
+
+	got := map[string]string{}
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil && m["msg"] == "request" {
+			got[fmt.Sprintf("%v %v", m["path"], m["status"])] = m["level"].(string)
+		}
+	}
+	want := map[string]string{"/nope 404": "INFO", "/runsync 400": "INFO", "/items/1 508": "WARN", "/slow 504": "WARN"}
+	for k, lvl := range want {
+		if got[k] != lvl {
+			t.Errorf("%s logged at %q, want %s", k, got[k], lvl)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected request line %s at %s", k, got[k])
+		}
+	}
+	if requestLogLevel("/runsync", 200, time.Second, time.Second) != slog.LevelInfo ||
+		requestLogLevel("/manifest", 200, time.Minute, time.Second) != slog.LevelDebug {
+		t.Error("slow requests: want Info, except manifest long polls")
 	}
 }
