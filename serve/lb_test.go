@@ -31,7 +31,9 @@ func TestLB(t *testing.T) {
 		{name: "timeout", method: "POST", path: "/slow", body: `{}`, headers: []string{"X-Flash-Timeout: 10"}, code: 504, want: "map[error:execution timed out error_type:TimeoutError]"},
 		{name: "unknown route", method: "GET", path: "/nowhere", code: 404, want: "map[error:no such route]"},
 		{name: "wrong method", method: "DELETE", path: "/stats/x", code: 405, want: "map[error:method not allowed (allowed: POST)]"},
-		{name: "unclean path redirects", method: "GET", path: "/items/../items/1", code: 307, want: "map[error:moved to the canonical path location:/items/1]"},
+		{name: "unclean path served clean", method: "GET", path: "/items/../items/1", code: 200, want: "map[has_body:false id:1]"},
+		{name: "unclean POST served clean", method: "POST", path: "//stats//7d", body: `{}`, code: 200, want: "map[body:map[] window:7d]"},
+		{name: "subtree redirect is JSON", method: "DELETE", path: "/things", code: 307, want: "map[error:moved to the canonical path location:/things/]"},
 		{name: "QB routes absent without QB functions", method: "POST", path: "/runsync", body: envelopeFor("echo", 1), code: 404},
 	}
 	var lbOnly []Func

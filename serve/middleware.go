@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -131,8 +132,18 @@ func (s *Server) checkHeaders(next http.Handler) http.Handler {
 }
 
 // route dispatches through the mux. ServeMux answers unknown paths and
-// wrong methods in plain text; those answers are rewritten as JSON.
+// wrong methods in plain text; those answers are rewritten as JSON. A path
+// with empty or dot segments ("//run", "/a/../ping") is served as its clean
+// form rather than redirected there: ServeMux's redirect of a POST has no
+// body, and clients concatenating URLs often produce "//".
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if clean := cleanPath(r.URL.Path); clean != r.URL.Path && r.URL.RawPath == "" {
+		u := *r.URL
+		u.Path = clean
+		r2 := *r
+		r2.URL = &u
+		r = &r2
+	}
 	sw, _ := w.(*statusWriter)
 	if sw != nil {
 		sw.jsonErrors = true
@@ -141,6 +152,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		defer func() { sw.route = r.Pattern }()
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is ServeMux's canonical form of p: rooted, no empty or dot
+// segments, the trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
 
 // statusWriter records the status and route for logs and metrics. It also
@@ -189,7 +213,8 @@ func (w *statusWriter) rewrite(code int) (string, bool) {
 		return "no such route", true
 	case code == http.StatusMethodNotAllowed && strings.HasPrefix(ct, "text/plain"):
 		return "method not allowed (allowed: " + w.Header().Get("Allow") + ")", true
-	case code >= 300 && code < 400 && strings.HasPrefix(ct, "text/html"):
+	case code >= 300 && code < 400 && w.Header().Get("Location") != "" && (ct == "" || strings.HasPrefix(ct, "text/html")):
+		// ServeMux's redirects: HTML for GET, no body at all for a POST.
 		return "moved to the canonical path", true
 	}
 	return "", false

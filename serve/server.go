@@ -361,7 +361,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Dura
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(jsonErrorListener{ln}) }()
 
 	var serveErr error
 	select {
