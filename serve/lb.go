@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // lbHandler serves a load-balanced function on its own route: JSON body in,
@@ -16,7 +16,7 @@ import (
 // calls run at once and Limits.LBQueue wait; a call beyond gets 429 before
 // its body is read.
 func (s *Server) lbHandler(f *Func) http.Handler {
-	params := pathParams(f.Path)
+	params := wire.PathParams(f.Path)
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if err := s.lb.acquire(r.Context()); err != nil {
 			return admitError(err)
@@ -50,7 +50,7 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 		if err == nil && ctx.Err() == nil {
 			result, merr := json.Marshal(out)
 			if merr == nil {
-				httpx.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
+				wire.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
 				return nil
 			}
 			err = &typedError{typ: "SerializationError", err: merr}
@@ -73,7 +73,7 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 	default:
 		typ, msg = ErrorType(err), err.Error()
 	}
-	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("error", msg))
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("err", msg))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {
@@ -90,7 +90,7 @@ func admitError(err error) error {
 	switch {
 	case errors.Is(err, errBusy):
 		return &httpError{Status: http.StatusTooManyRequests, Msg: "too many calls in progress, retry later",
-			Header: http.Header{httpx.HeaderRetryAfter: {"1"}}}
+			Header: http.Header{wire.HeaderRetryAfter: {"1"}}}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &httpError{Status: http.StatusGatewayTimeout, Msg: "timed out waiting for a free slot", KV: []any{"error_type", "TimeoutError"}}
 	}

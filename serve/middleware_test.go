@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // TestExpectContinueKeepsStatus sends real requests with "Expect:
@@ -27,12 +27,12 @@ func TestExpectContinueKeepsStatus(t *testing.T) {
 		io.Copy(io.Discard, r.Body) // reading the body makes the backend send 100 Continue
 		switch r.URL.Path {
 		case "/missing":
-			httpx.WriteError(w, http.StatusNotFound, "no such thing")
+			wire.WriteError(w, http.StatusNotFound, "no such thing")
 		case "/busy":
-			w.Header().Set(httpx.HeaderRetryAfter, "1")
-			httpx.WriteError(w, http.StatusTooManyRequests, "busy")
+			w.Header().Set(wire.HeaderRetryAfter, "1")
+			wire.WriteError(w, http.StatusTooManyRequests, "busy")
 		default:
-			httpx.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+			wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 		}
 	}))
 	defer backend.Close()

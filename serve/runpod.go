@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Runpod is what Runpod's environment asks of an endpoint (SPEC §5.7,
@@ -77,7 +77,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, rp Runpod, grace time
 			return fmt.Errorf("health server (PORT_HEALTH): %w", err)
 		}
 		only := healthAt(path, health, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			httpx.WriteError(w, http.StatusNotFound, "this port answers only "+path)
+			wire.WriteError(w, http.StatusNotFound, "this port answers only "+path)
 		}))
 		done := make(chan error, 1)
 		go func() { done <- Serve(ctx, hl, only, grace) }()

@@ -18,8 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // WorkerConfig is how a queue-based endpoint takes its jobs from Runpod's
@@ -299,7 +298,7 @@ func (w *worker) take(ctx context.Context, need int, busy bool) ([]json.RawMessa
 	default:
 		return nil, 0, fmt.Errorf("job-take answered %s", resp.Status)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != httpx.ContentTypeJSON {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != wire.ContentTypeJSON {
 		return nil, 0, nil // the SDK's "unexpected content type": no job
 	}
 	// A job is at most MaxBody (what /runsync accepts), plus its envelope.
@@ -347,7 +346,7 @@ func decodeTake(body []byte) ([]json.RawMessage, time.Duration, error) {
 // takenJob is a decoded job-take entry.
 type takenJob struct {
 	ID  string
-	Inv invocation
+	Inv wire.Invocation
 	Err error // the envelope is invalid: the job fails with this (an *httpError)
 }
 
@@ -359,7 +358,7 @@ func decodeJob(raw []byte) (takenJob, error) {
 		ID any `json:"id"`
 	}
 	if err := json.Unmarshal(raw, &head); err != nil {
-		return takenJob{}, fmt.Errorf("job is not a JSON object: %s", jsonErrorText(err))
+		return takenJob{}, fmt.Errorf("job is not a JSON object: %w", err)
 	}
 	id, ok := head.ID.(string)
 	if !ok || id == "" || !validRequestID(id) {
@@ -416,8 +415,8 @@ func (w *worker) runJob(hard context.Context, tj takenJob) (body []byte, ok bool
 		return refusalBody(fmt.Errorf("function %q not found on this endpoint (available: %s)",
 			tj.Inv.Function, strings.Join(w.s.qbNames, ", "))), true
 	}
-	meta := callmeta.Meta{RequestID: tj.ID, TraceParent: callmeta.NewTraceParent()}
-	ctx := callmeta.With(hard, meta)
+	meta := wire.Meta{RequestID: tj.ID, TraceParent: wire.NewTraceParent()}
+	ctx := wire.WithMeta(hard, meta)
 	run, err := w.s.bind(ctx, f, Input{JSON: tj.Inv.Input})
 	if err != nil {
 		return refusalBody(err), true
@@ -450,8 +449,8 @@ func (w *worker) runJob(hard context.Context, tj takenJob) (body []byte, ok bool
 	}
 	r := v.response()
 	body, err = json.Marshal(struct {
-		Output *jobOutput `json:"output,omitempty"`
-		Error  string     `json:"error,omitempty"`
+		Output *wire.JobOutput `json:"output,omitempty"`
+		Error  string          `json:"error,omitempty"`
 	}{r.Output, r.Error})
 	if err != nil {
 		return refusalBody(err), true
@@ -521,7 +520,7 @@ func (w *worker) call(ctx context.Context, method, u string, body []byte, jobID 
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("charset", "utf-8")
 	} else {
-		req.Header.Set("Content-Type", httpx.ContentTypeJSON)
+		req.Header.Set("Content-Type", wire.ContentTypeJSON)
 	}
 	if jobID != "" {
 		req.Header.Set("X-Request-ID", jobID)
