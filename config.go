@@ -11,6 +11,7 @@ import (
 
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/serve"
 	"github.com/flash-go/flash/store"
 )
 
@@ -61,6 +62,8 @@ type Config struct {
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
+	Runpod        serve.Runpod  // Runpod's worker and health variables (SPEC §5.7)
+	Limits        serve.Limits  // FLASH_MAX_RESULTS, FLASH_MAX_RESULT_BYTES, FLASH_LB_CONCURRENCY, FLASH_LB_QUEUE, FLASH_SLOW_REQUEST_MS
 
 	// Store, when set, is the mothership's state store instead of the one
 	// StateURL names. Run does not close it.
@@ -165,6 +168,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*knob.dst = n
 		}
+	}
+	rp, err := serve.RunpodFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	c.Runpod = rp
+	if c.Limits, err = serve.LimitsFromEnv(getenv); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if rp.Worker != nil && getenv("PORT") == "" {
+		c.Port = 0 // a queue worker takes no traffic: several on one machine must not collide
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))

@@ -93,7 +93,7 @@ func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.caller.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
-	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger}, a.serveFuncs(""))
+	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger}, a.serveFuncs(""))
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown .
 	if cfg.Ready != nil {
 		cfg.Ready(url)
 	}
-	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
+	return h.Run(ctx, ln, cfg.Runpod, ShutdownGrace, shutdown...)
 }
 
 // ErrNoAPIKey is returned by Run when it would serve without an API key on an
