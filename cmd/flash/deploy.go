@@ -170,7 +170,7 @@ func (p *progress) done(r mothership.Report) {
 	}
 	failed := 0
 	for _, rr := range r.Resources {
-		if rr.Status == string(manifest.StatusFailed) || rr.Error != "" {
+		if rr.Status == manifest.StatusFailed || rr.Error != "" {
 			failed++
 		}
 	}

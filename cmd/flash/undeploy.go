@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/mothership"
 )
 
 func runUndeploy(e *env) int {
@@ -47,7 +48,7 @@ func runUndeploy(e *env) int {
 	case err == nil:
 		var left []string
 		for _, r := range report.Resources {
-			if r.Status != "removed" {
+			if r.Status != mothership.StatusRemoved {
 				left = append(left, fmt.Sprintf("%s (%s): %s", r.Name, r.Status, r.Error))
 			}
 		}
