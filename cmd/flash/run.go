@@ -31,9 +31,9 @@ import (
 
 // Bounds of flash run's waits.
 const (
-	upTimeout       = 90 * time.Second       // every resource healthy after the mothership started
-	previousTimeout = 15 * time.Second       // an earlier run's mothership finishing its exit
-	watchEvery      = 2 * time.Second        // status polls after start-up, for moved endpoints
+	upTimeout       = 90 * time.Second      // every resource healthy after the mothership started
+	previousTimeout = 15 * time.Second      // an earlier run's mothership finishing its exit
+	watchEvery      = 2 * time.Second       // status polls after start-up, for moved endpoints
 	legacyLogDir    = layout.Root + "/logs" // where runtimes before per-app state write child logs
 )
 
