@@ -166,10 +166,11 @@ func findMothership(flagValue, app, self string) (string, error) {
 // a trailing slash; anything that is not an http(s) URL with a host is a
 // usage error naming where it came from.
 func normalizeURL(from, s string) (string, error) {
-	s = strings.TrimRight(strings.TrimSpace(s), "/")
+	s = strings.TrimSpace(s)
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
 	}
+	s = strings.TrimRight(s, "/")
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return "", usageError{fmt.Sprintf("%s %q is not a mothership URL (want http://host:port)", from, s)}
