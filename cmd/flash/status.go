@@ -92,9 +92,10 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 }
 
 // instanceGoneAfter is how long an instance may stay unseen before status
-// calls it gone: a live child asks for the manifest at least once per long
-// poll (child.DefaultPollWait), so two missed polls mean it stopped.
-const instanceGoneAfter = 2*child.DefaultPollWait + 10*time.Second
+// calls it gone: a live child asks for the manifest again at the end of every
+// long poll (child.DefaultPollWait), so one missed poll means it stopped.
+// (The mothership drops instances unseen for two minutes from its answer.)
+const instanceGoneAfter = child.DefaultPollWait + 15*time.Second
 
 func short(h string) string {
 	if len(h) > 12 {
