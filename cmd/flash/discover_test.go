@@ -149,7 +149,7 @@ func TestPrintStatusShowsGoneInstances(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	st := statusView{Version: 3, Resources: map[string]statusResource{"api": {Status: "deployed", EndpointURL: "http://x"}}}
 	st.Instances = append(st.Instances,
-		instance("api", "old/0", 3, now.Add(-10*time.Minute)),
+		instance("api", "old/0", 3, now.Add(-90*time.Second)),
 		instance("api", "new/0", 3, now.Add(-5*time.Second)),
 		instance("api", "lag/0", 2, now.Add(-5*time.Second)))
 	var b strings.Builder
