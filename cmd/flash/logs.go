@@ -107,24 +107,21 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// tail follows <dir>/<resource>.log for every resource and directory from
-// its current end, until the returned stop function is called (which reads
-// what is left).
-func (l *logStreamer) tail(dirs []string, resources []string) (stop func()) {
+// tail follows dir/<resource>.log for every resource from its current end,
+// until the returned stop function is called (which reads what is left).
+func (l *logStreamer) tail(dir string, resources []string) (stop func()) {
 	type file struct {
 		name   string
 		offset int64
 		w      *lineWriter
 	}
-	var files []*file
-	for _, dir := range dirs {
-		for _, r := range resources {
-			f := &file{name: filepath.Join(dir, r+".log"), w: &lineWriter{l: l, source: r}}
-			if fi, err := os.Stat(f.name); err == nil {
-				f.offset = fi.Size() // earlier runs' lines are not news
-			}
-			files = append(files, f)
+	files := make([]*file, 0, len(resources))
+	for _, r := range resources {
+		f := &file{name: filepath.Join(dir, r+".log"), w: &lineWriter{l: l, source: r}}
+		if fi, err := os.Stat(f.name); err == nil {
+			f.offset = fi.Size() // earlier runs' lines are not news
 		}
+		files = append(files, f)
 	}
 	poll := func() {
 		for _, f := range files {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/flash-go/flash"
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider/local"
 	"github.com/flash-go/flash/store/sqlite"
@@ -31,10 +32,9 @@ import (
 
 // Bounds of flash run's waits.
 const (
-	upTimeout       = 90 * time.Second      // every resource healthy after the mothership started
-	previousTimeout = 15 * time.Second      // an earlier run's mothership finishing its exit
-	watchEvery      = 2 * time.Second       // status polls after start-up, for moved endpoints
-	legacyLogDir    = layout.Root + "/logs" // where runtimes before per-app state write child logs
+	upTimeout       = 90 * time.Second // every resource healthy after the mothership started
+	previousTimeout = 15 * time.Second // an earlier run's mothership finishing its exit
+	watchEvery      = 2 * time.Second  // status polls after start-up, for moved endpoints
 )
 
 func runRun(e *env) int {
@@ -228,7 +228,7 @@ func (t *topologyRun) run() error {
 			}
 		}
 	})
-	tail := logs.tail([]string{t.app.Logs(), legacyLogDir}, t.m.ResourceNames())
+	tail := logs.tail(t.app.Logs(), t.m.ResourceNames())
 	stateAbs, _ := filepath.Abs(t.app.State())
 	cacheAbs, _ := filepath.Abs(t.app.Cache())
 	level := os.Getenv("FLASH_LOG_LEVEL")
@@ -499,14 +499,9 @@ func example(f manifest.Function) string {
 
 // curlLB is a call of an LB route, path parameters filled with sample values.
 func curlLB(url, key string, f manifest.Function) string {
-	path := f.HTTPPath
-	for {
-		i := strings.IndexByte(path, '{')
-		j := strings.IndexByte(path, '}')
-		if i < 0 || j < i {
-			break
-		}
-		path = path[:i] + "1h" + path[j+1:]
+	path, err := wire.FillPath(f.HTTPPath, func(string) (string, error) { return "1h", nil })
+	if err != nil {
+		path = f.HTTPPath
 	}
 	if f.HTTPMethod == "GET" || f.HTTPMethod == "DELETE" {
 		return fmt.Sprintf("curl -s -H 'Authorization: Bearer %s' %s%s", key, url, path)
@@ -517,7 +512,7 @@ func curlLB(url, key string, f manifest.Function) string {
 
 // curlQB is a /runsync call of a queue function in the Runpod shape.
 func curlQB(url, key string, f manifest.Function) string {
-	body := fmt.Sprintf(`{"input":{"function_name":"%s","execution_type":"function","args":[%s],"kwargs":{},"serialization_format":"json"}}`, f.Name, example(f))
+	body := wire.AppendJobRequest(nil, f.Name, []byte(example(f)))
 	return fmt.Sprintf("curl -s -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s/runsync", key, body, url)
 }
 
