@@ -110,16 +110,16 @@ func (r logRecord) important() bool {
 }
 
 // short renders a record for a person: level and message first, then the
-// fields that are not already said by the line's prefix.
-func (r logRecord) short() string {
+// fields that the line's prefix (source) does not already say.
+func (r logRecord) short(source string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s", r.get("level"), r.get("msg"))
 	for _, f := range r {
 		switch f.key {
-		case "time", "level", "msg", "role", "resource", "component", "provider", "app", "identity":
+		case "time", "level", "msg", "role", "component", "provider", "app", "identity":
 			continue
 		}
-		if f.value == "" {
+		if f.value == "" || f.value == "<nil>" || f.value == source {
 			continue
 		}
 		if strings.ContainsAny(f.value, " \"=") {
@@ -137,6 +137,24 @@ const (
 	msgReconcile       = "reconcile"       // one step of one resource
 	msgReconcilePrefix = "reconciliation " // "… done", "… finished with failures", "… failed"
 )
+
+// endpointLine turns an event of the local provider (its "endpoint <kind>"
+// lines) into flash run's one line for it, or "" for events not worth one
+// (adopted; restarted, which the status watch reports with the new address).
+func endpointLine(r logRecord) string {
+	res, pid := r.get("resource"), r.get("pid")
+	switch r.get("msg") {
+	case "endpoint gone":
+		return fmt.Sprintf("%s: the process an earlier run left (pid %s) is gone; starting a new one", res, pid)
+	case "endpoint exited":
+		line := fmt.Sprintf("%s exited (pid %s)", res, pid)
+		if err := r.get("err"); err != "" && err != "<nil>" {
+			line += ": " + err
+		}
+		return line + "; restarting it"
+	}
+	return ""
+}
 
 // reconcileLine turns a reconcile step into flash run's one line for it, or
 // "" for steps not worth a line.

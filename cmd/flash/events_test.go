@@ -50,7 +50,7 @@ func FuzzParseLogLine(f *testing.F) {
 		if rec.get("level") == "" || rec.get("msg") == "" {
 			t.Fatalf("accepted without level and msg: %q", line)
 		}
-		_ = rec.short()
+		_ = rec.short("api")
 		_ = reconcileLine(rec)
 	})
 }
@@ -76,10 +76,23 @@ func TestReconcileLineAndImportance(t *testing.T) {
 			t.Errorf("%s → %q, want %q", in, got, want)
 		}
 	}
+	for in, want := range map[string]string{
+		`level=WARN msg="endpoint gone" resource=api id=p/api/1 pid=7 err=<nil>`:        "api: the process an earlier run left (pid 7) is gone; starting a new one",
+		`level=WARN msg="endpoint exited" resource=api pid=7 err="exit status 2"`:       "api exited (pid 7): exit status 2; restarting it",
+		`level=INFO msg="endpoint restarted" resource=api pid=8 url=http://127.0.0.1:9`: "",
+		`level=INFO msg="endpoint adopted" resource=api pid=8`:                          "",
+	} {
+		if got := endpointLine(line(in)); got != want {
+			t.Errorf("%s → %q, want %q", in, got, want)
+		}
+	}
 	if line(`level=INFO msg=request path=/x`).important() || !line(`level=WARN msg=x`).important() || !line(`level=ERROR+2 msg=x`).important() {
 		t.Error("importance: want WARN and ERROR only")
 	}
-	if got := line(`time=t level=WARN msg="fetch failed" resource=api err="dial tcp: refused" n=2`).short(); got != `WARN fetch failed err="dial tcp: refused" n=2` {
+	if got := line(`time=t level=WARN msg="fetch failed" resource=api err="dial tcp: refused" n=2`).short("api"); got != `WARN fetch failed err="dial tcp: refused" n=2` {
+		t.Errorf("short = %s", got)
+	}
+	if got := line(`level=ERROR msg="stopping an endpoint" role=mothership resource=api err=<nil>`).short(mothershipSource); got != `ERROR stopping an endpoint resource=api` {
 		t.Errorf("short = %s", got)
 	}
 }

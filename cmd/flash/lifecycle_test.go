@@ -118,20 +118,24 @@ func TestFlashRunSIGHUPStopsEverything(t *testing.T) {
 }
 
 // A CLI killed outright leaves nothing running, and the next run in the
-// directory starts from the stale state with working URLs and the same key.
+// directory, started at once on the same port, starts from the stale state
+// with working URLs and the same key.
 func TestFlashRunKilledCLIThenRunAgain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real topology")
 	}
 	dir := t.TempDir()
-	rt := startFlashRunIn(t, dir, pipelinePkg(t), freePort(t))
+	port := freePort(t)
+	rt := startFlashRunIn(t, dir, pipelinePkg(t), port)
 	pids := processesOf(t, rt, "pipeline")
 	key, _ := os.ReadFile(layout.In(dir).APIKey())
 	rt.cmd.Process.Kill()
 	<-rt.exited
-	waitGone(t, "after kill -9 of flash run", pids)
 
-	rt2 := startFlashRunIn(t, dir, pipelinePkg(t), freePort(t))
+	// Again at once, on the same port: the new run waits for the old
+	// mothership to go, and starts from the state the killed run left.
+	rt2 := startFlashRunIn(t, dir, pipelinePkg(t), port)
+	waitGone(t, "the killed run's processes", pids)
 	if again, _ := os.ReadFile(layout.In(dir).APIKey()); !bytes.Equal(key, again) || len(key) == 0 {
 		t.Errorf("the directory's key changed: %q → %q", key, again)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +50,14 @@ func (l *logStreamer) emit(source string, text []byte) {
 		if s := reconcileLine(rec); s != "" {
 			l.notice(s)
 		}
+	case strings.HasPrefix(rec.get("msg"), "endpoint "):
+		if s := endpointLine(rec); s != "" {
+			l.notice(s)
+		} else if rec.important() {
+			l.line(source, []byte(rec.short(source)))
+		}
 	case rec.important():
-		l.line(source, []byte(rec.short()))
+		l.line(source, []byte(rec.short(source)))
 	}
 }
 

@@ -67,6 +67,13 @@ func runRun(e *env) int {
 			return fail(e, alreadyRunning{app: r.App, rec: r, cmd: e.self})
 		}
 	}
+	for _, name := range dir.Apps() {
+		if app := dir.App(name); !locked(app) {
+			if err := waitPrevious(e, app); err != nil {
+				return fail(e, err)
+			}
+		}
+	}
 	if err := checkPort(*port); err != nil {
 		return fail(e, err)
 	}
@@ -80,9 +87,6 @@ func runRun(e *env) int {
 		return fail(e, err)
 	}
 	defer lock.release()
-	if err := waitPrevious(e, app); err != nil {
-		return fail(e, err)
-	}
 	key, keySource, err := dirKey(dir)
 	if err != nil {
 		return fail(e, err)
@@ -159,8 +163,9 @@ func install(built string, app layout.App) (string, error) {
 	return filepath.Abs(dst)
 }
 
-// waitPrevious waits for the mothership of an earlier run of the app to
-// finish exiting: it stops by itself once that run's CLI is gone.
+// waitPrevious waits for the mothership of an earlier, ended run of the app
+// to finish exiting (it stops by itself once that run's CLI is gone), so that
+// its port and endpoints are free.
 func waitPrevious(e *env, app layout.App) error {
 	rec, err := readRecord(app)
 	if err != nil || rec.MothershipPID <= 0 || !isMothershipOf(rec.MothershipPID, app) {
@@ -251,10 +256,14 @@ func (t *topologyRun) run() error {
 		if err := cmd.Start(); err != nil {
 			return nil, nil, fmt.Errorf("start the mothership %s: %w", t.bin, err)
 		}
-		rec.MothershipPID = cmd.Process.Pid
-		t.lock.record(rec)
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		rec.MothershipPID = cmd.Process.Pid
+		if err := t.lock.record(rec); err != nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+			return nil, nil, fmt.Errorf("record the run for other commands: %w", err)
+		}
 		return cmd, exited, nil
 	}
 	if !t.json {
