@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/flash-go/flash/internal/layout"
 )
@@ -211,5 +212,40 @@ func TestBuildMistakesSayWhatToDo(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
 		})
+	}
+}
+
+// An endpoint that dies is restarted by the mothership; flash run says so in
+// one line, and the printed (gateway) addresses keep working.
+func TestFlashRunReportsARestartedEndpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	rt := startFlashRun(t, pipelinePkg(t))
+	table := len(rt.out())
+	var apiPID int
+	for _, pid := range recordedPIDs(t, rt.dir, "pipeline") {
+		if environ, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ"); bytes.Contains(environ, []byte("FLASH_RESOURCE_NAME=api\x00")) {
+			apiPID = pid
+		}
+	}
+	if apiPID == 0 {
+		t.Fatal("no api process found")
+	}
+	syscall.Kill(apiPID, syscall.SIGKILL)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		after := rt.out()[table:]
+		if strings.Contains(after, "api moved to ") || strings.Contains(after, "api restarted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line about api's restart:\n%s", rt.out())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	curlsWork(t, rt)
+	if err := rt.stop(t, os.Interrupt); err != nil {
+		t.Fatal(err)
 	}
 }

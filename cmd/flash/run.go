@@ -412,7 +412,7 @@ func statusChanges(before, after statusView, base string, m *manifest.Manifest) 
 		case was != now && now != "":
 			lines = append(lines, fmt.Sprintf("%s moved to %s (its public address %s is unchanged)", name, now, publicURL(base, name, m.Resources[name])))
 		case b.Restarts > a.Restarts:
-			lines = append(lines, fmt.Sprintf("%s restarted: %s", name, b.LastEvent))
+			lines = append(lines, fmt.Sprintf("%s restarted, at the same address (restarts so far: %d)", name, b.Restarts))
 		}
 	}
 	return lines
