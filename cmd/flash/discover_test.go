@@ -166,19 +166,22 @@ func TestPrintStatusShowsGoneInstances(t *testing.T) {
 
 func TestStatusChanges(t *testing.T) {
 	m := &manifest.Manifest{ProjectName: "p", Resources: map[string]*manifest.Resource{
-		"api": {Name: "api", LoadBalanced: true}, "q": {Name: "q"}, "w": {Name: "w"}}}
+		"api": {Name: "api", LoadBalanced: true}, "q": {Name: "q"}, "r": {Name: "r"}, "w": {Name: "w"}}}
 	before := statusView{Resources: map[string]statusResource{
 		"api": {Status: "deployed", EndpointURL: "http://127.0.0.1:1"},
 		"q":   {Status: "deployed", EndpointURL: "http://127.0.0.1:2"},
+		"r":   {Status: "deployed", EndpointURL: "http://127.0.0.1:4"},
 		"w":   {Status: "deployed", EndpointURL: "http://127.0.0.1:3"}}}
 	after := statusView{Resources: map[string]statusResource{
 		"api": {Status: "deployed", EndpointURL: "http://127.0.0.1:9", Restarts: 1},
 		"q":   {Status: "failed", Error: "exited"},
+		"r":   {Status: "deployed", EndpointURL: "http://127.0.0.1:4", Restarts: 2},
 		"w":   {Status: "deployed", EndpointURL: "http://127.0.0.1:3"}}}
 	got := statusChanges(before, after, "http://ms", m)
 	want := []string{
 		"api moved to http://127.0.0.1:9 (its public address http://ms/api is unchanged)",
 		"q failed: exited",
+		"r restarted, at the same address (restarts so far: 2)",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
