@@ -267,7 +267,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, i int) error {
 	if p == nil {
 		return fmt.Errorf("etcdcluster: member %s is not running", m.cfg.Name)
 	}
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for {
 		if healthy(ctx, client, m.cfg.ClientURL) {
 			return nil
@@ -332,4 +332,3 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
-

@@ -194,12 +194,12 @@ func (s *Store) commit(ctx context.Context, op string, cmps []clientv3.Cmp, ops 
 		return err
 	}
 	defer cancel()
-	txn := s.cli.Txn(ctx)
+	var orElse []clientv3.Op
 	if s.fence != nil {
 		cmps = append(slices.Clone(cmps), s.fence.cmp())
-		txn = txn.Else(clientv3.OpGet(s.fence.key))
+		orElse = append(orElse, clientv3.OpGet(s.fence.key))
 	}
-	resp, err := txn.If(cmps...).Then(ops...).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	switch {
 	case err != nil:
 		return s.fail(op, err)
