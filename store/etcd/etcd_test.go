@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flash-go/flash/store"
+	"github.com/flash-go/flash/store/etcd"
 	"github.com/flash-go/flash/store/storetest"
 )
 
@@ -64,5 +65,46 @@ func TestPrefixesIsolated(t *testing.T) {
 	}
 	if _, err := outer.Publish(ctx, 0, []byte(`{"outer":1}`)); err != nil {
 		t.Errorf("outer Publish(0): %v (the inner app's version must not count)", err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	c := startCluster(t, 1)
+	ctx := t.Context()
+	raw := rawClient(t, c)
+	for _, step := range []func() error{
+		func() error { _, err := raw.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := raw.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := raw.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("enabling auth: %v", err)
+		}
+	}
+	ep := c.Endpoints()[0]
+	for _, u := range []string{c.URL("/a"), "etcd://root:wrong@" + ep + "/a"} {
+		if s, err := etcd.Open(ctx, u); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) with auth on: no error", u)
+		}
+	}
+	s, err := etcd.Open(ctx, "etcd://root:rootpw@"+ep+"/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Publish(ctx, 0, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The same credentials from the environment.
+	t.Setenv("FLASH_ETCD_USER", "root")
+	t.Setenv("FLASH_ETCD_PASSWORD", "rootpw")
+	s2, err := etcd.Open(ctx, c.URL("/a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if p, err := s2.Latest(ctx); err != nil || p.Version != 1 {
+		t.Errorf("Latest through env credentials = v%d, %v; want v1", p.Version, err)
 	}
 }

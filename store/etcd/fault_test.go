@@ -78,7 +78,7 @@ func TestWatchSurvivesCompactionRestartAndLeaderChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts etcd members")
 	}
-	c := startCluster(t)
+	c := startCluster(t, 3)
 	ctx := t.Context()
 	prefix := newPrefix()
 	eps := c.Endpoints()
@@ -135,7 +135,7 @@ func TestQuorumLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts etcd members")
 	}
-	c := startCluster(t)
+	c := startCluster(t, 3)
 	ctx := t.Context()
 	s, err := etcd.OpenConfig(ctx, etcd.Config{Endpoints: c.Endpoints(), Prefix: newPrefix(), OpTimeout: 3 * time.Second})
 	if err != nil {

@@ -56,12 +56,13 @@ func (l *lazyCluster) close() {
 	}
 }
 
-// startCluster starts a cluster of its own for a test that kills members.
-func startCluster(t *testing.T) *etcdcluster.Cluster {
+// startCluster starts a cluster of its own of n members, for a test that
+// harms it.
+func startCluster(t *testing.T, n int) *etcdcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	c, err := etcdcluster.Start(ctx, t.TempDir(), 3, etcdcluster.Options{NoFsync: true})
+	c, err := etcdcluster.Start(ctx, t.TempDir(), n, etcdcluster.Options{NoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
