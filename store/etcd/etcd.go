@@ -11,8 +11,8 @@
 // All of an app's keys live under its prefix P, in a namespace no other
 // prefix can reach (':' is not allowed in prefixes):
 //
-//	P/:version                   latest published version (the etcd key version equals it)
-//	P/:manifests/<20-digit v>    one published manifest; the newest historyKept are kept
+//	P/:version                   the latest manifest; its etcd key version is its version
+//	P/:manifests/<20-digit v>    every published manifest; the newest historyKept are kept
 //	P/:desired                   the desired state (its etcd key version is Desired.Version)
 //	P/:deployments/<resource>    deployment records
 //	P/:endpoints/<id>            endpoint records
@@ -242,16 +242,18 @@ func (s *Store) versionOf(key []byte) (int64, error) {
 	return v, nil
 }
 
-// Latest implements store.Store.
+// Latest implements store.Store with one read: the version key holds the
+// newest manifest too.
 func (s *Store) Latest(ctx context.Context) (store.Published, error) {
-	h, err := s.History(ctx, 1)
+	resp, err := s.get(ctx, "latest", s.key("version"))
 	if err != nil {
 		return store.Published{}, err
 	}
-	if len(h) == 0 {
+	if len(resp.Kvs) == 0 {
 		return store.Published{}, fmt.Errorf("store/etcd: latest: %w", store.ErrNotFound)
 	}
-	return h[0], nil
+	kv := resp.Kvs[0]
+	return s.decodePublished("latest", kv.Value, kv.Version)
 }
 
 // Get implements store.Store.
@@ -269,21 +271,25 @@ func (s *Store) Get(ctx context.Context, version int64) (store.Published, error)
 	return s.decodePublished("get", resp.Kvs[0].Value, version)
 }
 
-// History implements store.Store.
+// History implements store.Store. It reads the newest version, then the
+// range of keys below it in etcd's native ascending order (a descending
+// sort would make etcd read every kept version).
 func (s *Store) History(ctx context.Context, limit int) ([]store.Published, error) {
-	if limit <= 0 {
-		if s.closed.Load() {
-			return nil, store.ErrClosed
-		}
+	latest, err := s.Latest(ctx)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && limit <= 0) {
 		return nil, nil
 	}
-	resp, err := s.get(ctx, "history", s.key("manifests/"), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Published, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	from := max(1, latest.Version-int64(limit)+1)
+	resp, err := s.get(ctx, "history", s.manifestKey(from), clientv3.WithRange(s.manifestKey(latest.Version)))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Published, 0, len(resp.Kvs)+1)
+	out = append(out, latest)
+	for _, kv := range slices.Backward(resp.Kvs) {
 		v, err := s.versionOf(kv.Key)
 		if err != nil {
 			return nil, err
@@ -299,7 +305,8 @@ func (s *Store) History(ctx context.Context, limit int) ([]store.Published, erro
 
 // Publish implements store.Store as one transaction: if the version key's
 // etcd version (the number of puts since it was created) is prev, write the
-// version key, the manifest and drop the version that falls out of history.
+// manifest to the version key and to its own key, and drop the version that
+// falls out of history.
 func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store.Published, error) {
 	if prev < 0 {
 		return store.Published{}, fmt.Errorf("store/etcd: publish after %d: %w", prev, store.ErrConflict)
@@ -311,7 +318,7 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 	}
 	versionKey := s.key("version")
 	ops := []clientv3.Op{
-		clientv3.OpPut(versionKey, strconv.FormatInt(p.Version, 10)),
+		clientv3.OpPut(versionKey, string(value)),
 		clientv3.OpPut(s.manifestKey(p.Version), string(value)),
 	}
 	if old := p.Version - historyKept; old > 0 {

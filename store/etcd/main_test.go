@@ -17,21 +17,28 @@ func TestMain(m *testing.M) {
 	etcdcluster.RunIfMember()
 	code := m.Run()
 	shared.close()
+	durable.close()
 	os.Exit(code)
 }
 
-// shared is one three-member cluster for the tests that do not harm it;
-// each test keeps to its own key prefix.
-var shared lazyCluster
+var (
+	// shared is one three-member cluster for the tests that do not harm it;
+	// each test keeps to its own key prefix.
+	shared = lazyCluster{opts: etcdcluster.Options{NoFsync: true}}
+	// durable is a three-member cluster that fsyncs, as a real one does, for benchmarks.
+	durable lazyCluster
+)
 
+// lazyCluster is a cluster started on first use and stopped by TestMain.
 type lazyCluster struct {
+	opts etcdcluster.Options
 	once sync.Once
 	c    *etcdcluster.Cluster
 	dir  string
 	err  error
 }
 
-func (l *lazyCluster) get(t *testing.T) *etcdcluster.Cluster {
+func (l *lazyCluster) get(t testing.TB) *etcdcluster.Cluster {
 	t.Helper()
 	l.once.Do(func() {
 		if l.dir, l.err = os.MkdirTemp("", "flash-etcd-"); l.err != nil {
@@ -39,7 +46,7 @@ func (l *lazyCluster) get(t *testing.T) *etcdcluster.Cluster {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		l.c, l.err = etcdcluster.Start(ctx, l.dir, 3, etcdcluster.Options{NoFsync: true})
+		l.c, l.err = etcdcluster.Start(ctx, l.dir, 3, l.opts)
 	})
 	if l.err != nil {
 		t.Fatalf("starting the shared etcd cluster: %v", l.err)
@@ -76,7 +83,7 @@ var prefixes atomic.Int64
 func newPrefix() string { return fmt.Sprintf("/test/p%d", prefixes.Add(1)) }
 
 // openStore opens a store on c under prefix and closes it when the test ends.
-func openStore(t *testing.T, c *etcdcluster.Cluster, prefix string) *etcd.Store {
+func openStore(t testing.TB, c *etcdcluster.Cluster, prefix string) *etcd.Store {
 	t.Helper()
 	s, err := etcd.OpenConfig(t.Context(), etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix, LeaseTTL: 2 * time.Second})
 	if err != nil {

@@ -147,21 +147,54 @@ func (s *Store) follow(ctx context.Context, done chan struct{}) {
 		if len(resp.Kvs) > 0 {
 			s.hub.advance(resp.Kvs[0].Version) // the key's etcd version is the flash version
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		events := s.cli.Watch(clientv3.WithRequireLeader(wctx), versionKey, clientv3.WithRev(resp.Header.Revision+1))
-		for wr := range events {
-			if wr.Err() != nil {
-				break
-			}
+		wctx, cancel := context.WithCancel(s.ctx)
+		events := s.cli.Watch(clientv3.WithRequireLeader(wctx), versionKey,
+			clientv3.WithRev(resp.Header.Revision+1), clientv3.WithCreatedNotify())
+		if s.relay(ctx, events) {
 			backoff.reset()
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut {
-					s.hub.advance(ev.Kv.Version)
-				}
-			}
 		}
 		cancel()
 		backoff.wait(ctx) // a watch that keeps failing must not spin
+	}
+}
+
+// relay passes the versions seen on events to the hub until ctx ends or the
+// watch fails, and tells whether the watch was established. It cancels no
+// watch before etcd confirmed it: the v3.6 client keeps a stream and its
+// goroutines alive for good when a watch is cancelled before that, so on
+// ctx's end it waits (briefly) for the confirmation first.
+func (s *Store) relay(ctx context.Context, events clientv3.WatchChan) (created bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			if created {
+				return true
+			}
+			t := time.NewTimer(5 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case wr, ok := <-events:
+					if !ok || wr.Created || wr.Err() != nil {
+						return false
+					}
+				case <-t.C:
+					return false
+				case <-s.ctx.Done():
+					return false
+				}
+			}
+		case wr, ok := <-events:
+			if !ok || wr.Err() != nil {
+				return created
+			}
+			created = created || wr.Created
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypePut {
+					s.hub.advance(ev.Kv.Version) // the key's etcd version is the flash version
+				}
+			}
+		}
 	}
 }
 
