@@ -141,13 +141,14 @@ func (l *leadership) Resign(ctx context.Context) error {
 func (l *leadership) watch(rev int64) {
 	defer close(l.stopped)
 	defer l.sess.Close() // revokes the lease if it still exists
-	defer close(l.done)
-	f, cli := l.fenced.fence, l.fenced.cli
+	end := sync.OnceFunc(func() { close(l.done) })
+	defer end()
+	f, cli, storeDone := l.fenced.fence, l.fenced.cli, l.fenced.ctx.Done()
 	backoff := newBackoff()
 	for {
-		wctx, cancel := context.WithCancel(l.sess.Ctx())
-		events := cli.Watch(wctx, f.key, clientv3.WithRev(rev))
-		lost := false
+		wctx, cancel := context.WithCancel(l.fenced.ctx)
+		events := cli.Watch(wctx, f.key, clientv3.WithRev(rev), clientv3.WithCreatedNotify())
+		lost, created := false, false
 	read:
 		for {
 			select {
@@ -161,6 +162,7 @@ func (l *leadership) watch(rev int64) {
 				if !ok || wr.Err() != nil {
 					break read
 				}
+				created = created || wr.Created
 				for _, ev := range wr.Events {
 					lost = lost || ev.Type == clientv3.EventTypeDelete
 				}
@@ -169,6 +171,10 @@ func (l *leadership) watch(rev int64) {
 				}
 			}
 		}
+		if lost {
+			end() // before settle: the loss is known now
+		}
+		settle(events, created, storeDone)
 		cancel()
 		if lost {
 			return

@@ -159,31 +159,13 @@ func (s *Store) follow(ctx context.Context, done chan struct{}) {
 }
 
 // relay passes the versions seen on events to the hub until ctx ends or the
-// watch fails, and tells whether the watch was established. It cancels no
-// watch before etcd confirmed it: the v3.6 client keeps a stream and its
-// goroutines alive for good when a watch is cancelled before that, so on
-// ctx's end it waits (briefly) for the confirmation first.
+// watch fails, and tells whether the watch was established.
 func (s *Store) relay(ctx context.Context, events clientv3.WatchChan) (created bool) {
 	for {
 		select {
 		case <-ctx.Done():
-			if created {
-				return true
-			}
-			t := time.NewTimer(5 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case wr, ok := <-events:
-					if !ok || wr.Created || wr.Err() != nil {
-						return false
-					}
-				case <-t.C:
-					return false
-				case <-s.ctx.Done():
-					return false
-				}
-			}
+			settle(events, created, s.ctx.Done())
+			return created
 		case wr, ok := <-events:
 			if !ok || wr.Err() != nil {
 				return created
@@ -194,6 +176,30 @@ func (s *Store) relay(ctx context.Context, events clientv3.WatchChan) (created b
 					s.hub.advance(ev.Kv.Version) // the key's etcd version is the flash version
 				}
 			}
+		}
+	}
+}
+
+// settle is called before cancelling a watch started WithCreatedNotify: it
+// waits, for a few seconds at most or until stop closes, until etcd has
+// confirmed the watch. The v3.6 client keeps a stream and its goroutines
+// alive until Close when a watch is cancelled before that.
+func settle(events clientv3.WatchChan, created bool, stop <-chan struct{}) {
+	if created {
+		return
+	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case wr, ok := <-events:
+			if !ok || wr.Created || wr.Err() != nil {
+				return
+			}
+		case <-t.C:
+			return
+		case <-stop:
+			return
 		}
 	}
 }
