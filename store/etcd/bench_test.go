@@ -78,4 +78,3 @@ func BenchmarkLatest(b *testing.B) {
 		})
 	}
 }
-

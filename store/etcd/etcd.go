@@ -37,6 +37,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,9 +98,10 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("store/etcd: no endpoints")
 	}
 	if cfg.Prefix != "" {
-		p, err := cleanPrefix(cfg.Prefix[min(1, len(cfg.Prefix)):])
-		if err != nil || cfg.Prefix[0] != '/' {
-			return nil, fmt.Errorf("store/etcd: prefix %q: want /seg[/seg…] (%v)", cfg.Prefix, err)
+		rest, ok := strings.CutPrefix(cfg.Prefix, "/")
+		p, err := cleanPrefix(rest)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("store/etcd: prefix %q: want \"\" or /seg[/seg…] (%v)", cfg.Prefix, err)
 		}
 		cfg.Prefix = p
 	}

@@ -49,7 +49,7 @@ func (l *lazyCluster) get(t testing.TB) *etcdcluster.Cluster {
 		l.c, l.err = etcdcluster.Start(ctx, l.dir, 3, l.opts)
 	})
 	if l.err != nil {
-		t.Fatalf("starting the shared etcd cluster: %v", l.err)
+		t.Fatalf("starting an etcd cluster: %v", l.err)
 	}
 	return l.c
 }
