@@ -62,15 +62,16 @@ func Extract(ctx context.Context, ref, dir string, kc authn.Keychain) (*Extracte
 		return nil, fmt.Errorf("image %s: its entrypoint %q is not an absolute path to a binary", ref, argv)
 	}
 	bin := filepath.Join(dir, "app")
-	if err := unpackFile(mutate.Extract(img), argv[0], bin); err != nil {
+	if err := unpackFile(mutate.Extract(img), argv[0], bin, MaxBinary); err != nil {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
 	return &Extracted{Binary: bin, Args: argv[1:], Env: cf.Config.Env, Digest: d}, nil
 }
 
 // unpackFile finds the regular file want (an absolute path) in the
-// flattened filesystem fs and writes it to dst, executable.
-func unpackFile(fs io.ReadCloser, want, dst string) error {
+// flattened filesystem fs and writes it to dst, executable, if it holds at
+// most max bytes.
+func unpackFile(fs io.ReadCloser, want, dst string, max int64) error {
 	defer fs.Close()
 	want = path.Clean(want)
 	tr := tar.NewReader(fs)
@@ -82,16 +83,16 @@ func unpackFile(fs io.ReadCloser, want, dst string) error {
 		if err != nil {
 			return fmt.Errorf("reading the image's layers: %w", err)
 		}
-		if path.Clean("/"+strings.TrimPrefix(h.Name, "./")) != want {
-			continue
+		if "/"+strings.TrimPrefix(path.Clean(h.Name), "/") != want {
+			continue // also every name that climbs out with ".."
 		}
 		if h.Typeflag != tar.TypeReg {
 			return fmt.Errorf("%s in the image is not a regular file (tar type %q)", want, h.Typeflag)
 		}
-		if h.Size > MaxBinary {
-			return fmt.Errorf("%s in the image is %d bytes, more than the %d allowed", want, h.Size, MaxBinary)
+		if h.Size > max {
+			return fmt.Errorf("%s in the image is %d bytes, more than the %d allowed", want, h.Size, max)
 		}
-		return writeExecutable(dst, io.LimitReader(tr, MaxBinary))
+		return writeExecutable(dst, io.LimitReader(tr, max))
 	}
 }
 

@@ -22,8 +22,8 @@ import (
 // Errors a registry can end a push or pull with; the returned error wraps
 // one of these and the registry's own answer.
 var (
-	// ErrUnauthorized means the registry refused the credentials, or wanted some.
-	ErrUnauthorized = errors.New("the registry refused the credentials")
+	// ErrUnauthorized means the registry wanted credentials, or refused the ones given.
+	ErrUnauthorized = errors.New("the registry refused access (credentials missing or wrong)")
 	// ErrUnreachable means no connection to the registry could be made.
 	ErrUnreachable = errors.New("the registry cannot be reached")
 )
