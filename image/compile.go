@@ -9,11 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-)
 
-// MaxBinary bounds the size of an app binary that goes into or comes out of
-// an image.
-const MaxBinary = 512 << 20
+	"github.com/flash-go/flash/internal/oci"
+)
 
 // CompileError is an app that does not compile for linux/amd64.
 type CompileError struct {
@@ -73,8 +71,8 @@ func Compile(ctx context.Context, pkg string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() > MaxBinary {
-		return nil, fmt.Errorf("the binary of %s is %d bytes, more than the %d an image may hold", pkg, fi.Size(), MaxBinary)
+	if fi.Size() > oci.MaxBinary {
+		return nil, fmt.Errorf("the binary of %s is %d bytes, more than the %d an image may hold", pkg, fi.Size(), oci.MaxBinary)
 	}
 	return os.ReadFile(out)
 }

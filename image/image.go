@@ -19,6 +19,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flash-go/flash/internal/oci"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -39,7 +40,7 @@ const (
 	// LabelVersion is the label holding the version of flash that built the image.
 	LabelVersion = "dev.flash.version"
 	// Platform is the only platform flash builds images for.
-	Platform = "linux/amd64"
+	Platform = oci.Platform
 )
 
 // epoch is every timestamp in an image: fixed, so that builds are reproducible.

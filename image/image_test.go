@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/internal/oci"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -264,24 +265,24 @@ func TestPushAuth(t *testing.T) {
 
 	t.Run("no credentials", func(t *testing.T) {
 		t.Setenv("HOME", t.TempDir())
-		_, err := Push(ctx, b.Image, ref, Keychain(env()))
-		if !errors.Is(err, ErrUnauthorized) {
+		_, err := Push(ctx, b.Image, ref, oci.Keychain(env()))
+		if !errors.Is(err, oci.ErrUnauthorized) {
 			t.Fatalf("err = %v, want ErrUnauthorized", err)
 		}
-		for _, want := range []string{"401", "docker login " + host, EnvRegistryUsername} {
+		for _, want := range []string{"401", "docker login " + host, oci.EnvRegistryUsername} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
 		}
 	})
 	t.Run("wrong password", func(t *testing.T) {
-		_, err := Push(ctx, b.Image, ref, Keychain(env(EnvRegistryUsername, "alice", EnvRegistryPassword, "nope")))
-		if !errors.Is(err, ErrUnauthorized) {
+		_, err := Push(ctx, b.Image, ref, oci.Keychain(env(oci.EnvRegistryUsername, "alice", oci.EnvRegistryPassword, "nope")))
+		if !errors.Is(err, oci.ErrUnauthorized) {
 			t.Fatalf("err = %v, want ErrUnauthorized", err)
 		}
 	})
 	t.Run("env", func(t *testing.T) {
-		got, err := Push(ctx, b.Image, ref, Keychain(env(EnvRegistryUsername, "alice", EnvRegistryPassword, "s3cret")))
+		got, err := Push(ctx, b.Image, ref, oci.Keychain(env(oci.EnvRegistryUsername, "alice", oci.EnvRegistryPassword, "s3cret")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,10 +301,10 @@ func TestPushAuth(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(home, ".docker", "config.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Push(ctx, b.Image, ref, Keychain(env())); err != nil {
+		if _, err := Push(ctx, b.Image, ref, oci.Keychain(env())); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Extract(ctx, ref, t.TempDir(), Keychain(env())); err != nil {
+		if _, err := oci.Extract(ctx, ref, t.TempDir(), oci.Keychain(env())); err != nil {
 			t.Fatalf("pull with the docker config: %v", err)
 		}
 	})
@@ -318,7 +319,7 @@ func TestPushUnreachable(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there any more
 	_, err = Push(context.Background(), b.Image, addr+"/app:v1", nil)
-	if !errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, oci.ErrUnreachable) {
 		t.Fatalf("err = %v, want ErrUnreachable", err)
 	}
 	if !strings.Contains(err.Error(), addr) {
@@ -425,7 +426,7 @@ func TestExtractAndRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ex, err := Extract(ctx, ref, dir, nil)
+	ex, err := oci.Extract(ctx, ref, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

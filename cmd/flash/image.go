@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/image"
+	"github.com/flash-go/flash/internal/oci"
 )
 
 // imageResult is what flash build --image made.
@@ -51,7 +52,7 @@ func buildImage(e *env, pkg, app, ref string, push bool) (*imageResult, error) {
 	res := &imageResult{Ref: image.ByDigest(tag, b.Digest), CACerts: b.CACerts}
 	if push {
 		fmt.Fprintf(e.stderr, "pushing %s …\n", tag)
-		if res.Ref, err = image.Push(e.ctx, b.Image, ref, image.Keychain(os.Getenv)); err != nil {
+		if res.Ref, err = image.Push(e.ctx, b.Image, ref, oci.Keychain(os.Getenv)); err != nil {
 			return nil, err
 		}
 		res.Pushed = true
