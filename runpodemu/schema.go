@@ -19,8 +19,12 @@ type checker struct {
 	rules  []string // → 400
 }
 
-func (c *checker) schemaf(format string, a ...any) { c.schema = append(c.schema, fmt.Sprintf(format, a...)) }
-func (c *checker) rulef(format string, a ...any)   { c.rules = append(c.rules, fmt.Sprintf(format, a...)) }
+func (c *checker) schemaf(format string, a ...any) {
+	c.schema = append(c.schema, fmt.Sprintf(format, a...))
+}
+func (c *checker) rulef(format string, a ...any) {
+	c.rules = append(c.rules, fmt.Sprintf(format, a...))
+}
 
 // problem returns the error answer for what was collected, or nil.
 func (c *checker) problem() *apiError {
@@ -62,7 +66,7 @@ func (c *checker) parseObject(path string, raw json.RawMessage, allowed ...strin
 	return o, true
 }
 
-func (o object) has(k string) bool { _, ok := o.m[k]; return ok }
+func (o object) has(k string) bool  { _, ok := o.m[k]; return ok }
 func (o object) at(k string) string { return o.path + "." + k }
 
 // decode fills v from key k; present reports whether k was sent. A value of

@@ -284,7 +284,7 @@ func (e *Emulator) startWorkerLocked(run *endpointRun) error {
 	lw := &cappedWriter{f: logf, left: maxLogBytes}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so that stopping reaches the shell's children
-	cmd.WaitDelay = time.Second // a child that keeps the log pipe open must not hold the reaper
+	cmd.WaitDelay = time.Second                           // a child that keeps the log pipe open must not hold the reaper
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		os.RemoveAll(w.dir)
