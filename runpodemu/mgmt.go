@@ -276,7 +276,9 @@ func (e *Emulator) patchEndpoint(r *http.Request) (int, any, *apiError) {
 	if rec.Version != before.Version {
 		e.log.Info("endpoint updated: new release", "endpoint", ep.ID, "version", rec.Version)
 	}
-	e.runs[ep.ID].wake()
+	run := e.runs[ep.ID]
+	run.wake()
+	e.scaleLocked(run, time.Now()) // outdated idle workers go at once
 	return 200, e.view(rec), nil
 }
 

@@ -324,6 +324,7 @@ func (e *Emulator) run(w http.ResponseWriter, r *http.Request, sync bool) *apiEr
 	run.jobs[id] = j
 	run.queue = append(run.queue, j)
 	run.wake()
+	e.scaleLocked(run, j.Created) // a cold start begins now, not at the next tick
 	done := j.done
 	e.mu.Unlock()
 	if !sync {

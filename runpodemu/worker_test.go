@@ -67,6 +67,7 @@ func queueWorker() int {
 	}
 	var mu sync.Mutex
 	running := map[string]context.CancelFunc{}
+	stopAsked := map[string]bool{} // a stop may arrive before the job is registered
 	go func() { // stop channel
 		for ctx.Err() == nil {
 			resp, err := call("GET", stopURL, nil)
@@ -84,6 +85,7 @@ func queueWorker() int {
 				if cancel := running[j]; cancel != nil {
 					cancel()
 				}
+				stopAsked[j] = true
 			}
 			mu.Unlock()
 		}
@@ -124,6 +126,9 @@ func queueWorker() int {
 		jctx, cancel := context.WithCancel(context.Background())
 		mu.Lock()
 		running[j.ID] = cancel
+		if stopAsked[j.ID] {
+			cancel()
+		}
 		mu.Unlock()
 		for i := range in.Stream {
 			if r, err := call("POST", jobURL("RUNPOD_WEBHOOK_POST_STREAM", j.ID)+"&isStream=false", map[string]any{"output": i}); err == nil {

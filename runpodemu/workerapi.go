@@ -56,7 +56,8 @@ func (e *Emulator) take(w http.ResponseWriter, r *http.Request, wk *worker, batc
 	for {
 		e.mu.Lock()
 		run := wk.run
-		if wk.stopping || run.deleted || wk.recycle {
+		// An outdated worker takes no more jobs: it is replaced (§6.4).
+		if wk.stopping || run.deleted || wk.recycle || wk.version != run.rec.Version {
 			e.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent)
 			return nil
