@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/serve"
 )
 
@@ -18,7 +19,7 @@ type binder func(in serve.Input) (serve.Job, error)
 // newBinder returns the binder of fn: JSON input decoded into In, then the
 // route's path parameters set on In's fields of the same JSON name.
 func newBinder[In, Out any](fn func(context.Context, In) (Out, error), path string) (binder, error) {
-	set, err := paramSetter(reflect.TypeFor[In](), pathParams(path))
+	set, err := paramSetter(reflect.TypeFor[In](), wire.PathParams(path))
 	if err != nil {
 		return nil, err
 	}
@@ -34,17 +35,6 @@ func newBinder[In, Out any](fn func(context.Context, In) (Out, error), path stri
 		}
 		return func(ctx context.Context) (any, error) { return fn(ctx, v) }, nil
 	}, nil
-}
-
-// pathParams returns the names of a route's {parameters}.
-func pathParams(path string) []string {
-	var names []string
-	for _, seg := range strings.Split(path, "/") {
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
-			names = append(names, strings.TrimSuffix(strings.Trim(seg, "{}"), "..."))
-		}
-	}
-	return names
 }
 
 // paramSetter checks at registration that every path parameter has a field to

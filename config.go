@@ -4,9 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/store"
 )
 
 // Role is what a process of the app does.
@@ -42,9 +47,9 @@ type Config struct {
 	MothershipURL string        // a child's mothership (FLASH_MOTHERSHIP_URL, else from FLASH_MOTHERSHIP_ID)
 	ManifestPath  string        // FLASH_MANIFEST_PATH
 	ManifestTTL   time.Duration // FLASH_MANIFEST_TTL; default 300 s
-	CacheDir      string        // FLASH_CACHE_DIR; default .flash/cache
-	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/state.db
-	Provider      string        // FLASH_PROVIDER: local (default) or none
+	CacheDir      string        // FLASH_CACHE_DIR; default .flash/apps/<app>/cache
+	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/apps/<app>/state.db
+	Provider      string        // FLASH_PROVIDER: a name of Providers; default local
 	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
@@ -52,6 +57,16 @@ type Config struct {
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
+
+	// Store, when set, is the mothership's state store instead of the one
+	// StateURL names. Run does not close it.
+	Store store.Store
+	// Stores resolves StateURL by its scheme. Default DefaultStores().
+	Stores store.Openers
+	// Providers resolves Provider by name. Default DefaultProviders().
+	Providers provider.Factories
+	// Getenv reads backends' own settings. Default: none set (Main uses os.Getenv).
+	Getenv func(string) string
 
 	// Listener, when set, is used instead of listening on Host:Port.
 	Listener net.Listener
@@ -65,8 +80,7 @@ const (
 	DefaultPort        = 8080
 	DefaultHost        = "127.0.0.1"
 	DefaultMaxBody     = 10 << 20
-	DefaultCacheDir    = ".flash/cache"
-	DefaultStatePath   = ".flash/state.db"
+	DefaultProvider    = "local"
 )
 
 // ConfigFromEnv reads the environment of SPEC §3 through getenv (os.Getenv
@@ -97,10 +111,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.CacheDir = getenv("FLASH_CACHE_DIR")
 	c.StateURL = getenv("FLASH_STATE_URL")
 	c.Provider = getenv("FLASH_PROVIDER")
-	switch c.Provider {
-	case "", "local", "none":
-	default:
-		bad("FLASH_PROVIDER", c.Provider, "want local or none (runpod is not available yet)")
+	if names := DefaultProviders().Names(); c.Provider != "" && !slices.Contains(names, c.Provider) {
+		bad("FLASH_PROVIDER", c.Provider, "want one of "+strings.Join(names, ", "))
 	}
 	c.APIKey = getenv("FLASH_API_KEY")
 	if c.APIKey == "" {
@@ -148,15 +160,26 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-func (c Config) withDefaults() Config {
+// withDefaults fills the zero fields; per-app paths are those of app under
+// the working directory's .flash (internal/layout).
+func (c Config) withDefaults(app string) Config {
+	if c.CacheDir == "" {
+		c.CacheDir = layout.In("").App(app).Cache()
+	}
 	if c.ManifestTTL == 0 {
 		c.ManifestTTL = DefaultManifestTTL
 	}
-	if c.CacheDir == "" {
-		c.CacheDir = DefaultCacheDir
-	}
 	if c.Provider == "" {
-		c.Provider = "local"
+		c.Provider = DefaultProvider
+	}
+	if c.Stores == nil {
+		c.Stores = DefaultStores()
+	}
+	if c.Providers == nil {
+		c.Providers = DefaultProviders()
+	}
+	if c.Getenv == nil {
+		c.Getenv = func(string) string { return "" }
 	}
 	if c.Host == "" {
 		c.Host = DefaultHost

@@ -4,23 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
-	"github.com/flash-go/flash/provider/local"
 	"github.com/flash-go/flash/serve"
-	"github.com/flash-go/flash/store/sqlite"
-)
-
-// Paths the mothership uses under its working directory unless configured.
-const (
-	DefaultLogDir        = ".flash/logs"
-	DefaultPublishedPath = ".flash/" + manifest.FileName
+	"github.com/flash-go/flash/store"
 )
 
 // runMothership serves the manifest and reconciles the app's endpoints: the
@@ -28,23 +22,19 @@ const (
 func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.Manifest) error {
 	a.setIdentity("mothership")
 	log := cfg.Logger.With("role", "mothership")
-	published := DefaultPublishedPath
+	dir := layout.In("").App(a.name)
 	if cfg.ManifestPath != "" {
 		m, err := manifest.Load(cfg.ManifestPath)
 		if err != nil {
 			return fmt.Errorf("FLASH_MANIFEST_PATH: %w", err)
 		}
-		desired, published = m, cfg.ManifestPath
+		desired = m
 	}
-	statePath, err := statePath(cfg.StateURL)
+	st, closeStore, err := openStore(ctx, cfg, dir)
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: statePath, Logger: log})
-	if err != nil {
-		return fmt.Errorf("open the state store: %w", err)
-	}
-	defer st.Close()
+	defer closeStore()
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -53,45 +43,19 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		}
 		cfg.Listener = ln
 	}
-	self := "http://" + ln.Addr().String()
 
 	var ms *mothership.Mothership
-	var prov provider.Provider
-	switch cfg.Provider {
-	case "local":
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("local provider: find this binary: %w", err)
-		}
-		cacheDir, _ := filepath.Abs(cfg.CacheDir)
-		env := map[string]string{"FLASH_MOTHERSHIP_URL": self, "FLASH_CACHE_DIR": cacheDir}
-		if cfg.APIKey != "" {
-			env["FLASH_API_KEY"] = cfg.APIKey
-		}
-		lp, err := local.New(local.Config{
-			App: a.name, Binary: exe, LogDir: DefaultLogDir, Env: env, Store: st, Logger: log,
-			// A restart that moved an endpoint to a new port is published at once.
-			OnChange: func(ep provider.Endpoint) { go ms.EndpointChanged(ctx, ep) },
-			OnEvent: func(ev local.Event) {
-				detail := fmt.Sprintf("pid %d %s", ev.PID, ev.URL)
-				if ev.Err != nil {
-					detail += ": " + ev.Err.Error()
-				}
-				ms.EndpointEvent(ev.Resource, ev.Kind, detail, ev.Kind == local.EventRestarted)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		defer lp.Close() // children keep serving: they do not depend on the mothership
-		prov = lp
-	case "none":
-	default:
-		return fmt.Errorf("FLASH_PROVIDER=%q: want local or none", cfg.Provider)
+	prov, err := a.newProvider(ctx, cfg, dir, st, "http://"+ln.Addr().String(), func() *mothership.Mothership { return ms })
+	if err != nil {
+		return err
+	}
+	if c, ok := prov.(io.Closer); ok {
+		defer c.Close() // local children keep serving: they do not depend on the mothership
 	}
 
 	ms, err = mothership.New(ctx, mothership.Config{
-		App: a.name, Store: st, Provider: prov, ManifestPath: published, TTL: cfg.ManifestTTL, Logger: log,
+		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
+		TTL: cfg.ManifestTTL, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -130,17 +94,50 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
 
-// statePath turns FLASH_STATE_URL into the SQLite file to open.
-func statePath(stateURL string) (string, error) {
-	if stateURL == "" {
-		return DefaultStatePath, nil
+// openStore returns cfg.Store, or opens the store FLASH_STATE_URL names
+// (default: the app's SQLite file). The returned func closes what was opened here.
+func openStore(ctx context.Context, cfg Config, dir layout.App) (store.Store, func(), error) {
+	if cfg.Store != nil {
+		return cfg.Store, func() {}, nil
 	}
-	if strings.HasPrefix(strings.ToLower(stateURL), "etcd://") {
-		return "", fmt.Errorf("FLASH_STATE_URL=%q: the etcd state store is not available yet; use sqlite:///path", stateURL)
+	url := cfg.StateURL
+	if url == "" {
+		abs, err := filepath.Abs(dir.State())
+		if err != nil {
+			return nil, nil, fmt.Errorf("state store: %w", err)
+		}
+		url = "sqlite://" + abs
 	}
-	p, err := sqlite.ParseURL(stateURL)
+	st, err := cfg.Stores.Open(ctx, url, cfg.Logger.With("role", "mothership"))
 	if err != nil {
-		return "", fmt.Errorf("FLASH_STATE_URL: %w", err)
+		return nil, nil, fmt.Errorf("FLASH_STATE_URL: open the state store: %w", err)
 	}
-	return p, nil
+	return st, func() { st.Close() }, nil
+}
+
+// newProvider builds the provider FLASH_PROVIDER names; nil means none. Its
+// events go to the mothership ms returns once it exists.
+func (a *App) newProvider(ctx context.Context, cfg Config, dir layout.App, st store.Store, self string, ms func() *mothership.Mothership) (provider.Provider, error) {
+	cacheDir, err := filepath.Abs(cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("FLASH_CACHE_DIR: %w", err)
+	}
+	env := map[string]string{"FLASH_MOTHERSHIP_URL": self, "FLASH_CACHE_DIR": cacheDir}
+	if cfg.APIKey != "" {
+		env["FLASH_API_KEY"] = cfg.APIKey
+	}
+	return cfg.Providers.New(ctx, cfg.Provider, provider.Setup{
+		App: a.name, Env: env, Dir: dir, Store: st, Getenv: cfg.Getenv, Logger: cfg.Logger.With("role", "mothership"),
+		// A restart that moved an endpoint to a new port is published at once.
+		Changed: func(ep provider.Endpoint) {
+			if m := ms(); m != nil {
+				go m.EndpointChanged(ctx, ep)
+			}
+		},
+		Event: func(ev provider.Event) {
+			if m := ms(); m != nil {
+				m.EndpointEvent(ev.Resource, ev.Kind, ev.Detail, ev.Kind == provider.EventRestarted)
+			}
+		},
+	})
 }

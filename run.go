@@ -39,7 +39,7 @@ func (a *App) Main() {
 		log.Error("cannot start", "err", err)
 		os.Exit(2)
 	}
-	cfg.Logger = log
+	cfg.Logger, cfg.Getenv = log, os.Getenv
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := a.Run(ctx, cfg); err != nil {
@@ -61,7 +61,7 @@ func logLevel(s string) slog.Level {
 // gracefully. It returns an error when the app's registrations are invalid or
 // the role cannot start.
 func (a *App) Run(ctx context.Context, cfg Config) error {
-	cfg = cfg.withDefaults()
+	cfg = cfg.withDefaults(a.name)
 	// Only the mothership compares config hashes; other roles skip reading
 	// and hashing their whole executable at every start.
 	var desired *manifest.Manifest

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 const faninCallers = 1000
@@ -65,7 +66,7 @@ func (r *runner) faninRound(ctx context.Context, ms *msServer) (int64, error) {
 	defer ms.hold.Store(nil)
 	before := ms.gets.Load()
 
-	tr := child.NewTransport()
+	tr := wire.NewTransport()
 	defer tr.CloseIdleConnections()
 	s, err := child.NewSync(child.Config{Identity: "res0", Instance: "fanin", MothershipURL: ms.url, APIKey: apiKey,
 		HTTPClient: &http.Client{Transport: tr}, Logger: r.log})

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -26,16 +26,16 @@ type served struct {
 // checking the key like it, and nothing else.
 func bareManifestHandler(cur *atomic.Pointer[served]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(httpx.HeaderAuthorization) != "Bearer "+apiKey {
+		if r.Header.Get(wire.HeaderAuthorization) != "Bearer "+apiKey {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		s := cur.Load()
 		h := w.Header()
-		h.Set(httpx.HeaderManifestVersion, s.version)
+		h.Set(wire.HeaderManifestVersion, s.version)
 		h.Set("Etag", s.etag)
 		h.Set("Cache-Control", "no-cache")
-		httpx.WriteRawJSON(w, http.StatusOK, s.body)
+		wire.WriteRawJSON(w, http.StatusOK, s.body)
 	})
 }
 
@@ -47,11 +47,11 @@ func getManifest(ctx context.Context, client *http.Client, base string, worker i
 		return nil, nil, err
 	}
 	h := req.Header
-	h.Set(httpx.HeaderAuthorization, "Bearer "+apiKey)
-	h.Set("Accept", httpx.ContentTypeJSON)
-	h.Set(httpx.HeaderResource, "res0")
-	h.Set(httpx.HeaderInstance, "bench-"+strconv.Itoa(worker))
-	h.Set(httpx.HeaderAppliedVersion, "1")
+	h.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
+	h.Set("Accept", wire.ContentTypeJSON)
+	h.Set(wire.HeaderResource, "res0")
+	h.Set(wire.HeaderInstance, "bench-"+strconv.Itoa(worker))
+	h.Set(wire.HeaderAppliedVersion, "1")
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -95,7 +95,7 @@ func (r *runner) manifestGet(ctx context.Context) error {
 		if err != nil {
 			return 0, err
 		}
-		cur.Store(&served{body: body, version: h.Get(httpx.HeaderManifestVersion), etag: h.Get("Etag")})
+		cur.Store(&served{body: body, version: h.Get(wire.HeaderManifestVersion), etag: h.Get("Etag")})
 		return len(body), nil
 	}
 	get := func(base string, size int) func(ctx context.Context, w int) error {

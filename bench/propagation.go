@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -113,7 +114,7 @@ func (r *runner) propagate(ctx context.Context, n int) (res propagated, err erro
 		}
 	}()
 	for i := range n {
-		tr := child.NewTransport()
+		tr := wire.NewTransport()
 		closers = append(closers, tr.CloseIdleConnections)
 		s, err := child.NewSync(child.Config{
 			Identity: fmt.Sprintf("res%d", i%3), Instance: "bench-" + strconv.Itoa(i),

@@ -7,61 +7,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
-	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/provider/fake"
 	"github.com/flash-go/flash/store/sqlite"
 )
-
-// countingProvider is a provider.Provider that deploys nothing real and
-// counts every call.
-type countingProvider struct {
-	deploys, undeploys, lists atomic.Int64
-
-	mu   sync.Mutex
-	live map[string]provider.Endpoint // by id
-	seq  int
-}
-
-var _ provider.Provider = (*countingProvider)(nil)
-
-func (p *countingProvider) Deploy(_ context.Context, s provider.Spec) (provider.Endpoint, error) {
-	p.deploys.Add(1)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.seq++
-	e := provider.Endpoint{ID: s.Resource + "-" + strconv.Itoa(p.seq), Resource: s.Resource, ConfigHash: s.ConfigHash,
-		URLs: []string{"http://127.0.0.1:9/" + s.Resource + "/" + strconv.Itoa(p.seq)}}
-	p.live[e.ID] = e
-	return e, nil
-}
-
-func (p *countingProvider) Undeploy(_ context.Context, e provider.Endpoint) error {
-	p.undeploys.Add(1)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.live, e.ID)
-	return nil
-}
-
-func (p *countingProvider) List(context.Context) ([]provider.Endpoint, error) {
-	p.lists.Add(1)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]provider.Endpoint, 0, len(p.live))
-	for _, e := range p.live {
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b provider.Endpoint) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
-func (p *countingProvider) reset() { p.deploys.Store(0); p.undeploys.Store(0); p.lists.Store(0) }
 
 // reconcile deploys the same build twice through a real mothership (SQLite
 // store) with a counting provider, and counts the provider calls of the
@@ -91,7 +43,7 @@ func (r *runner) reconcile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		prov := &countingProvider{live: map[string]provider.Endpoint{}}
+		prov := fake.New(appName)
 		ms, err := mothership.New(ctx, mothership.Config{App: appName, Store: st, Provider: prov, Logger: r.log})
 		if err != nil {
 			st.Close()
@@ -108,7 +60,7 @@ func (r *runner) reconcile(ctx context.Context) error {
 			st.Close()
 			return err
 		}
-		prov.reset()
+		prov.ResetCalls()
 		t0 := time.Now()
 		second, err := ms.Reconcile(ctx, mf, mothership.ReconcileOptions{})
 		durMS = append(durMS, float64(time.Since(t0))/float64(time.Millisecond))
@@ -119,8 +71,9 @@ func (r *runner) reconcile(ctx context.Context) error {
 		if second.Failed() {
 			return fmt.Errorf("second deploy failed: %v", second.Errors)
 		}
-		calls = append(calls, float64(prov.deploys.Load()+prov.undeploys.Load()))
-		lists = append(lists, float64(prov.lists.Load()))
+		deploys, undeploys, nLists := prov.Calls()
+		calls = append(calls, float64(deploys+undeploys))
+		lists = append(lists, float64(nLists))
 	}
 	r.figure("reconcile_unchanged_provider_calls", slices.Max(calls), "calls",
 		"provider Deploy + Undeploy calls when the same build is reconciled a second time (worst round)")

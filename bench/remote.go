@@ -12,7 +12,7 @@ import (
 	"strconv"
 
 	"github.com/flash-go/flash"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -161,8 +161,8 @@ func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (
 	if err != nil {
 		return workOut{}, err
 	}
-	req.Header.Set("Content-Type", httpx.ContentTypeJSON)
-	req.Header.Set(httpx.HeaderAuthorization, "Bearer "+apiKey)
+	req.Header.Set("Content-Type", wire.ContentTypeJSON)
+	req.Header.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
 	resp, err := client.Do(req)
 	if err != nil {
 		return workOut{}, err
@@ -186,7 +186,7 @@ func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (
 // run work, encode the answer. No pool, ids, logs or metrics.
 func bareWorkHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(httpx.HeaderAuthorization) != "Bearer "+apiKey {
+		if r.Header.Get(wire.HeaderAuthorization) != "Bearer "+apiKey {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
@@ -202,7 +202,7 @@ func bareWorkHandler() http.Handler {
 		}
 		var ans rawAnswer
 		ans.ID, ans.Status, ans.Output.Success, ans.Output.JSONResult = "bare", "COMPLETED", true, out
-		w.Header().Set("Content-Type", httpx.ContentTypeJSON)
+		w.Header().Set("Content-Type", wire.ContentTypeJSON)
 		json.NewEncoder(w).Encode(ans)
 	})
 }

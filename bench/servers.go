@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flash-go/flash"
-	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/serve"
 	"github.com/flash-go/flash/store/sqlite"
@@ -251,7 +251,7 @@ func waitFor(ctx context.Context, limit time.Duration, what string, cond func() 
 // pool sized for concurrency), for baselines that must not lose to Go's
 // default of 2 idle connections per host.
 func newClient() (*http.Client, func()) {
-	tr := child.NewTransport()
+	tr := wire.NewTransport()
 	tr.MaxIdleConnsPerHost = 1024
 	tr.MaxIdleConns = 4096
 	return &http.Client{Transport: tr}, tr.CloseIdleConnections

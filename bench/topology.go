@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider/local"
@@ -223,7 +223,7 @@ func getStatus(ctx context.Context, client *http.Client, base string) (mothershi
 	if err != nil {
 		return st, err
 	}
-	req.Header.Set(httpx.HeaderAuthorization, "Bearer "+apiKey)
+	req.Header.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
 	resp, err := client.Do(req)
 	if err != nil {
 		return st, err

@@ -9,7 +9,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // benchHandler does what a QB endpoint does per call: decode the envelope,
@@ -23,15 +23,15 @@ func benchHandler() http.Handler {
 			} `json:"input"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
-			httpx.WriteError(w, 400, "bad envelope")
+			wire.WriteError(w, 400, "bad envelope")
 			return
 		}
 		var in embedIn
 		if err := json.Unmarshal(env.Input.Args[0], &in); err != nil {
-			httpx.WriteError(w, 400, err.Error())
+			wire.WriteError(w, 400, err.Error())
 			return
 		}
-		httpx.WriteJSON(w, 200, map[string]any{"id": "j", "status": "COMPLETED",
+		wire.WriteJSON(w, 200, map[string]any{"id": "j", "status": "COMPLETED",
 			"output": map[string]any{"success": true, "json_result": embedOut{Vector: []float64{float64(len(in.Text)), 1, 2}}}})
 	})
 }
@@ -68,11 +68,11 @@ func rawCall(client *http.Client, url string, in embedIn, out *embedOut) error {
 func BenchmarkRemoteQB(b *testing.B) {
 	srv, client := startServer(b, benchHandler())
 	iv := NewInvoker(InvokerConfig{APIKey: "k", Client: client, Logger: quietLogger()})
-	tg := &Target{Function: "embed", Resource: "embedder", URLs: []string{srv.URL}, qbHead: qbHead("embed")}
+	tg := &Target{Function: "embed", Resource: "embedder", URLs: []string{srv.URL}, qbHead: wire.JobRequestHead("embed")}
 	in := embedIn{Text: "the quick brown fox"}
 	ctx := context.Background()
 
-	rawTr := NewTransport()
+	rawTr := wire.NewTransport()
 	raw := &http.Client{Transport: rawTr}
 	defTr := &http.Transport{} // Go's defaults: 2 idle connections per host
 	def := &http.Client{Transport: defTr}

@@ -80,7 +80,7 @@ func readCache(path string) (*snapshot, error) {
 func (s *Sync) loadCache() {
 	sn, err := readCache(s.cachePath)
 	if err != nil {
-		s.log.Warn("ignoring the last-known-good manifest", "error", err)
+		s.log.Warn("ignoring the last-known-good manifest", "err", err)
 		return
 	}
 	if sn == nil {

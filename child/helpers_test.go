@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -119,11 +119,11 @@ func (f *fakeMothership) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := f.status
 	f.mu.Unlock()
 	if r.URL.Path != "/manifest" {
-		httpx.WriteError(w, http.StatusNotFound, "not found")
+		wire.WriteError(w, http.StatusNotFound, "not found")
 		return
 	}
 	if status != 0 {
-		httpx.WriteError(w, status, "forced")
+		wire.WriteError(w, status, "forced")
 		return
 	}
 	asked, _ := strconv.ParseInt(r.URL.Query().Get("version"), 10, 64)
@@ -133,14 +133,14 @@ func (f *fakeMothership) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, version, changed, noVersion := f.body, f.version, f.changed, f.noVersion
 		f.mu.Unlock()
 		if body == nil {
-			httpx.WriteError(w, http.StatusNotFound, "Manifest not found", "detail", "nothing published")
+			wire.WriteError(w, http.StatusNotFound, "Manifest not found", "detail", "nothing published")
 			return
 		}
 		if noVersion || r.URL.Query().Get("version") == "" || asked != version || wait <= 0 {
 			if !noVersion {
-				w.Header().Set(httpx.HeaderManifestVersion, strconv.FormatInt(version, 10))
+				w.Header().Set(wire.HeaderManifestVersion, strconv.FormatInt(version, 10))
 			}
-			httpx.WriteRawJSON(w, http.StatusOK, body)
+			wire.WriteRawJSON(w, http.StatusOK, body)
 			return
 		}
 		f.parked.Add(1)
@@ -167,7 +167,7 @@ func (f *fakeMothership) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func startServer(t testing.TB, h http.Handler) (*httptest.Server, *http.Client) {
 	t.Helper()
 	srv := httptest.NewServer(h)
-	tr := NewTransport()
+	tr := wire.NewTransport()
 	client := &http.Client{Transport: tr}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()

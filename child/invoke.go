@@ -8,15 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Defaults of the Invoker (SPEC §9).
@@ -32,31 +30,11 @@ const (
 	maxErrorBody  = 64 << 10
 )
 
-// NewTransport returns the HTTP transport flash endpoints call each other
-// with: a connection pool sized for concurrency (Go's default keeps 2 idle
-// connections per host) and bounded dial and TLS times. It sets no
-// ResponseHeaderTimeout on purpose: every call carries a deadline (the
-// caller's, or DefaultCallTimeout) that bounds the wait for an answer, and a
-// fixed header timeout would cut off functions that legitimately run long.
-func NewTransport() *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-}
-
 // InvokerConfig configures an Invoker. Zero values mean defaults.
 type InvokerConfig struct {
 	// APIKey is sent as Authorization: Bearer on every call.
 	APIKey string
-	// Client makes the calls; nil → one client on NewTransport().
+	// Client makes the calls; nil → one client on wire.NewTransport().
 	Client *http.Client
 	// DefaultTimeout bounds calls whose ctx has no deadline; default 60 s.
 	DefaultTimeout time.Duration
@@ -93,7 +71,7 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 	}
 	iv.brk = newBreakers(cfg.Breaker, cfg.Now)
 	if iv.client == nil {
-		iv.client = &http.Client{Transport: NewTransport()}
+		iv.client = &http.Client{Transport: wire.NewTransport()}
 	}
 	if iv.timeout <= 0 {
 		iv.timeout = DefaultCallTimeout
@@ -134,14 +112,14 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 		defer cancel()
 	}
 	c := call{t: t, idx: -1}
-	c.meta, _ = callmeta.From(ctx)
+	c.meta, _ = wire.MetaFrom(ctx)
 	// Fixed here, not per send: every attempt is the same call (one
 	// request id, one trace; each attempt is a span of its own).
 	if c.meta.RequestID == "" {
-		c.meta.RequestID = callmeta.NewRequestID()
+		c.meta.RequestID = wire.NewRequestID()
 	}
 	if c.meta.TraceParent == "" {
-		c.meta.TraceParent = callmeta.NewTraceParent()
+		c.meta.TraceParent = wire.NewTraceParent()
 	}
 	defer c.release()
 	if t.LB {
@@ -149,17 +127,17 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	}
 	// The incoming request id may be shared by several calls of one parent
 	// (a function calling g twice); the key names this call alone.
-	c.idem = callmeta.NewRequestID()
+	c.idem = wire.NewRequestID()
 	return iv.callQB(ctx, &c, in, out)
 }
 
 // call is one Invoke in progress.
 type call struct {
 	t    *Target
-	meta callmeta.Meta // what every send of the call carries
-	idem string        // Idempotency-Key of the first request ("" for none)
-	idx  int           // replica counted in flight, -1 for none
-	base string        // URL of the replica in use
+	meta wire.Meta // what every send of the call carries
+	idem string    // Idempotency-Key of the first request ("" for none)
+	idx  int       // replica counted in flight, -1 for none
+	base string    // URL of the replica in use
 }
 
 // use moves the call to replica i, counting it there as in flight.
@@ -182,42 +160,19 @@ func (c *call) release() {
 	}
 }
 
-// qbHead is the /runsync envelope up to the argument.
-func qbHead(fn string) []byte {
-	name, _ := json.Marshal(fn)
-	return []byte(`{"input":{"function_name":` + string(name) + `,"execution_type":"function","args":[`)
-}
-
-const qbTail = `],"kwargs":{},"serialization_format":"json"}}`
-
-// jobAnswer is the Runpod job shape of /runsync and /status/{id}.
-type jobAnswer struct {
-	ID     string     `json:"id"`
-	Status string     `json:"status"`
-	Error  string     `json:"error"`
-	Output *jobOutput `json:"output"`
-}
-
-type jobOutput struct {
-	Success    *bool           `json:"success"`
-	JSONResult json.RawMessage `json:"json_result"`
-	Error      string          `json:"error"`
-	ErrorType  string          `json:"error_type"`
-}
-
 func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	t := c.t
 	head := t.qbHead
 	if head == nil {
-		head = qbHead(t.Function)
+		head = wire.JobRequestHead(t.Function)
 	}
 	var body bytes.Buffer
-	body.Grow(len(head) + len(qbTail) + 256)
+	body.Grow(len(head) + len(wire.JobRequestTail) + 256)
 	body.Write(head)
 	if err := encodeJSON(&body, in); err != nil {
 		return t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
 	}
-	body.WriteString(qbTail)
+	body.WriteString(wire.JobRequestTail)
 
 	a, err := iv.send(ctx, c, http.MethodPost, "/runsync", body.Bytes())
 	if err != nil {
@@ -228,7 +183,7 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	if a.status < 200 || a.status > 299 {
 		return iv.statusError(t, base+"/runsync", a.status, a.data)
 	}
-	job, err := decodeJob(a.data)
+	job, err := wire.DecodeJobAnswer(a.data)
 	if err != nil {
 		return t.errorf("%w: decoding the /runsync answer: %w", flasherr.ErrSerialization, err)
 	}
@@ -273,7 +228,7 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 			return iv.statusError(t, statusURL, a.status, a.data)
 		}
 		id := job.ID
-		if job, err = decodeJob(a.data); err != nil {
+		if job, err = wire.DecodeJobAnswer(a.data); err != nil {
 			return t.errorf("%w: decoding the /status answer: %w", flasherr.ErrSerialization, err)
 		}
 		if job.ID == "" {
@@ -282,32 +237,15 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	}
 }
 
-// decodeJob decodes a job answer; an output that is not flash's object
-// still yields the status and error.
-func decodeJob(data []byte) (jobAnswer, error) {
-	var job jobAnswer
-	err := json.Unmarshal(data, &job)
-	if err != nil {
-		var bare struct {
-			ID, Status, Error string
-		}
-		if json.Unmarshal(data, &bare) != nil {
-			return job, err
-		}
-		job = jobAnswer{ID: bare.ID, Status: bare.Status, Error: bare.Error}
-		if job.Status == "COMPLETED" {
-			return job, err // a result we cannot read is an error
-		}
-	}
-	return job, nil
-}
-
-func (t *Target) decodeResult(job jobAnswer, out any) error {
+func (t *Target) decodeResult(job wire.JobAnswer, out any) error {
 	o := job.Output
+	if o == nil && len(job.RawOutput) > 0 {
+		return t.errorf("%w: COMPLETED with an output flash cannot read", flasherr.ErrSerialization)
+	}
 	if o == nil {
 		return t.errorf("%w: COMPLETED without output", flasherr.ErrSerialization)
 	}
-	if o.Success != nil && !*o.Success {
+	if o.Failed() {
 		return t.remoteError(job)
 	}
 	if out == nil || len(o.JSONResult) == 0 {
@@ -319,7 +257,7 @@ func (t *Target) decodeResult(job jobAnswer, out any) error {
 	return nil
 }
 
-func (t *Target) remoteError(job jobAnswer) error {
+func (t *Target) remoteError(job wire.JobAnswer) error {
 	e := &flasherr.RemoteError{Function: t.Function, Resource: t.Resource}
 	if job.Output != nil {
 		e.Type, e.Message = job.Output.ErrorType, job.Output.Error
@@ -346,7 +284,7 @@ func (iv *Invoker) callLB(ctx context.Context, c *call, in, out any) error {
 		}
 		payload = buf.Bytes()
 	}
-	path, err := fillPath(t.Path, payload)
+	path, err := wire.FillPathJSON(t.Path, payload)
 	if err != nil {
 		return t.errorf("%w: %w", flasherr.ErrSerialization, err)
 	}
@@ -388,14 +326,14 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 	if err != nil {
 		return answer{}, t.errorf("build request for %s: %w", redactURL(target), iv.scrub(err))
 	}
-	httpx.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
+	wire.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
 	if c.idem != "" {
-		req.Header[httpx.HeaderIdempotencyKey] = []string{c.idem}
+		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", httpx.ContentTypeJSON)
+		req.Header.Set("Content-Type", wire.ContentTypeJSON)
 	}
-	req.Header.Set("Accept", httpx.ContentTypeJSON)
+	req.Header.Set("Accept", wire.ContentTypeJSON)
 	resp, err := iv.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -410,7 +348,7 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 	}()
 	a := answer{status: resp.StatusCode}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		a.retryAfter, _ = httpx.ParseRetryAfter(resp.Header.Get(httpx.HeaderRetryAfter), time.Now())
+		a.retryAfter, _ = wire.ParseRetryAfter(resp.Header.Get(wire.HeaderRetryAfter), time.Now())
 		// Only the error text matters; a cut one is fine.
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		if err != nil && ctx.Err() != nil {
@@ -455,16 +393,13 @@ func (iv *Invoker) cancelJob(ctx context.Context, c *call, base, id string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
 	if _, err := iv.do(cctx, c, http.MethodPost, base+"/cancel/"+url.PathEscape(id), []byte("{}")); err != nil {
-		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "error", err)
+		iv.log.Debug("cancel abandoned job", "function", c.t.Function, "job", truncate(id, 64), "err", err)
 	}
 }
 
 // statusError maps a non-2xx answer to the flasherr vocabulary.
 func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) error {
-	var e struct {
-		Error     string `json:"error"`
-		ErrorType string `json:"error_type"`
-	}
+	var e wire.ErrorBody
 	msg := ""
 	if json.Unmarshal(body, &e) == nil {
 		msg = iv.clean(e.Error)
@@ -531,76 +466,4 @@ func encodeJSON(buf *bytes.Buffer, v any) error {
 	}
 	buf.Truncate(buf.Len() - 1)
 	return nil
-}
-
-// fillPath replaces each {name} (or {name...}) of an LB route with the
-// same-named field of the JSON argument, path-escaped.
-func fillPath(path string, payload []byte) (string, error) {
-	if !strings.Contains(path, "{") {
-		return path, nil
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &fields); err != nil || fields == nil {
-		return "", fmt.Errorf("route %s takes its parameters from the argument's fields, but the argument is not a JSON object", path)
-	}
-	var b strings.Builder
-	for {
-		open := strings.IndexByte(path, '{')
-		if open < 0 {
-			b.WriteString(path)
-			return b.String(), nil
-		}
-		end := strings.IndexByte(path[open:], '}')
-		if end < 0 {
-			return "", fmt.Errorf("route %s: unclosed {", path)
-		}
-		b.WriteString(path[:open])
-		name := path[open+1 : open+end]
-		path = path[open+end+1:]
-		if name == "$" {
-			continue
-		}
-		name, rest := strings.CutSuffix(name, "...")
-		v, err := fieldValue(fields, name)
-		if err != nil {
-			return "", err
-		}
-		if rest {
-			parts := strings.Split(v, "/")
-			for i, p := range parts {
-				parts[i] = url.PathEscape(p)
-			}
-			b.WriteString(strings.Join(parts, "/"))
-		} else {
-			b.WriteString(url.PathEscape(v))
-		}
-	}
-}
-
-// fieldValue is the text of field name (matched as encoding/json does: exact
-// first, then case-insensitively): a string's value, a number or bool as written.
-func fieldValue(fields map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := fields[name]
-	if !ok {
-		for k, v := range fields {
-			if strings.EqualFold(k, name) {
-				raw, ok = v, true
-				break
-			}
-		}
-	}
-	if !ok || string(raw) == "null" {
-		return "", fmt.Errorf("path parameter {%s}: the argument has no field %q", name, name)
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("path parameter {%s}: %w", name, err)
-		}
-		return s, nil
-	}
-	if raw[0] == '{' || raw[0] == '[' {
-		return "", fmt.Errorf("path parameter {%s}: field %q is not a string, number or bool", name, name)
-	}
-	return string(raw), nil
 }

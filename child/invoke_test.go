@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 type embedIn struct {
@@ -53,9 +52,9 @@ func (c *fakeChild) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.headers = append(c.headers, r.Header.Clone())
 	c.mu.Unlock()
-	hops, _ := strconv.Atoi(r.Header.Get(httpx.HeaderHops))
-	if hops > httpx.MaxHops {
-		httpx.WriteError(w, http.StatusLoopDetected, "loop")
+	hops, _ := strconv.Atoi(r.Header.Get(wire.HeaderHops))
+	if hops > wire.MaxHops {
+		wire.WriteError(w, http.StatusLoopDetected, "loop")
 		return
 	}
 	switch {
@@ -65,29 +64,29 @@ func (c *fakeChild) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n := c.statusN.Add(1)
 		id := strings.TrimPrefix(r.URL.Path, "/status/")
 		if id == "job-never" || n < 3 {
-			httpx.WriteJSON(w, 200, map[string]any{"id": id, "status": "IN_PROGRESS"})
+			wire.WriteJSON(w, 200, map[string]any{"id": id, "status": "IN_PROGRESS"})
 			return
 		}
-		httpx.WriteJSON(w, 200, map[string]any{"id": id, "status": "COMPLETED",
+		wire.WriteJSON(w, 200, map[string]any{"id": id, "status": "COMPLETED",
 			"output": map[string]any{"success": true, "json_result": embedOut{Vector: []float64{9}}}})
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/cancel/"):
 		c.cancels.Add(1)
-		httpx.WriteJSON(w, 200, map[string]any{"id": strings.TrimPrefix(r.URL.Path, "/cancel/"), "status": "CANCELLED"})
+		wire.WriteJSON(w, 200, map[string]any{"id": strings.TrimPrefix(r.URL.Path, "/cancel/"), "status": "CANCELLED"})
 	case r.URL.Path == "/process":
 		var in embedIn
 		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-			httpx.WriteError(w, 400, err.Error())
+			wire.WriteError(w, 400, err.Error())
 			return
 		}
 		if in.Text == "boom" {
-			httpx.WriteError(w, 500, "it blew up", "error_type", "ValueError")
+			wire.WriteError(w, 500, "it blew up", "error_type", "ValueError")
 			return
 		}
-		httpx.WriteJSON(w, 200, embedOut{Vector: []float64{float64(len(in.Text))}})
+		wire.WriteJSON(w, 200, embedOut{Vector: []float64{float64(len(in.Text))}})
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/windows/"):
-		httpx.WriteJSON(w, 200, map[string]any{"path": r.URL.EscapedPath(), "content_length": r.ContentLength})
+		wire.WriteJSON(w, 200, map[string]any{"path": r.URL.EscapedPath(), "content_length": r.ContentLength})
 	default:
-		httpx.WriteError(w, http.StatusNotFound, "no route")
+		wire.WriteError(w, http.StatusNotFound, "no route")
 	}
 }
 
@@ -103,7 +102,7 @@ func (c *fakeChild) runsync(w http.ResponseWriter, r *http.Request, hops int) {
 	}
 	if err := json.NewDecoder(r.Body).Decode(&env); err != nil || env.Input.ExecutionType != "function" ||
 		env.Input.SerializationFormat != "json" || len(env.Input.Args) != 1 || env.Input.Kwargs == nil {
-		httpx.WriteError(w, 400, "bad envelope")
+		wire.WriteError(w, 400, "bad envelope")
 		return
 	}
 	in := env.Input
@@ -111,37 +110,37 @@ func (c *fakeChild) runsync(w http.ResponseWriter, r *http.Request, hops int) {
 	case "embed":
 		var arg embedIn
 		if err := json.Unmarshal(in.Args[0], &arg); err != nil {
-			httpx.WriteError(w, 400, err.Error())
+			wire.WriteError(w, 400, err.Error())
 			return
 		}
-		httpx.WriteJSON(w, 200, map[string]any{"id": "j1", "status": "COMPLETED",
+		wire.WriteJSON(w, 200, map[string]any{"id": "j1", "status": "COMPLETED",
 			"output": map[string]any{"success": true, "json_result": embedOut{Vector: []float64{float64(len(arg.Text))}, Hops: hops}}})
 	case "fail":
-		httpx.WriteJSON(w, 200, map[string]any{"id": "j2", "status": "FAILED", "error": "ValueError: bad text",
+		wire.WriteJSON(w, 200, map[string]any{"id": "j2", "status": "FAILED", "error": "ValueError: bad text",
 			"output": map[string]any{"success": false, "error": "bad text", "error_type": "ValueError"}})
 	case "timeout":
-		httpx.WriteJSON(w, 200, map[string]any{"id": "j3", "status": "TIMED_OUT"})
+		wire.WriteJSON(w, 200, map[string]any{"id": "j3", "status": "TIMED_OUT"})
 	case "async":
-		httpx.WriteJSON(w, 200, map[string]any{"id": "job-1", "status": "IN_QUEUE"})
+		wire.WriteJSON(w, 200, map[string]any{"id": "job-1", "status": "IN_QUEUE"})
 	case "forever":
-		httpx.WriteJSON(w, 200, map[string]any{"id": "job-never", "status": "IN_PROGRESS"})
+		wire.WriteJSON(w, 200, map[string]any{"id": "job-never", "status": "IN_PROGRESS"})
 	case "garbage":
-		httpx.WriteRawJSON(w, 200, []byte(`{"id":"j4","status":"COMPLETED","output":{"success":true,"json_result":"not a vector"}}`))
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j4","status":"COMPLETED","output":{"success":true,"json_result":"not a vector"}}`))
 	case "notjson":
 		w.Write([]byte("<html>oops</html>"))
 	case "busy":
 		w.Header().Set("Retry-After", "1")
-		httpx.WriteError(w, http.StatusTooManyRequests, "queue full")
+		wire.WriteError(w, http.StatusTooManyRequests, "queue full")
 	case "broken":
-		httpx.WriteError(w, http.StatusInternalServerError, "internal")
+		wire.WriteError(w, http.StatusInternalServerError, "internal")
 	case "slow":
 		<-r.Context().Done()
 		c.cancelled <- r.URL.Path
 	case "held":
 		<-c.hold
-		httpx.WriteJSON(w, 200, map[string]any{"id": "j5", "status": "COMPLETED", "output": map[string]any{"success": true, "json_result": nil}})
+		wire.WriteJSON(w, 200, map[string]any{"id": "j5", "status": "COMPLETED", "output": map[string]any{"success": true, "json_result": nil}})
 	default:
-		httpx.WriteError(w, http.StatusNotFound, "unknown function "+in.FunctionName)
+		wire.WriteError(w, http.StatusNotFound, "unknown function "+in.FunctionName)
 	}
 }
 
@@ -259,7 +258,7 @@ func TestInvokeUnreachable(t *testing.T) {
 func TestInvokeLoopDetected(t *testing.T) {
 	c := newFakeChild()
 	srv, client := startServer(t, c)
-	ctx := callmeta.With(context.Background(), callmeta.Meta{Hops: httpx.MaxHops})
+	ctx := wire.WithMeta(context.Background(), wire.Meta{Hops: wire.MaxHops})
 	err := newTestInvoker(t, client).Invoke(ctx, qbTarget("embed", srv.URL), embedIn{}, nil)
 	var se *flasherr.StatusError
 	if !errors.Is(err, flasherr.ErrLoopDetected) || !errors.As(err, &se) || se.Code != 508 {
@@ -315,38 +314,14 @@ func TestInvokeLB(t *testing.T) {
 	}
 }
 
-func TestFillPath(t *testing.T) {
-	tests := []struct{ path, in, want string }{
-		{"/a", `{}`, "/a"},
-		{"/w/{window}", `{"window":"x y"}`, "/w/x%20y"},
-		{"/w/{Window}", `{"window":"k"}`, "/w/k"},
-		{"/n/{n}/{b}", `{"n":1.5,"b":true}`, "/n/1.5/true"},
-		{"/f/{rest...}", `{"rest":"a b/c"}`, "/f/a%20b/c"},
-		{"/e/{$}", `{}`, "/e/"},
-	}
-	for _, tt := range tests {
-		got, err := fillPath(tt.path, []byte(tt.in))
-		if err != nil || got != tt.want {
-			t.Errorf("fillPath(%q, %s) = %q, %v; want %q", tt.path, tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []struct{ path, in string }{
-		{"/w/{x}", `[1]`}, {"/w/{x}", `{"x":null}`}, {"/w/{x}", `{"x":{"a":1}}`}, {"/w/{x", `{"x":1}`},
-	} {
-		if _, err := fillPath(bad.path, []byte(bad.in)); err == nil {
-			t.Errorf("fillPath(%q, %s): no error", bad.path, bad.in)
-		}
-	}
-}
-
 func TestInvokeHeaders(t *testing.T) {
 	c := newFakeChild()
 	srv, client := startServer(t, c)
 	iv := newTestInvoker(t, client)
 
 	// Serving a call: its metadata carries on, one hop further.
-	parent := callmeta.NewTraceParent()
-	ctx := callmeta.With(context.Background(), callmeta.Meta{RequestID: "req-42", TraceParent: parent, Hops: 3})
+	parent := wire.NewTraceParent()
+	ctx := wire.WithMeta(context.Background(), wire.Meta{RequestID: "req-42", TraceParent: parent, Hops: 3})
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var out embedOut
@@ -354,19 +329,19 @@ func TestInvokeHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := c.lastHeader()
-	if out.Hops != 4 || h.Get(httpx.HeaderHops) != "4" {
-		t.Errorf("hops %d / %q, want 4", out.Hops, h.Get(httpx.HeaderHops))
+	if out.Hops != 4 || h.Get(wire.HeaderHops) != "4" {
+		t.Errorf("hops %d / %q, want 4", out.Hops, h.Get(wire.HeaderHops))
 	}
-	if h.Get("Authorization") != "Bearer secret" || h.Get(httpx.HeaderRequestID) != "req-42" {
+	if h.Get("Authorization") != "Bearer secret" || h.Get(wire.HeaderRequestID) != "req-42" {
 		t.Errorf("headers %v", h)
 	}
 	tp := h.Get("traceparent")
-	wantTrace, _ := callmeta.ParseTraceParent(parent)
-	if gotTrace, ok := callmeta.ParseTraceParent(tp); !ok || gotTrace != wantTrace || tp == parent {
+	wantTrace, _ := wire.ParseTraceParent(parent)
+	if gotTrace, ok := wire.ParseTraceParent(tp); !ok || gotTrace != wantTrace || tp == parent {
 		t.Errorf("traceparent %q, parent %q: want a child span of the same trace", tp, parent)
 	}
-	if ms, err := strconv.Atoi(h.Get(httpx.HeaderTimeout)); err != nil || ms <= 4000 || ms > 5000 {
-		t.Errorf("X-Flash-Timeout %q, want about 5000", h.Get(httpx.HeaderTimeout))
+	if ms, err := strconv.Atoi(h.Get(wire.HeaderTimeout)); err != nil || ms <= 4000 || ms > 5000 {
+		t.Errorf("X-Flash-Timeout %q, want about 5000", h.Get(wire.HeaderTimeout))
 	}
 
 	// A fresh call: new ids, hop 1, and the 60 s default deadline.
@@ -374,11 +349,11 @@ func TestInvokeHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = c.lastHeader()
-	if _, ok := callmeta.ParseTraceParent(h.Get("traceparent")); !ok || h.Get(httpx.HeaderRequestID) == "" || h.Get(httpx.HeaderHops) != "1" {
+	if _, ok := wire.ParseTraceParent(h.Get("traceparent")); !ok || h.Get(wire.HeaderRequestID) == "" || h.Get(wire.HeaderHops) != "1" {
 		t.Errorf("fresh call headers %v", h)
 	}
-	if ms, err := strconv.Atoi(h.Get(httpx.HeaderTimeout)); err != nil || ms <= 59000 || ms > 60000 {
-		t.Errorf("default X-Flash-Timeout %q, want about 60000", h.Get(httpx.HeaderTimeout))
+	if ms, err := strconv.Atoi(h.Get(wire.HeaderTimeout)); err != nil || ms <= 59000 || ms > 60000 {
+		t.Errorf("default X-Flash-Timeout %q, want about 60000", h.Get(wire.HeaderTimeout))
 	}
 }
 

@@ -17,8 +17,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // scripted is an endpoint whose answer to each request comes from a
@@ -55,7 +54,7 @@ func (s *scripted) all() []http.Header {
 }
 
 func completed(w http.ResponseWriter) {
-	httpx.WriteJSON(w, 200, map[string]any{"id": "j", "status": "COMPLETED",
+	wire.WriteJSON(w, 200, map[string]any{"id": "j", "status": "COMPLETED",
 		"output": map[string]any{"success": true, "json_result": embedOut{Vector: []float64{1}}}})
 }
 
@@ -67,7 +66,7 @@ func failThen(n, status int, ra string) func(int, http.ResponseWriter, *http.Req
 			if ra != "" {
 				w.Header().Set("Retry-After", ra)
 			}
-			httpx.WriteError(w, status, "try again")
+			wire.WriteError(w, status, "try again")
 			return
 		}
 		completed(w)
@@ -89,7 +88,7 @@ func TestRetryKeepsRequestID(t *testing.T) {
 			iv := fastRetries(newTestInvoker(t, client))
 			ctx := context.Background()
 			if parent != "" {
-				ctx = callmeta.With(ctx, callmeta.Meta{RequestID: parent, TraceParent: callmeta.NewTraceParent()})
+				ctx = wire.WithMeta(ctx, wire.Meta{RequestID: parent, TraceParent: wire.NewTraceParent()})
 			}
 			var out embedOut
 			if err := iv.Invoke(ctx, qbTarget("embed", srv.URL), embedIn{}, &out); err != nil {
@@ -99,14 +98,14 @@ func TestRetryKeepsRequestID(t *testing.T) {
 			if len(hs) != 3 {
 				t.Fatalf("%d attempts, want 3", len(hs))
 			}
-			rid, key := hs[0].Get(httpx.HeaderRequestID), hs[0].Get(httpx.HeaderIdempotencyKey)
-			trace, _ := callmeta.ParseTraceParent(hs[0].Get("traceparent"))
+			rid, key := hs[0].Get(wire.HeaderRequestID), hs[0].Get(wire.HeaderIdempotencyKey)
+			trace, _ := wire.ParseTraceParent(hs[0].Get("traceparent"))
 			if rid == "" || key == "" || key == rid || (parent != "" && rid != parent) {
 				t.Fatalf("request id %q, idempotency key %q", rid, key)
 			}
 			for i, h := range hs {
-				tr, _ := callmeta.ParseTraceParent(h.Get("traceparent"))
-				if h.Get(httpx.HeaderRequestID) != rid || h.Get(httpx.HeaderIdempotencyKey) != key || tr != trace {
+				tr, _ := wire.ParseTraceParent(h.Get("traceparent"))
+				if h.Get(wire.HeaderRequestID) != rid || h.Get(wire.HeaderIdempotencyKey) != key || tr != trace {
 					t.Fatalf("attempt %d: %v; want id %s, key %s, trace %s", i+1, h, rid, key, trace)
 				}
 			}
@@ -116,8 +115,8 @@ func TestRetryKeepsRequestID(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := ep.all()[3]
-			if k := h.Get(httpx.HeaderIdempotencyKey); k == "" || k == key || (parent != "" && h.Get(httpx.HeaderRequestID) != parent) {
-				t.Fatalf("second call: key %q (first %q), id %q", k, key, h.Get(httpx.HeaderRequestID))
+			if k := h.Get(wire.HeaderIdempotencyKey); k == "" || k == key || (parent != "" && h.Get(wire.HeaderRequestID) != parent) {
+				t.Fatalf("second call: key %q (first %q), id %q", k, key, h.Get(wire.HeaderRequestID))
 			}
 		})
 	}
@@ -133,7 +132,7 @@ func TestRetryOnlyWhenSafe(t *testing.T) {
 		}
 	}
 	status := func(code int) func(int, http.ResponseWriter, *http.Request) {
-		return func(_ int, w http.ResponseWriter, _ *http.Request) { httpx.WriteError(w, code, "no") }
+		return func(_ int, w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, code, "no") }
 	}
 	tests := []struct {
 		name     string
@@ -181,7 +180,7 @@ func TestRetryDialError(t *testing.T) {
 	srv, _ := startServer(t, http.NotFoundHandler())
 	srv.Close()
 	var dials atomic.Int64
-	tr := NewTransport()
+	tr := wire.NewTransport()
 	dial := tr.DialContext
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dials.Add(1)
@@ -202,7 +201,7 @@ func TestRetryDialError(t *testing.T) {
 // healthy, every call succeeds, no call asks the bad one twice, and once its
 // breaker opens (after 5 failures) the bad replica is asked no more.
 func TestRetryPrefersAnotherReplica(t *testing.T) {
-	bad := &scripted{answer: func(_ int, w http.ResponseWriter, _ *http.Request) { httpx.WriteError(w, 503, "down") }}
+	bad := &scripted{answer: func(_ int, w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, 503, "down") }}
 	good := &scripted{answer: failThen(0, 0, "")}
 	srvBad, client := startServer(t, bad)
 	srvGood, _ := startServer(t, good)
@@ -224,7 +223,7 @@ func TestRetryPrefersAnotherReplica(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, h := range bad.all() {
-		id := h.Get(httpx.HeaderRequestID)
+		id := h.Get(wire.HeaderRequestID)
 		if seen[id] {
 			t.Fatalf("request %s sent to the failing replica twice", id)
 		}
@@ -314,7 +313,7 @@ func TestBreaker(t *testing.T) {
 	ep := &scripted{answer: func(_ int, w http.ResponseWriter, r *http.Request) {
 		switch mode.Load() {
 		case "fail":
-			httpx.WriteError(w, 500, "internal")
+			wire.WriteError(w, 500, "internal")
 		case "hold":
 			select {
 			case <-release:
@@ -322,7 +321,7 @@ func TestBreaker(t *testing.T) {
 			case <-r.Context().Done():
 			}
 		case "failed": // the function failed: a healthy endpoint
-			httpx.WriteJSON(w, 200, map[string]any{"id": "j", "status": "FAILED", "error": "ValueError: no",
+			wire.WriteJSON(w, 200, map[string]any{"id": "j", "status": "FAILED", "error": "ValueError: no",
 				"output": map[string]any{"success": false, "error": "no", "error_type": "ValueError"}})
 		default:
 			completed(w)
@@ -466,10 +465,10 @@ func TestBreakerLB(t *testing.T) {
 	var typed atomic.Bool
 	ep := &scripted{answer: func(_ int, w http.ResponseWriter, _ *http.Request) {
 		if typed.Load() {
-			httpx.WriteError(w, 500, "bad input", "error_type", "ValueError")
+			wire.WriteError(w, 500, "bad input", "error_type", "ValueError")
 			return
 		}
-		httpx.WriteError(w, 500, "internal")
+		wire.WriteError(w, 500, "internal")
 	}}
 	srv, client := startServer(t, ep)
 	iv := newTestInvoker(t, client)
@@ -524,13 +523,13 @@ func TestInvokerErrorsHideKey(t *testing.T) {
 		switch r.URL.Path {
 		case "/runsync":
 			if n%2 == 0 {
-				httpx.WriteError(w, 500, "rejected "+auth)
+				wire.WriteError(w, 500, "rejected "+auth)
 				return
 			}
-			httpx.WriteJSON(w, 200, map[string]any{"id": "j", "status": "FAILED", "error": "ValueError: " + auth,
+			wire.WriteJSON(w, 200, map[string]any{"id": "j", "status": "FAILED", "error": "ValueError: " + auth,
 				"output": map[string]any{"success": false, "error": "saw " + auth, "error_type": "ValueError"}})
 		case "/process":
-			httpx.WriteError(w, 500, "saw "+auth, "error_type", "ValueError")
+			wire.WriteError(w, 500, "saw "+auth, "error_type", "ValueError")
 		default:
 			w.WriteHeader(401)
 			w.Write([]byte("who is " + auth + "?"))

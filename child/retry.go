@@ -168,7 +168,7 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 			return a, err // no time left for another attempt
 		}
 		iv.log.Debug("retrying a call", "function", t.Function, "resource", t.Resource, "attempt", attempt+1,
-			"after", wait, "status", a.status, "error", err)
+			"after", wait, "status", a.status, "err", err)
 		if !sleep(ctx, wait) {
 			return a, t.ctxError(ctx)
 		}

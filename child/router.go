@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -155,7 +156,7 @@ func buildTable(m *manifest.Manifest, version int64, identity string) *table {
 				continue
 			}
 		} else {
-			tg.qbHead = qbHead(fn)
+			tg.qbHead = wire.JobRequestHead(fn)
 		}
 		t.routes[fn] = route{target: tg}
 	}

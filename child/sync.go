@@ -28,7 +28,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -73,7 +73,7 @@ type Config struct {
 	TTL time.Duration
 	// PollWait is the long-poll wait asked for (capped at MaxPollWait).
 	PollWait time.Duration
-	// HTTPClient makes the requests; nil → a client on NewTransport().
+	// HTTPClient makes the requests; nil → a client on wire.NewTransport().
 	HTTPClient *http.Client
 	// Logger receives the loop's logs; nil → slog.Default().
 	Logger *slog.Logger
@@ -157,7 +157,7 @@ func NewSync(cfg Config) (*Sync, error) {
 		jitter:   fullJitter,
 	}
 	if s.client == nil {
-		s.client = &http.Client{Transport: NewTransport()}
+		s.client = &http.Client{Transport: wire.NewTransport()}
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -325,14 +325,14 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 	}
 	h := req.Header
 	if s.cfg.APIKey != "" {
-		h.Set(httpx.HeaderAuthorization, "Bearer "+s.cfg.APIKey)
+		h.Set(wire.HeaderAuthorization, "Bearer "+s.cfg.APIKey)
 	}
-	h.Set("Accept", httpx.ContentTypeJSON)
-	h.Set(httpx.HeaderResource, s.cfg.Identity)
-	h.Set(httpx.HeaderInstance, s.cfg.Instance)
-	h.Set(httpx.HeaderAppliedVersion, strconv.FormatInt(s.Version(), 10))
+	h.Set("Accept", wire.ContentTypeJSON)
+	h.Set(wire.HeaderResource, s.cfg.Identity)
+	h.Set(wire.HeaderInstance, s.cfg.Instance)
+	h.Set(wire.HeaderAppliedVersion, strconv.FormatInt(s.Version(), 10))
 	if s.rejVersion > 0 {
-		h.Set(httpx.HeaderRejectedVersion, strconv.FormatInt(s.rejVersion, 10))
+		h.Set(wire.HeaderRejectedVersion, strconv.FormatInt(s.rejVersion, 10))
 		h.Set(HeaderRejectedReason, s.rejReason)
 	}
 
@@ -378,7 +378,7 @@ func (s *Sync) handle(status int, h http.Header, body []byte, elapsed time.Durat
 		return s.fail(backoffCap, slog.LevelWarn, "fetch manifest", answerErr(status, body))
 	case status == http.StatusTooManyRequests:
 		d := s.fail(backoffCap, slog.LevelWarn, "fetch manifest", answerErr(status, body))
-		if ra, err := strconv.Atoi(h.Get(httpx.HeaderRetryAfter)); err == nil && ra > 0 {
+		if ra, err := strconv.Atoi(h.Get(wire.HeaderRetryAfter)); err == nil && ra > 0 {
 			d = max(d, min(time.Duration(ra)*time.Second, backoffCap))
 		}
 		return d
@@ -394,12 +394,12 @@ func (s *Sync) handle(status int, h http.Header, body []byte, elapsed time.Durat
 
 func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration) time.Duration {
 	var version int64
-	vs := h.Get(httpx.HeaderManifestVersion)
+	vs := h.Get(wire.HeaderManifestVersion)
 	if vs != "" {
 		v, err := strconv.ParseInt(vs, 10, 64)
 		if err != nil || v < 0 {
 			return s.fail(backoffCap, slog.LevelError, "manifest answer",
-				fmt.Errorf("bad %s %q", httpx.HeaderManifestVersion, truncate(vs, 40)))
+				fmt.Errorf("bad %s %q", wire.HeaderManifestVersion, truncate(vs, 40)))
 		}
 		version = v
 	}
@@ -424,7 +424,7 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 	if err != nil {
 		s.succeed() // the mothership answered; the manifest is what is wrong
 		s.log.Error("rejected an invalid manifest; keeping the one in use",
-			"version", version, "applied_version", s.Version(), "error", err)
+			"version", version, "applied_version", s.Version(), "err", err)
 		if version > 0 {
 			s.rejVersion, s.rejReason, s.rejSum = version, rejectReason(err), sum
 			s.seen = version // park on it, so the long poll does not return it again at once
@@ -476,9 +476,9 @@ func (s *Sync) succeed() {
 func (s *Sync) fail(cap time.Duration, level slog.Level, what string, err error) time.Duration {
 	if !s.failing || level >= slog.LevelError {
 		s.log.Log(context.Background(), level, what+" failed; keeping the manifest in use",
-			"error", err, "applied_version", s.Version())
+			"err", err, "applied_version", s.Version())
 	} else {
-		s.log.Debug(what+" failed", "error", err, "attempt", s.attempt)
+		s.log.Debug(what+" failed", "err", err, "attempt", s.attempt)
 	}
 	s.failing = true
 	return s.backoff(cap)
@@ -513,7 +513,7 @@ func (s *Sync) apply(sn *snapshot, persist bool) {
 	s.applyMu.Unlock()
 	if persist && s.cachePath != "" {
 		if err := saveCache(s.cachePath, sn.m, sn.version); err != nil {
-			s.log.Warn("could not write the last-known-good manifest", "error", err)
+			s.log.Warn("could not write the last-known-good manifest", "err", err)
 		}
 	}
 	if s.cfg.OnApply != nil {

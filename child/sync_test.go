@@ -14,7 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -81,11 +81,11 @@ func TestSyncAppliesAndFollowsParkedLongPoll(t *testing.T) {
 	eventually(t, "a parked long poll", func() bool { return f.parked.Load() == 1 })
 	h := f.lastHeader()
 	for k, want := range map[string]string{
-		"Authorization":             "Bearer k",
-		httpx.HeaderResource:        "api",
-		httpx.HeaderInstance:        "api-1",
-		httpx.HeaderAppliedVersion:  "1",
-		httpx.HeaderRejectedVersion: "",
+		"Authorization":            "Bearer k",
+		wire.HeaderResource:        "api",
+		wire.HeaderInstance:        "api-1",
+		wire.HeaderAppliedVersion:  "1",
+		wire.HeaderRejectedVersion: "",
 	} {
 		if got := h.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
@@ -131,10 +131,10 @@ func TestSyncRejectsInvalidManifest(t *testing.T) {
 	f.publish(fixture(t, "invalid/version-unsupported.json")) // v2: invalid
 	eventually(t, "the rejection reported", func() bool {
 		h := f.lastHeader()
-		return h.Get(httpx.HeaderRejectedVersion) == "2" && f.parked.Load() == 1
+		return h.Get(wire.HeaderRejectedVersion) == "2" && f.parked.Load() == 1
 	})
 	h := f.lastHeader()
-	if h.Get(HeaderRejectedReason) == "" || h.Get(httpx.HeaderAppliedVersion) != "1" {
+	if h.Get(HeaderRejectedReason) == "" || h.Get(wire.HeaderAppliedVersion) != "1" {
 		t.Errorf("headers after rejection: %v", h)
 	}
 	if s.Current() != before || s.Version() != 1 || applies.Load() != 1 {
@@ -148,7 +148,7 @@ func TestSyncRejectsInvalidManifest(t *testing.T) {
 	f.publish(good) // v3: valid again
 	eventually(t, "v3", func() bool { return s.Version() == 3 })
 	eventually(t, "next poll", func() bool { return f.parked.Load() == 1 })
-	if h := f.lastHeader(); h.Get(httpx.HeaderRejectedVersion) != "" {
+	if h := f.lastHeader(); h.Get(wire.HeaderRejectedVersion) != "" {
 		t.Errorf("still reporting a rejection after a good version: %v", h)
 	}
 }
@@ -272,8 +272,8 @@ func TestWaitReadyFanIn(t *testing.T) {
 	srv, client := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		<-release
-		w.Header().Set(httpx.HeaderManifestVersion, "1")
-		httpx.WriteRawJSON(w, http.StatusOK, body)
+		w.Header().Set(wire.HeaderManifestVersion, "1")
+		wire.WriteRawJSON(w, http.StatusOK, body)
 	}))
 	s, err := NewSync(Config{Identity: "api", MothershipURL: srv.URL, HTTPClient: client, Logger: quietLogger()})
 	if err != nil {
@@ -327,7 +327,7 @@ func TestWaitReadyFanInWithRun(t *testing.T) {
 	eventually(t, "the long poll", func() bool { return f.parked.Load() == 1 })
 	before := 0
 	for _, h := range f.allHeaders() {
-		if h.Get(httpx.HeaderAppliedVersion) == "0" {
+		if h.Get(wire.HeaderAppliedVersion) == "0" {
 			before++
 		}
 	}
@@ -380,7 +380,7 @@ func TestSyncTTLMode(t *testing.T) {
 			mu.Lock()
 			times = append(times, time.Since(start))
 			mu.Unlock()
-			httpx.WriteRawJSON(w, http.StatusOK, body) // no version header
+			wire.WriteRawJSON(w, http.StatusOK, body) // no version header
 		})
 		var applies atomic.Int64
 		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership", TTL: 10 * time.Second,
@@ -432,7 +432,7 @@ func TestSyncBackoff(t *testing.T) {
 			mu.Unlock()
 			switch {
 			case failed:
-				httpx.WriteError(w, http.StatusInternalServerError, "down")
+				wire.WriteError(w, http.StatusInternalServerError, "down")
 			case r.URL.Query().Get("version") == "1": // hold the long poll
 				select {
 				case <-time.After(60 * time.Second):
@@ -440,8 +440,8 @@ func TestSyncBackoff(t *testing.T) {
 				case <-r.Context().Done():
 				}
 			default:
-				w.Header().Set(httpx.HeaderManifestVersion, "1")
-				httpx.WriteRawJSON(w, http.StatusOK, body)
+				w.Header().Set(wire.HeaderManifestVersion, "1")
+				wire.WriteRawJSON(w, http.StatusOK, body)
 			}
 		})
 		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership", PollWait: 60 * time.Second,
@@ -503,7 +503,7 @@ func TestHandle(t *testing.T) {
 	good := fixture(t, "valid/minimal.json")
 	ver := func(v int) http.Header {
 		h := http.Header{}
-		h.Set(httpx.HeaderManifestVersion, strconv.Itoa(v))
+		h.Set(wire.HeaderManifestVersion, strconv.Itoa(v))
 		return h
 	}
 	newSync := func(t *testing.T, ready bool) *Sync {
@@ -538,7 +538,7 @@ func TestHandle(t *testing.T) {
 		{"400: only at the cap", true, 400, nil, `{"error":"bad version"}`, 0, backoffCap, 1},
 		{"403: only at the cap", true, 403, nil, "", 0, backoffCap, 1},
 		{"500", true, 500, nil, "", 0, backoffBase, 1},
-		{"bad version header", true, 200, http.Header{httpx.HeaderManifestVersion: {"-3"}}, string(good), 0, backoffBase, 1},
+		{"bad version header", true, 200, http.Header{wire.HeaderManifestVersion: {"-3"}}, string(good), 0, backoffBase, 1},
 		{"invalid manifest", true, 200, ver(2), `{"resources":7}`, 0, 0, 1},
 	}
 	for _, tt := range tests {
@@ -582,15 +582,15 @@ func TestSyncNudgeCutsBackoff(t *testing.T) {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			if fail.Load() {
-				httpx.WriteError(w, http.StatusInternalServerError, "down")
+				wire.WriteError(w, http.StatusInternalServerError, "down")
 				return
 			}
 			if r.URL.Query().Get("version") == "1" {
 				<-r.Context().Done() // hold the long poll
 				return
 			}
-			w.Header().Set(httpx.HeaderManifestVersion, "1")
-			httpx.WriteRawJSON(w, http.StatusOK, body)
+			w.Header().Set(wire.HeaderManifestVersion, "1")
+			wire.WriteRawJSON(w, http.StatusOK, body)
 		})
 		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership",
 			HTTPClient: &http.Client{Transport: handlerTransport{h}}, Logger: quietLogger()})
@@ -628,8 +628,8 @@ func TestSyncAppliesFallbackVersionZero(t *testing.T) {
 				<-r.Context().Done()
 				return
 			}
-			w.Header().Set(httpx.HeaderManifestVersion, strconv.FormatInt(v, 10))
-			httpx.WriteRawJSON(w, http.StatusOK, body)
+			w.Header().Set(wire.HeaderManifestVersion, strconv.FormatInt(v, 10))
+			wire.WriteRawJSON(w, http.StatusOK, body)
 		})
 		s, err := NewSync(Config{Identity: "api", MothershipURL: "http://mothership",
 			HTTPClient: &http.Client{Transport: handlerTransport{h}}, Logger: quietLogger()})

@@ -61,7 +61,7 @@ func TestFaultMothershipKilledMidDeploy(t *testing.T) {
 			}
 		}, prepare: func(t *testing.T, w *world) func() {
 			// The provider stalls opening the log, before it starts anything.
-			return stallLog(t, filepath.Join(w.dir, ".flash", "logs", "embedder.log"), false)
+			return stallLog(t, filepath.Join(w.appDir().Logs(), "embedder.log"), false)
 		}},
 		{name: "new child started, its pid not yet recorded", kill: func(t *testing.T, w *world, ms *mothership, d *deployRun, before []int) {
 			pid := w.newPID(t, before, 20*time.Second)
@@ -71,7 +71,7 @@ func TestFaultMothershipKilledMidDeploy(t *testing.T) {
 			// That window lasts one write of a log line and one SQLite
 			// write; the provider stalls on that line, so that the kill
 			// lands in the window every time.
-			return stallLog(t, filepath.Join(w.dir, ".flash", "logs", "embedder.log"), true)
+			return stallLog(t, filepath.Join(w.appDir().Logs(), "embedder.log"), true)
 		}},
 		{name: "new child recorded, not yet healthy", kill: func(t *testing.T, w *world, ms *mothership, d *deployRun, before []int) {
 			d.waitEvent(t, "embedder", "deploying", 20*time.Second)
@@ -400,7 +400,7 @@ func TestFaultCacheNotWritable(t *testing.T) {
 	apiURL := st.Resources["api"].EndpointURL
 	mustProcess(t, apiURL, pipelineServedBy)
 
-	logOf := func(res string) string { return filepath.Join(w.dir, ".flash", "logs", res+".log") }
+	logOf := func(res string) string { return filepath.Join(w.appDir().Logs(), res+".log") }
 	for _, res := range pipelineResources {
 		eventually(t, 5*time.Second, res+" logs that its cache cannot be written", func() error {
 			if logContains(logOf(res), "last-known-good", cache, "not a directory") {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/store"
 	"github.com/flash-go/flash/store/sqlite"
 )
@@ -59,9 +60,12 @@ func newWorld(t *testing.T, bin, app string) *world {
 // statePath is the SQLite state store of this world's motherships.
 func (w *world) statePath() string { return filepath.Join(w.dir, "state.db") }
 
+// appDir is the app's state directory under the world's .flash.
+func (w *world) appDir() layout.App { return layout.In(w.dir).App(w.app) }
+
 // cacheDir is where the local provider tells children to keep their
 // last-known-good manifest (the mothership's FLASH_CACHE_DIR default).
-func (w *world) cacheDir() string { return filepath.Join(w.dir, ".flash", "cache") }
+func (w *world) cacheDir() string { return w.appDir().Cache() }
 
 // proc is a process the test started itself.
 type proc struct {
@@ -334,10 +338,10 @@ func cmdline(pid int) string {
 }
 
 // logFiles are every log of the world: the test's processes' and the local
-// provider's (.flash/logs/<resource>.log).
+// provider's (.flash/apps/<app>/logs/<resource>.log).
 func (w *world) logFiles() []string {
 	a, _ := filepath.Glob(filepath.Join(w.dir, "*.log"))
-	b, _ := filepath.Glob(filepath.Join(w.dir, ".flash", "logs", "*.log"))
+	b, _ := filepath.Glob(filepath.Join(w.appDir().Logs(), "*.log"))
 	return append(a, b...)
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // discardWriter is a minimal ResponseWriter, so that the benchmarks measure
@@ -47,10 +47,10 @@ func BenchmarkManifestGET(b *testing.B) {
 	s := m.snap.Load()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set(httpx.HeaderManifestVersion, s.verStr)
+		h.Set(wire.HeaderManifestVersion, s.verStr)
 		h.Set("Etag", s.etag)
 		h.Set("Cache-Control", "no-cache")
-		httpx.WriteRawJSON(w, http.StatusOK, s.body)
+		wire.WriteRawJSON(w, http.StatusOK, s.body)
 	})
 	for _, c := range []struct {
 		name string
@@ -58,9 +58,9 @@ func BenchmarkManifestGET(b *testing.B) {
 	}{{"handler", http.HandlerFunc(m.serveManifest)}, {"bare", bare}} {
 		b.Run("direct/"+c.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/manifest", nil)
-			req.Header.Set(httpx.HeaderResource, "r1")
-			req.Header.Set(httpx.HeaderInstance, "r1-0")
-			req.Header.Set(httpx.HeaderAppliedVersion, "1")
+			req.Header.Set(wire.HeaderResource, "r1")
+			req.Header.Set(wire.HeaderInstance, "r1-0")
+			req.Header.Set(wire.HeaderAppliedVersion, "1")
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(s.body)))

@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -51,7 +51,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	select {
 	case m.deploying <- struct{}{}:
 	default:
-		httpx.WriteError(w, http.StatusConflict, ErrBusy.Error())
+		wire.WriteError(w, http.StatusConflict, ErrBusy.Error())
 		return
 	}
 	defer func() { <-m.deploying }()
@@ -62,14 +62,14 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &bad):
-			httpx.WriteError(w, http.StatusBadRequest, "invalid deploy", "problems", bad.problems)
+			wire.WriteError(w, http.StatusBadRequest, "invalid deploy", "problems", bad.problems)
 		case errors.As(err, &tooBig):
-			httpx.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("deploy body larger than %d bytes", tooBig.Limit))
+			wire.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("deploy body larger than %d bytes", tooBig.Limit))
 		case errors.Is(err, errUnsupportedType):
-			httpx.WriteError(w, http.StatusUnsupportedMediaType, err.Error())
+			wire.WriteError(w, http.StatusUnsupportedMediaType, err.Error())
 		default:
 			m.log.Error("deploy: cannot read the request", "err", err)
-			httpx.WriteError(w, http.StatusInternalServerError, "cannot read the deploy", "detail", err.Error())
+			wire.WriteError(w, http.StatusInternalServerError, "cannot read the deploy", "detail", err.Error())
 		}
 		return
 	}
@@ -104,7 +104,7 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Aborted before any step: nothing was streamed yet.
-		httpx.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	line(map[string]Report{"report": report})

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // FuzzLongPollQuery drives GET /manifest with arbitrary query strings: the
@@ -45,7 +45,7 @@ func FuzzLongPollQuery(f *testing.F) {
 		m.serveManifest(rec, req)
 		switch rec.Code {
 		case http.StatusOK, http.StatusNotModified:
-			if rec.Header().Get(httpx.HeaderManifestVersion) != "1" {
+			if rec.Header().Get(wire.HeaderManifestVersion) != "1" {
 				t.Fatalf("%q: %d without version header", query, rec.Code)
 			}
 		case http.StatusBadRequest:

@@ -1,31 +1,16 @@
 package mothership
 
 import (
-	"strconv"
-
 	"context"
-	"github.com/flash-go/flash/internal/callmeta"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
-	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
-
-// newTransport is the gateway's pooled transport: idle connections sized for
-// many concurrent calls per resource, not Go's default of 2 per host.
-func newTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 512
-	t.MaxIdleConnsPerHost = 128
-	t.IdleConnTimeout = 90 * time.Second
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return t
-}
 
 // maxResourceName bounds a resource name in a gateway path (SPEC §2.2).
 const maxResourceName = 63
@@ -51,14 +36,14 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 			name := r.PathValue("resource")
 			if len(name) > maxResourceName || !manifest.ValidResourceName(name) {
 				// Not a name a manifest can hold: refused unlooked-up, not echoed.
-				httpx.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
+				wire.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
 				return
 			}
 			suffix := route.suffix
 			if strings.HasSuffix(suffix, "/") {
 				id := r.PathValue("id")
-				if !httpx.ValidJobID(id) {
-					httpx.WriteError(w, http.StatusNotFound, "job not found (not a job id)")
+				if !wire.ValidJobID(id) {
+					wire.WriteError(w, http.StatusNotFound, "job not found (not a job id)")
 					return
 				}
 				suffix += url.PathEscape(id)
@@ -77,7 +62,7 @@ func (m *Mothership) forward(w http.ResponseWriter, r *http.Request, name, suffi
 		res = mf.Resources[name]
 	}
 	if res == nil || res.LoadBalanced {
-		httpx.WriteError(w, http.StatusNotFound, "unknown queue-based resource "+quote(name), "resource", name,
+		wire.WriteError(w, http.StatusNotFound, "unknown queue-based resource "+quote(name), "resource", name,
 			"available", qbNames(mf))
 		return
 	}
@@ -87,14 +72,14 @@ func (m *Mothership) forward(w http.ResponseWriter, r *http.Request, name, suffi
 		if res.Error != "" {
 			msg += ": " + res.Error
 		}
-		w.Header().Set(httpx.HeaderRetryAfter, "1")
-		httpx.WriteError(w, http.StatusServiceUnavailable, msg, "resource", name, "status", string(res.Status))
+		w.Header().Set(wire.HeaderRetryAfter, "1")
+		wire.WriteError(w, http.StatusServiceUnavailable, msg, "resource", name, "status", string(res.Status))
 		return
 	}
 	raw := urls[int(m.rr.Add(1)%uint64(len(urls)))]
 	base, err := url.Parse(raw)
 	if err != nil || base.Host == "" {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "resource "+quote(name)+" has an invalid endpoint URL",
+		wire.WriteError(w, http.StatusServiceUnavailable, "resource "+quote(name)+" has an invalid endpoint URL",
 			"resource", name, "endpoint_url", raw)
 		return
 	}
@@ -116,21 +101,21 @@ func (m *Mothership) newProxy() http.Handler {
 			// Rewrite starts from a copy of the incoming headers: Authorization
 			// (the app's key, valid on every endpoint) passes through. The call
 			// is one more hop, under the same request id and trace.
-			meta, ok := callmeta.From(pr.In.Context())
+			meta, ok := wire.MetaFrom(pr.In.Context())
 			if !ok { // not behind serve's middleware: read the headers themselves
-				meta.RequestID = pr.In.Header.Get(httpx.HeaderRequestID)
-				meta.TraceParent = pr.In.Header.Get(httpx.HeaderTraceParent)
-				meta.Hops, _ = httpx.ParseHops(pr.In.Header.Get(httpx.HeaderHops))
+				meta.RequestID = pr.In.Header.Get(wire.HeaderRequestID)
+				meta.TraceParent = pr.In.Header.Get(wire.HeaderTraceParent)
+				meta.Hops, _ = wire.ParseHops(pr.In.Header.Get(wire.HeaderHops))
 			}
 			if meta.RequestID != "" {
-				pr.Out.Header.Set(httpx.HeaderRequestID, meta.RequestID)
+				pr.Out.Header.Set(wire.HeaderRequestID, meta.RequestID)
 			}
-			pr.Out.Header.Set(httpx.HeaderTraceParent, callmeta.ChildTraceParent(meta.TraceParent))
-			pr.Out.Header.Set(httpx.HeaderHops, strconv.Itoa(meta.Hops+1))
+			pr.Out.Header.Set(wire.HeaderTraceParent, wire.ChildTraceParent(meta.TraceParent))
+			pr.Out.Header.Set(wire.HeaderHops, strconv.Itoa(meta.Hops+1))
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			// The mothership's middleware already set the (same) request id.
-			resp.Header.Del(httpx.HeaderRequestID)
+			resp.Header.Del(wire.HeaderRequestID)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -139,7 +124,7 @@ func (m *Mothership) newProxy() http.Handler {
 				return // the caller went away
 			}
 			m.log.Warn("gateway: endpoint unreachable", "url", t.base.Redacted(), "err", err)
-			httpx.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", err.Error())
+			wire.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", err.Error())
 		},
 	}
 }

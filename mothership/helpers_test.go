@@ -24,6 +24,7 @@ import (
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
 	"github.com/flash-go/flash/store/sqlite"
+	"github.com/flash-go/flash/store/storetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -42,119 +43,9 @@ func openSQLite(t testing.TB) *sqlite.Store {
 	return s
 }
 
-// memStore is a small in-memory store.Store for tests that need no files
-// (testing/synctest bubbles) or injected failures.
-type memStore struct {
-	mu        sync.Mutex
-	versions  []store.Published
-	deps      map[string]store.Deployment
-	insts     map[string]store.Instance
-	latestErr error
-	publishes int
-}
-
-func newMemStore() *memStore {
-	return &memStore{deps: map[string]store.Deployment{}, insts: map[string]store.Instance{}}
-}
-
-func (s *memStore) failLatest(err error) {
-	s.mu.Lock()
-	s.latestErr = err
-	s.mu.Unlock()
-}
-
-func (s *memStore) Latest(ctx context.Context) (store.Published, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.latestErr != nil {
-		return store.Published{}, s.latestErr
-	}
-	if len(s.versions) == 0 {
-		return store.Published{}, store.ErrNotFound
-	}
-	return s.versions[len(s.versions)-1], nil
-}
-
-func (s *memStore) Get(ctx context.Context, v int64) (store.Published, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.versions {
-		if p.Version == v {
-			return p, nil
-		}
-	}
-	return store.Published{}, store.ErrNotFound
-}
-
-func (s *memStore) History(ctx context.Context, limit int) ([]store.Published, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := slices.Clone(s.versions)
-	slices.Reverse(out)
-	return out[:min(limit, len(out))], nil
-}
-
-func (s *memStore) Publish(ctx context.Context, prev int64, mf []byte) (store.Published, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if int64(len(s.versions)) != prev {
-		return store.Published{}, store.ErrConflict
-	}
-	s.publishes++
-	p := store.Published{Version: prev + 1, Manifest: slices.Clone(mf), PublishedAt: time.Now()}
-	s.versions = append(s.versions, p)
-	return p, nil
-}
-
-func (s *memStore) PutDeployment(ctx context.Context, d store.Deployment) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.deps[d.Resource] = d
-	return nil
-}
-
-func (s *memStore) Deployments(ctx context.Context) ([]store.Deployment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]store.Deployment, 0, len(s.deps))
-	for _, d := range s.deps {
-		out = append(out, d)
-	}
-	slices.SortFunc(out, func(a, b store.Deployment) int { return cmp.Compare(a.Resource, b.Resource) })
-	return out, nil
-}
-
-func (s *memStore) DeleteDeployment(ctx context.Context, r string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.deps, r)
-	return nil
-}
-
-func (s *memStore) PutEndpoint(context.Context, store.Endpoint) error { return nil }
-func (s *memStore) Endpoints(context.Context, string) ([]store.Endpoint, error) {
-	return nil, nil
-}
-func (s *memStore) DeleteEndpoint(context.Context, string) error { return nil }
-
-func (s *memStore) ReportInstance(ctx context.Context, i store.Instance) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.insts[i.Resource+"/"+i.Instance] = i
-	return nil
-}
-
-func (s *memStore) Instances(ctx context.Context) ([]store.Instance, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]store.Instance, 0, len(s.insts))
-	for _, i := range s.insts {
-		out = append(out, i)
-	}
-	return out, nil
-}
-
-func (s *memStore) Close() error { return nil }
+// newMemStore returns the shared in-memory store, for tests that need no
+// files (testing/synctest bubbles) or injected failures.
+func newMemStore() *storetest.MemStore { return storetest.NewMemStore() }
 
 // failingStore fails Latest (and only Latest) while err is set.
 type failingStore struct {

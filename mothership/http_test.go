@@ -18,7 +18,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 )
@@ -28,7 +28,7 @@ func TestStatus(t *testing.T) {
 	h.run(t)
 	h.prov.fail["b"] = errBoom
 	mustReconcile(t, h.m, buildManifest(t, res{name: "a", min: 2}, res{name: "b"}, res{name: "web", lb: true}))
-	h.get(t, "/manifest", map[string]string{httpx.HeaderResource: "web", httpx.HeaderInstance: "web-0", httpx.HeaderAppliedVersion: "3"})
+	h.get(t, "/manifest", map[string]string{wire.HeaderResource: "web", wire.HeaderInstance: "web-0", wire.HeaderAppliedVersion: "3"})
 	eventually(t, "report stored", func() bool { is, _ := h.st.Instances(t.Context()); return len(is) == 1 })
 
 	resp, body := h.get(t, "/flash/status", nil)
@@ -322,7 +322,7 @@ func TestGateway(t *testing.T) {
 		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization")+" "+string(body))
 		hops, rid = r.Header.Get("X-Flash-Hops"), r.Header.Get("X-Request-Id")
 		mu.Unlock()
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path})
 	}))
 	defer backend.Close()
 	h := newHarness(t)

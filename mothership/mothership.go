@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
@@ -70,8 +71,8 @@ type Config struct {
 	// ArtifactDir is where POST /flash/deploy keeps uploaded binaries, as
 	// ArtifactDir/<sha256>/app. Default ".flash/artifacts".
 	ArtifactDir string
-	// Transport carries gateway requests to resources. Default: a pooled
-	// clone of http.DefaultTransport.
+	// Transport carries gateway requests to resources. Default:
+	// wire.NewTransport().
 	Transport http.RoundTripper
 	// Logger receives the mothership's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -147,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		cfg.Rand = rand.Float64
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = newTransport()
+		cfg.Transport = wire.NewTransport()
 	}
 	m := &Mothership{
 		cfg:       cfg,

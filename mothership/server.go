@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // HeaderRejectedReason carries why a child refused X-Flash-Rejected-Version.
@@ -107,7 +107,7 @@ func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" { // most reads carry no query: skip the map
 		var err error
 		if lp, err = parseLongPoll(r.URL.Query()); err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, "invalid long-poll parameters", "detail", err.Error())
+			wire.WriteError(w, http.StatusBadRequest, "invalid long-poll parameters", "detail", err.Error())
 			return
 		}
 	}
@@ -137,14 +137,14 @@ func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	if s.version > 0 || s.mf != nil {
-		h.Set(httpx.HeaderManifestVersion, s.verStr)
+		h.Set(wire.HeaderManifestVersion, s.verStr)
 	}
 	if !s.servable {
 		detail := "no manifest has been published yet"
 		if s.mf != nil {
 			detail = "the published manifest has no resources"
 		}
-		httpx.WriteError(w, http.StatusNotFound, "Manifest not found", "detail", detail)
+		wire.WriteError(w, http.StatusNotFound, "Manifest not found", "detail", detail)
 		return
 	}
 	h.Set("Etag", s.etag)
@@ -153,12 +153,12 @@ func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Cache-Control", "no-cache")
-	httpx.WriteRawJSON(w, http.StatusOK, s.served)
+	wire.WriteRawJSON(w, http.StatusOK, s.served)
 }
 
 func (m *Mothership) notModified(w http.ResponseWriter, s *snapshot) {
 	h := w.Header()
-	h.Set(httpx.HeaderManifestVersion, s.verStr)
+	h.Set(wire.HeaderManifestVersion, s.verStr)
 	if s.servable {
 		h.Set("Etag", s.etag)
 	}
@@ -184,9 +184,9 @@ func etagMatch(header, etag string) bool {
 // the served version.
 func (m *Mothership) serveInvalidate(w http.ResponseWriter, r *http.Request) {
 	if err := m.Invalidate(r.Context()); err != nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "cannot read the state store", "detail", err.Error(),
+		wire.WriteError(w, http.StatusServiceUnavailable, "cannot read the state store", "detail", err.Error(),
 			"version", m.snap.Load().version)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]int64{"version": m.snap.Load().version})
+	wire.WriteJSON(w, http.StatusOK, map[string]int64{"version": m.snap.Load().version})
 }

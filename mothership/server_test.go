@@ -11,7 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -44,7 +44,7 @@ func TestManifestNotFound(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "no resources") {
 		t.Fatalf("empty resources: %d %s", resp.StatusCode, body)
 	}
-	if v := resp.Header.Get(httpx.HeaderManifestVersion); v != "1" {
+	if v := resp.Header.Get(wire.HeaderManifestVersion); v != "1" {
 		t.Fatalf("version header %q, want 1", v)
 	}
 }
@@ -70,7 +70,7 @@ func TestManifestServed(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	if got := resp.Header.Get(httpx.HeaderManifestVersion); got != strconv.FormatInt(v, 10) {
+	if got := resp.Header.Get(wire.HeaderManifestVersion); got != strconv.FormatInt(v, 10) {
 		t.Fatalf("version header %q, want %d", got, v)
 	}
 	etag := resp.Header.Get("ETag")
@@ -150,7 +150,7 @@ func poll(m *Mothership, query string) <-chan pollResult {
 	go func() {
 		rec := httptest.NewRecorder()
 		m.serveManifest(rec, httptest.NewRequest(http.MethodGet, "/manifest?"+query, nil))
-		out <- pollResult{rec.Code, rec.Header().Get(httpx.HeaderManifestVersion), time.Since(start)}
+		out <- pollResult{rec.Code, rec.Header().Get(wire.HeaderManifestVersion), time.Since(start)}
 	}()
 	return out
 }
@@ -252,10 +252,10 @@ func TestReportsRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.get(t, "/manifest", map[string]string{
-		httpx.HeaderResource: "gpu", httpx.HeaderInstance: "gpu-0", httpx.HeaderAppliedVersion: "1"})
+		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-0", wire.HeaderAppliedVersion: "1"})
 	h.get(t, "/manifest?version=1", map[string]string{
-		httpx.HeaderResource: "gpu", httpx.HeaderInstance: "gpu-1", httpx.HeaderAppliedVersion: "1",
-		httpx.HeaderRejectedVersion: "2", HeaderRejectedReason: "invalid manifest: bad route"})
+		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-1", wire.HeaderAppliedVersion: "1",
+		wire.HeaderRejectedVersion: "2", HeaderRejectedReason: "invalid manifest: bad route"})
 	eventually(t, "reports in the store", func() bool {
 		is, err := h.st.Instances(t.Context())
 		return err == nil && len(is) == 2
@@ -282,7 +282,7 @@ func TestBootServesLocalFileWhenStoreDown(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Store, c.ManifestPath, c.TTL = fs, path, time.Hour })
 
 	resp, body := h.get(t, "/manifest", nil)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(httpx.HeaderManifestVersion) != "0" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderManifestVersion) != "0" {
 		t.Fatalf("fallback: %d %s", resp.StatusCode, body)
 	}
 	if _, err := manifest.Parse(body); err != nil {
@@ -330,7 +330,7 @@ func TestRunFollowsStoreAndInvalidate(t *testing.T) {
 		t.Fatalf("invalidate: %d %s", rec.Code, rec.Body)
 	}
 	// A store failure keeps the last good copy and says so.
-	ms.failLatest(errBoom)
+	ms.FailLatest(errBoom)
 	rec = httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/flash/invalidate", nil))
 	if rec.Code != http.StatusServiceUnavailable {

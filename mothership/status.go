@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/store"
 )
 
@@ -46,11 +46,11 @@ func newInstances() instances {
 
 // record notes the report headers of r, if any.
 func (in *instances) record(r *http.Request, now func() time.Time) {
-	res := r.Header.Get(httpx.HeaderResource)
+	res := r.Header.Get(wire.HeaderResource)
 	if res == "" {
 		return
 	}
-	inst := r.Header.Get(httpx.HeaderInstance)
+	inst := r.Header.Get(wire.HeaderInstance)
 	if inst == "" {
 		inst = res
 	}
@@ -58,8 +58,8 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 		return
 	}
 	k := instanceKey{res, inst}
-	applied := headerVersion(r.Header.Get(httpx.HeaderAppliedVersion))
-	rejected := headerVersion(r.Header.Get(httpx.HeaderRejectedVersion))
+	applied := headerVersion(r.Header.Get(wire.HeaderAppliedVersion))
+	rejected := headerVersion(r.Header.Get(wire.HeaderRejectedVersion))
 	reason := r.Header.Get(HeaderRejectedReason)
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
@@ -280,5 +280,5 @@ func (m *Mothership) Status(ctx context.Context) Status {
 }
 
 func (m *Mothership) serveStatus(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteJSON(w, http.StatusOK, m.Status(r.Context()))
+	wire.WriteJSON(w, http.StatusOK, m.Status(r.Context()))
 }

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 type benchIn struct{ A, B int }
@@ -169,7 +169,7 @@ func BenchmarkOverload(b *testing.B) {
 	})
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
-		httpx.WriteError(w, http.StatusTooManyRequests, "job queue full, retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "job queue full, retry later")
 	})
 	b.Run("bare-429", func(b *testing.B) {
 		b.ReportAllocs()

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // FuzzHandler feeds the whole handler random requests: it must never panic,
@@ -124,7 +124,7 @@ func FuzzJobID(f *testing.F) {
 			if rec.Body.Len() > 512 {
 				t.Fatalf("%s %q: %d body of %d bytes", method, id, rec.Code, rec.Body.Len())
 			}
-			if len(id) > httpx.MaxJobIDLen && strings.Contains(rec.Body.String(), id[:httpx.MaxJobIDLen+1]) {
+			if len(id) > wire.MaxJobIDLen && strings.Contains(rec.Body.String(), id[:wire.MaxJobIDLen+1]) {
 				t.Fatalf("%s: an over-long id was echoed", method)
 			}
 		}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/callmeta"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleakMain(m) }
@@ -115,7 +115,7 @@ func testFuncs(g *gate) []Func {
 		{Name: "unencodable", Bind: bindJSON(func(_ context.Context, in any) (any, error) { return func() {}, nil })},
 		{Name: "block", Bind: bindJSON(g.fn)},
 		{Name: "meta", Bind: bindJSON(func(ctx context.Context, in any) (any, error) {
-			m, _ := callmeta.From(ctx)
+			m, _ := wire.MetaFrom(ctx)
 			_, hasDeadline := ctx.Deadline()
 			return map[string]any{"request_id": m.RequestID, "traceparent": m.TraceParent, "hops": m.Hops, "deadline": hasDeadline}, nil
 		})},

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Defaults of the idempotency table (Config.Idempotency*).
@@ -68,9 +68,9 @@ func newIdemTable(ttl time.Duration, entries, maxBytes int, now func() time.Time
 // call), else an explicit X-Request-Id. Generated request ids do not
 // count: they are new for every request.
 func keyOf(r *http.Request, route, fn string, body []byte) (idemKey, bool) {
-	src, id := "k", r.Header.Get(httpx.HeaderIdempotencyKey)
+	src, id := "k", r.Header.Get(wire.HeaderIdempotencyKey)
 	if !validRequestID(id) {
-		src, id = "r", r.Header.Get(httpx.HeaderRequestID)
+		src, id = "r", r.Header.Get(wire.HeaderRequestID)
 		if !validRequestID(id) {
 			return idemKey{}, false
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // counted is a function set that counts its runs.
@@ -98,8 +98,8 @@ func TestIdempotentRunsync(t *testing.T) {
 			if c.runs.Load() != before+1 {
 				t.Fatalf("ran %d times", c.runs.Load()-before)
 			}
-			if first.Header.Get(httpx.HeaderReplayed) != "" || second.Header.Get(httpx.HeaderReplayed) != "true" {
-				t.Fatalf("Idempotent-Replayed %q, %q", first.Header.Get(httpx.HeaderReplayed), second.Header.Get(httpx.HeaderReplayed))
+			if first.Header.Get(wire.HeaderReplayed) != "" || second.Header.Get(wire.HeaderReplayed) != "true" {
+				t.Fatalf("Idempotent-Replayed %q, %q", first.Header.Get(wire.HeaderReplayed), second.Header.Get(wire.HeaderReplayed))
 			}
 		})
 	}
@@ -164,7 +164,7 @@ func TestIdempotentRunsyncConcurrent(t *testing.T) {
 		if a.Code != 200 || !bytes.Equal(a.Body, answers[0].Body) || a.json(t)["status"] != StatusCompleted {
 			t.Fatalf("answer %d: %d %s (first %s)", i, a.Code, a.Body, answers[0].Body)
 		}
-		if a.Header.Get(httpx.HeaderReplayed) == "true" {
+		if a.Header.Get(wire.HeaderReplayed) == "true" {
 			replayed++
 		}
 	}
@@ -227,7 +227,7 @@ func TestIdempotentNotKept(t *testing.T) {
 		wait(t, held, "held 1")
 		wait(t, held, "held 2")
 		r := do(t, s, "POST", "/runsync", body, "X-Request-Id: q-1")
-		if r.json(t)["status"] != StatusCompleted || r.Header.Get(httpx.HeaderReplayed) != "" {
+		if r.json(t)["status"] != StatusCompleted || r.Header.Get(wire.HeaderReplayed) != "" {
 			t.Fatalf("repeat after 429: %s", r.Body)
 		}
 	})
@@ -241,7 +241,7 @@ func TestIdempotentRun(t *testing.T) {
 	a := do(t, s, "POST", "/run", body, "Idempotency-Key: run-1").json(t)
 	waitStatus(t, s, a["id"].(string), StatusCompleted)
 	b := do(t, s, "POST", "/run", body, "Idempotency-Key: run-1")
-	if b.json(t)["id"] != a["id"] || b.json(t)["status"] != StatusCompleted || b.Header.Get(httpx.HeaderReplayed) != "true" {
+	if b.json(t)["id"] != a["id"] || b.json(t)["status"] != StatusCompleted || b.Header.Get(wire.HeaderReplayed) != "true" {
 		t.Fatalf("first %v, repeat %s", a, b.Body)
 	}
 	// The same key on /runsync is another route: not confused with the job.

@@ -7,21 +7,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flash-go/flash/flasherr"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Job states, as the Runpod serverless API names them.
 const (
-	StatusInQueue    = "IN_QUEUE"
-	StatusInProgress = "IN_PROGRESS"
-	StatusCompleted  = "COMPLETED"
-	StatusFailed     = "FAILED"
-	StatusCancelled  = "CANCELLED"
-	StatusTimedOut   = "TIMED_OUT"
+	StatusInQueue    = wire.StatusInQueue
+	StatusInProgress = wire.StatusInProgress
+	StatusCompleted  = wire.StatusCompleted
+	StatusFailed     = wire.StatusFailed
+	StatusCancelled  = wire.StatusCancelled
+	StatusTimedOut   = wire.StatusTimedOut
 )
 
 // Errors of job submission, rendered as 429 and 503.

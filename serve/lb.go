@@ -7,14 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // lbHandler serves a load-balanced function on its own route: JSON body in,
 // JSON result out. It runs in the request's goroutine (the HTTP server is
 // the concurrency bound here), with the request's deadline and cancellation.
 func (s *Server) lbHandler(f *Func) http.Handler {
-	params := pathParams(f.Path)
+	params := wire.PathParams(f.Path)
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		in := Input{}
 		if len(params) > 0 {
@@ -44,7 +44,7 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 		if err == nil && ctx.Err() == nil {
 			result, merr := json.Marshal(out)
 			if merr == nil {
-				httpx.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
+				wire.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
 				return nil
 			}
 			err = &typedError{typ: "SerializationError", err: merr}
@@ -67,7 +67,7 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 	default:
 		typ, msg = ErrorType(err), err.Error()
 	}
-	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("error", msg))
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("err", msg))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {

@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // observe is the outermost layer: request id and trace context (taken or
@@ -21,19 +20,19 @@ import (
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rid := r.Header.Get(httpx.HeaderRequestID)
+		rid := r.Header.Get(wire.HeaderRequestID)
 		if !validRequestID(rid) {
-			rid = callmeta.NewRequestID()
+			rid = wire.NewRequestID()
 		}
-		tp := r.Header.Get(httpx.HeaderTraceParent)
-		traceID, ok := callmeta.ParseTraceParent(tp)
+		tp := r.Header.Get(wire.HeaderTraceParent)
+		traceID, ok := wire.ParseTraceParent(tp)
 		if !ok {
-			tp = callmeta.NewTraceParent()
-			traceID, _ = callmeta.ParseTraceParent(tp)
+			tp = wire.NewTraceParent()
+			traceID, _ = wire.ParseTraceParent(tp)
 		}
-		hops, _ := httpx.ParseHops(r.Header.Get(httpx.HeaderHops)) // validated in checkHeaders
-		w.Header()[httpx.HeaderRequestID] = []string{rid}          // canonical key
-		r = r.WithContext(callmeta.With(r.Context(), callmeta.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+		hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
+		w.Header()[wire.HeaderRequestID] = []string{rid}         // canonical key
+		r = r.WithContext(wire.WithMeta(r.Context(), wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
 		sw := &statusWriter{ResponseWriter: w}
 
 		defer func() {
@@ -45,7 +44,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					slog.String("request_id", rid), slog.String("trace_id", traceID),
 					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 				if sw.status == 0 {
-					httpx.WriteError(sw, http.StatusInternalServerError, "internal error")
+					wire.WriteError(sw, http.StatusInternalServerError, "internal error")
 				}
 			}
 			status := sw.status
@@ -99,19 +98,19 @@ func validRequestID(s string) bool {
 // strangers learn nothing) and turns the timeout into the request's deadline.
 func (s *Server) checkHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hops, err := httpx.ParseHops(r.Header.Get(httpx.HeaderHops))
+		hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
 		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			wire.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if hops > httpx.MaxHops {
-			httpx.WriteError(w, http.StatusLoopDetected,
-				fmt.Sprintf("loop detected: %s is %d, above the limit of %d", httpx.HeaderHops, hops, httpx.MaxHops))
+		if hops > wire.MaxHops {
+			wire.WriteError(w, http.StatusLoopDetected,
+				fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
 			return
 		}
-		d, ok, err := httpx.ParseTimeout(r.Header.Get(httpx.HeaderTimeout))
+		d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
 		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			wire.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		if ok {
@@ -160,7 +159,7 @@ func (w *statusWriter) WriteHeader(code int) {
 			if loc := w.Header().Get("Location"); loc != "" {
 				kv = append(kv, "location", loc)
 			}
-			httpx.WriteError(w.ResponseWriter, code, msg, kv...)
+			wire.WriteError(w.ResponseWriter, code, msg, kv...)
 			return
 		}
 	}
@@ -219,7 +218,7 @@ func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range he.Header {
 		w.Header()[k] = v
 	}
-	httpx.WriteError(w, he.Status, he.Msg, he.KV...)
+	wire.WriteError(w, he.Status, he.Msg, he.KV...)
 }
 
 // bodyReadTimeout bounds how long a client may take to send its body; it
@@ -270,12 +269,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 
 // metaAttrs are the log attributes of the call in ctx: request and trace id.
 func metaAttrs(ctx context.Context) []slog.Attr {
-	m, ok := callmeta.From(ctx)
+	m, ok := wire.MetaFrom(ctx)
 	if !ok {
 		return nil
 	}
 	attrs := []slog.Attr{slog.String("request_id", m.RequestID)}
-	if trace, ok := callmeta.ParseTraceParent(m.TraceParent); ok {
+	if trace, ok := wire.ParseTraceParent(m.TraceParent); ok {
 		attrs = append(attrs, slog.String("trace_id", trace))
 	}
 	return attrs

@@ -11,34 +11,18 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
-// jobResponse is the answer of /runsync and /status/{id}.
-type jobResponse struct {
-	ID            string     `json:"id"`
-	Status        string     `json:"status"`
-	Output        *jobOutput `json:"output,omitempty"`
-	Error         string     `json:"error,omitempty"`
-	DelayTime     int64      `json:"delayTime"`
-	ExecutionTime int64      `json:"executionTime"`
-}
-
-type jobOutput struct {
-	Success    bool            `json:"success"`
-	JSONResult json.RawMessage `json:"json_result,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	ErrorType  string          `json:"error_type,omitempty"`
-}
-
-func (v jobView) response() jobResponse {
-	r := jobResponse{ID: v.ID, Status: v.Status, DelayTime: v.Delay.Milliseconds(), ExecutionTime: v.Exec.Milliseconds()}
+// response is the job's answer to /runsync and /status/{id}.
+func (v jobView) response() wire.JobAnswer {
+	r := wire.JobAnswer{ID: v.ID, Status: v.Status, DelayTime: v.Delay.Milliseconds(), ExecutionTime: v.Exec.Milliseconds()}
 	switch {
 	case v.Status == StatusCompleted:
-		r.Output = &jobOutput{Success: true, JSONResult: v.Result}
+		r.Output = wire.Completed(v.Result)
 	case v.ErrType != "":
 		r.Error = v.ErrType + ": " + v.ErrMsg
-		r.Output = &jobOutput{Error: v.ErrMsg, ErrorType: v.ErrType}
+		r.Output = wire.Failed(v.ErrType, v.ErrMsg)
 	}
 	return r
 }
@@ -103,10 +87,10 @@ func (s *Server) bind(ctx context.Context, f *Func, in Input) (run Job, err erro
 func submitError(err error) error {
 	if err == ErrQueueFull {
 		return &httpError{Status: http.StatusTooManyRequests, Msg: overloadedMsg,
-			Header: http.Header{httpx.HeaderRetryAfter: {"1"}}}
+			Header: http.Header{wire.HeaderRetryAfter: {"1"}}}
 	}
 	return &httpError{Status: http.StatusServiceUnavailable, Msg: "server shutting down",
-		Header: http.Header{httpx.HeaderRetryAfter: {"5"}}}
+		Header: http.Header{wire.HeaderRetryAfter: {"5"}}}
 }
 
 const (
@@ -122,8 +106,8 @@ func (s *Server) refuseOverload(w http.ResponseWriter) bool {
 		return false
 	}
 	h := w.Header()
-	h[httpx.HeaderRetryAfter] = []string{"1"}
-	h["Content-Type"] = []string{httpx.ContentTypeJSON}
+	h[wire.HeaderRetryAfter] = []string{"1"}
+	h["Content-Type"] = []string{wire.ContentTypeJSON}
 	h["Content-Length"] = []string{strconv.Itoa(len(overloadedBody))}
 	w.WriteHeader(http.StatusTooManyRequests)
 	io.WriteString(w, overloadedBody)
@@ -150,7 +134,7 @@ func (s *Server) runsync(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, v.response())
+	wire.WriteJSON(w, http.StatusOK, v.response())
 	return nil
 }
 
@@ -181,14 +165,14 @@ func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, 
 		case <-e.done:
 			s.idem.waiting.Add(-1)
 			if e.answer != nil {
-				w.Header()[httpx.HeaderReplayed] = []string{"true"}
-				httpx.WriteRawJSON(w, http.StatusOK, e.answer)
+				w.Header()[wire.HeaderReplayed] = []string{"true"}
+				wire.WriteRawJSON(w, http.StatusOK, e.answer)
 				return nil
 			}
 		case <-r.Context().Done(): // this repeat's own deadline, or its caller left
 			s.idem.waiting.Add(-1)
 			status, errType, errMsg := ctxOutcome(r.Context())
-			httpx.WriteJSON(w, http.StatusOK, jobView{Status: status, ErrType: errType, ErrMsg: errMsg}.response())
+			wire.WriteJSON(w, http.StatusOK, jobView{Status: status, ErrType: errType, ErrMsg: errMsg}.response())
 			return nil
 		}
 	}
@@ -210,7 +194,7 @@ func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, 
 		s.idem.keep(e, body, "")
 		kept = true
 	}
-	httpx.WriteRawJSON(w, http.StatusOK, body)
+	wire.WriteRawJSON(w, http.StatusOK, body)
 	return nil
 }
 
@@ -241,13 +225,13 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 						if v, ok := s.jobs.view(en.jobID); ok {
 							status = v.Status
 						}
-						w.Header()[httpx.HeaderReplayed] = []string{"true"}
+						w.Header()[wire.HeaderReplayed] = []string{"true"}
 						writeJobID(w, en.jobID, status)
 						return nil
 					}
 				case <-r.Context().Done():
 					return &httpError{Status: http.StatusServiceUnavailable, Msg: "request ended while an identical one was being queued",
-						Header: http.Header{httpx.HeaderRetryAfter: {"1"}}}
+						Header: http.Header{wire.HeaderRetryAfter: {"1"}}}
 				}
 			}
 			defer func() {
@@ -275,10 +259,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 }
 
 func writeJobID(w http.ResponseWriter, id, status string) {
-	httpx.WriteJSON(w, http.StatusOK, struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}{id, status})
+	wire.WriteJSON(w, http.StatusOK, wire.JobRef{ID: id, Status: status})
 }
 
 func notFoundJob(id string) error {
@@ -288,7 +269,7 @@ func notFoundJob(id string) error {
 // validJobPath rejects a job id that cannot be one of ours (too long, odd
 // characters) with 404, without echoing it.
 func validJobPath(id string) error {
-	if !httpx.ValidJobID(id) {
+	if !wire.ValidJobID(id) {
 		return &httpError{Status: http.StatusNotFound, Msg: "job not found (not a job id)"}
 	}
 	return nil
@@ -303,7 +284,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFoundJob(id)
 	}
-	httpx.WriteJSON(w, http.StatusOK, v.response())
+	wire.WriteJSON(w, http.StatusOK, v.response())
 	return nil
 }
 
@@ -316,10 +297,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFoundJob(id)
 	}
-	httpx.WriteJSON(w, http.StatusOK, struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}{v.ID, v.Status})
+	wire.WriteJSON(w, http.StatusOK, wire.JobRef{ID: v.ID, Status: v.Status})
 	return nil
 }
 
@@ -336,7 +314,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 		Idle    int `json:"idle"`
 		Running int `json:"running"`
 	}
-	httpx.WriteJSON(w, http.StatusOK, struct {
+	wire.WriteJSON(w, http.StatusOK, struct {
 		Jobs    jobs    `json:"jobs"`
 		Workers workers `json:"workers"`
 	}{
@@ -353,7 +331,7 @@ func (s *Server) jobFinal(j *job, v jobView, err error) {
 		return
 	}
 	attrs := append(metaAttrs(j.ctx), slog.String("job", v.ID), slog.String("function", j.fn),
-		slog.String("status", v.Status), slog.String("error_type", v.ErrType), slog.String("error", v.ErrMsg))
+		slog.String("status", v.Status), slog.String("error_type", v.ErrType), slog.String("err", v.ErrMsg))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {

@@ -17,13 +17,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,7 +38,7 @@ type Input struct {
 }
 
 // Job runs one function call. Its result is JSON-encoded by the server.
-// ctx carries the call's deadline, cancellation and callmeta.Meta.
+// ctx carries the call's deadline, cancellation and wire.Meta.
 type Job func(ctx context.Context) (any, error)
 
 // Func is a function the server can run.
@@ -220,7 +219,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.handler = s.observe(httpx.Auth(cfg.APIKey, s.checkHeaders(http.HandlerFunc(s.route))))
+	s.handler = s.observe(wire.Auth(cfg.APIKey, s.checkHeaders(http.HandlerFunc(s.route))))
 	return s, nil
 }
 
@@ -307,21 +306,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	httpx.WriteRawJSON(w, http.StatusOK, []byte(`{"status":"healthy"}`+"\n"))
-}
-
-var wildcard = regexp.MustCompile(`\{([^}]*)\}`)
-
-// pathParams lists the wildcard names of a route path.
-func pathParams(path string) []string {
-	var names []string
-	for _, m := range wildcard.FindAllStringSubmatch(path, -1) {
-		name := strings.TrimSuffix(m[1], "...")
-		if name != "$" && name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
+	wire.WriteRawJSON(w, http.StatusOK, []byte(`{"status":"healthy"}`+"\n"))
 }
 
 // Serve runs h on ln until ctx ends, then shuts down within grace: the HTTP

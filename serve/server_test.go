@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flash-go/flash/internal/callmeta"
-	"github.com/flash-go/flash/internal/httpx"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 func TestNewRejects(t *testing.T) {
@@ -171,7 +170,7 @@ func TestRequestMetaAndLogs(t *testing.T) {
 	if len(rid) != 32 || got["request_id"] != rid || got["deadline"] != false {
 		t.Fatalf("generated request id %q, function saw %v", rid, got)
 	}
-	if _, ok := callmeta.ParseTraceParent(got["traceparent"].(string)); !ok {
+	if _, ok := wire.ParseTraceParent(got["traceparent"].(string)); !ok {
 		t.Fatalf("generated traceparent %v", got["traceparent"])
 	}
 
@@ -229,8 +228,8 @@ func TestMetrics(t *testing.T) {
 func TestHandleExtraRoute(t *testing.T) {
 	s := newServer(t, Config{APIKey: "k"}, newGate())
 	s.Handle("GET /manifest", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m, _ := callmeta.From(r.Context())
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"request_id": m.RequestID})
+		m, _ := wire.MetaFrom(r.Context())
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"request_id": m.RequestID})
 	}))
 	if r := do(t, s, "GET", "/manifest", ""); r.Code != 401 {
 		t.Fatalf("extra route without key: %d", r.Code)

@@ -21,6 +21,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider/local"
 	"github.com/flash-go/flash/store/sqlite"
@@ -29,8 +31,10 @@ import (
 // Paths flash run uses under the working directory.
 const (
 	stateFile = ".flash/state.db"
-	logDir    = ".flash/logs"
 )
+
+// logDir is where the local provider writes the children's logs of app.
+func logDir(app string) string { return layout.In("").App(app).Logs() }
 
 // upTimeout bounds how long flash run waits for every resource to be healthy.
 const upTimeout = 90 * time.Second
@@ -118,7 +122,7 @@ func runTopology(e *env, b *buildResult, port int, key string, generated, asJSON
 	}
 	logs := newLogStreamer(logOut, isTerminal(logOut))
 	mout := logs.writer("mothership")
-	tail := logs.tail(abs(logDir), b.App.ResourceNames())
+	tail := logs.tail(abs(logDir(b.App.ProjectName)), b.App.ResourceNames())
 	start := func() (*exec.Cmd, <-chan error, error) {
 		cmd := exec.Command(b.Binary)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
@@ -247,7 +251,7 @@ func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited 
 		}
 		if done == len(m.Resources) {
 			if len(failed) > 0 {
-				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir)
+				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir(m.ProjectName))
 			}
 			return st, false, nil
 		}
@@ -356,14 +360,9 @@ func example(f manifest.Function) string {
 
 // curlLB is a call of an LB route, path parameters filled with sample values.
 func curlLB(url, key string, f manifest.Function) string {
-	path := f.HTTPPath
-	for {
-		i := strings.IndexByte(path, '{')
-		j := strings.IndexByte(path, '}')
-		if i < 0 || j < i {
-			break
-		}
-		path = path[:i] + "1h" + path[j+1:]
+	path, err := wire.FillPath(f.HTTPPath, func(string) (string, error) { return "1h", nil })
+	if err != nil {
+		path = f.HTTPPath
 	}
 	if f.HTTPMethod == "GET" || f.HTTPMethod == "DELETE" {
 		return fmt.Sprintf("curl -s -H 'Authorization: Bearer %s' %s%s", key, url, path)
@@ -374,7 +373,7 @@ func curlLB(url, key string, f manifest.Function) string {
 
 // curlQB is a /runsync call of a queue function in the Runpod shape.
 func curlQB(url, key string, f manifest.Function) string {
-	body := fmt.Sprintf(`{"input":{"function_name":"%s","execution_type":"function","args":[%s],"kwargs":{},"serialization_format":"json"}}`, f.Name, example(f))
+	body := wire.AppendJobRequest(nil, f.Name, []byte(example(f)))
 	return fmt.Sprintf("curl -s -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s/runsync", key, body, url)
 }
 
@@ -386,7 +385,7 @@ func undeployAll(ctx context.Context, app string, w io.Writer) error {
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir, Logger: quiet})
+	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir(app), Logger: quiet})
 	if err != nil {
 		return err
 	}

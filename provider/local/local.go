@@ -25,8 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/provider"
-	"github.com/flash-go/flash/store"
 )
 
 // ProviderName is the value of store.Endpoint.Provider for records of this package.
@@ -34,7 +34,6 @@ const ProviderName = "local"
 
 // Defaults used when the Config field is zero.
 const (
-	DefaultLogDir        = ".flash/logs"
 	DefaultHealthTimeout = 30 * time.Second
 	DefaultStopGrace     = 10 * time.Second
 )
@@ -49,12 +48,12 @@ var (
 	ErrExited = errors.New("local: process exited before it was healthy")
 )
 
-// Event kinds.
+// Event kinds (those of package provider).
 const (
-	EventExited    = "exited"    // a monitored process ended without being asked to
-	EventRestarted = "restarted" // a process was started again after an exit
-	EventAdopted   = "adopted"   // Adopt took over a running process
-	EventGone      = "gone"      // Adopt found a recorded process dead
+	EventExited    = provider.EventExited    // a monitored process ended without being asked to
+	EventRestarted = provider.EventRestarted // a process was started again after an exit
+	EventAdopted   = provider.EventAdopted   // Adopt took over a running process
+	EventGone      = provider.EventGone      // Adopt found a recorded process dead
 )
 
 // Event reports something that happened to one replica of a deployment.
@@ -83,13 +82,14 @@ type Config struct {
 	App string
 	// Binary is the app binary to start when Spec.Artifact is empty.
 	Binary string
-	// LogDir receives <resource>.log (appended to). Default ".flash/logs".
+	// LogDir receives <resource>.log (appended to). Default: the app's logs
+	// directory under the working directory's .flash (internal/layout).
 	LogDir string
 	// Env is the base environment for every child (FLASH_MOTHERSHIP_URL,
 	// FLASH_API_KEY, …), on top of this process's environment.
 	Env map[string]string
 	// Store records each process so that it can be adopted and undeployed later. Required.
-	Store store.Store
+	Store provider.EndpointStore
 	// HealthTimeout bounds the wait for GET {url}/ping to answer 200. Default 30s.
 	HealthTimeout time.Duration
 	// StopGrace is the wait between SIGTERM and SIGKILL. Default 10s.
@@ -142,7 +142,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("local: Config.Store is required")
 	}
 	if cfg.LogDir == "" {
-		cfg.LogDir = DefaultLogDir
+		cfg.LogDir = layout.In("").App(cfg.App).Logs()
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = DefaultHealthTimeout

@@ -125,7 +125,7 @@ func TestBackoffTunables(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if p.cfg.LogDir != DefaultLogDir || p.cfg.HealthTimeout != DefaultHealthTimeout || p.cfg.StopGrace != DefaultStopGrace ||
+	if p.cfg.LogDir != filepath.Join(".flash", "apps", "a", "logs") || p.cfg.HealthTimeout != DefaultHealthTimeout || p.cfg.StopGrace != DefaultStopGrace ||
 		p.minBackoff != 500e6 || p.maxBackoff != 30e9 || p.resetAfter != 60e9 {
 		t.Fatalf("defaults: %+v", p)
 	}

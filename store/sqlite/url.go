@@ -1,10 +1,14 @@
 package sqlite
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
+
+	"github.com/flash-go/flash/store"
 )
 
 // ParseURL returns the file path named by a FLASH_STATE_URL value.
@@ -41,4 +45,14 @@ func ParseURL(u string) (string, error) {
 		return "", fmt.Errorf("store/sqlite: state URL %q: path contains a NUL byte", u)
 	}
 	return filepath.Clean(path), nil
+}
+
+// OpenURL opens the store a FLASH_STATE_URL value names (see ParseURL): the
+// store.Opener of this backend.
+func OpenURL(ctx context.Context, u string, log *slog.Logger) (store.Store, error) {
+	path, err := ParseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return OpenConfig(ctx, Config{Path: path, Logger: log})
 }

@@ -1,7 +1,4 @@
-// Package httpx holds the HTTP pieces every flash endpoint and client share:
-// header names, JSON answers, bearer-key checks and the call headers of
-// SPEC §5.3, so that the sending and the receiving side agree by construction.
-package httpx
+package wire
 
 import (
 	"context"
@@ -13,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/flash-go/flash/internal/callmeta"
 )
 
 // Header names used between flash endpoints.
@@ -193,7 +188,7 @@ func parseDigits(s string, max int) (int64, error) {
 // (or a new one), X-Flash-Timeout from ctx's deadline, and X-Flash-Hops one
 // above the incoming count.
 func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
-	m, _ := callmeta.From(ctx)
+	m, _ := MetaFrom(ctx)
 	SetMetaHeaders(ctx, h, apiKey, m)
 }
 
@@ -201,15 +196,15 @@ func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
 // that sends one call several times (retries) fixes m.RequestID once, so
 // that every attempt carries the same X-Request-Id. An empty m.RequestID
 // gets a new id.
-func SetMetaHeaders(ctx context.Context, h http.Header, apiKey string, m callmeta.Meta) {
+func SetMetaHeaders(ctx context.Context, h http.Header, apiKey string, m Meta) {
 	if apiKey != "" {
 		h.Set(HeaderAuthorization, "Bearer "+apiKey)
 	}
 	if m.RequestID == "" {
-		m.RequestID = callmeta.NewRequestID()
+		m.RequestID = NewRequestID()
 	}
 	h.Set(HeaderRequestID, m.RequestID)
-	h.Set(HeaderTraceParent, callmeta.ChildTraceParent(m.TraceParent))
+	h.Set(HeaderTraceParent, ChildTraceParent(m.TraceParent))
 	h.Set(HeaderHops, strconv.Itoa(m.Hops+1))
 	if dl, ok := ctx.Deadline(); ok {
 		h.Set(HeaderTimeout, FormatTimeout(time.Until(dl)))

@@ -1,7 +1,4 @@
-// Package callmeta carries per-call metadata (request id, W3C trace context,
-// hop count) in a context.Context, from the server that received a call to
-// the invoker that makes the next one.
-package callmeta
+package wire
 
 import (
 	"context"
@@ -9,7 +6,9 @@ import (
 	"math/rand/v2"
 )
 
-// Meta is the metadata of one call as received by this endpoint.
+// Meta is the metadata of one call as received by this endpoint (request
+// id, W3C trace context, hop count). It travels in a context.Context from
+// the server that received a call to the invoker that makes the next one.
 type Meta struct {
 	// RequestID is the X-Request-Id of the call (taken from the caller or generated).
 	RequestID string
@@ -21,13 +20,13 @@ type Meta struct {
 
 type ctxKey struct{}
 
-// With returns a copy of ctx carrying m.
-func With(ctx context.Context, m Meta) context.Context {
+// WithMeta returns a copy of ctx carrying m.
+func WithMeta(ctx context.Context, m Meta) context.Context {
 	return context.WithValue(ctx, ctxKey{}, m)
 }
 
-// From returns the Meta carried by ctx, if any.
-func From(ctx context.Context) (Meta, bool) {
+// MetaFrom returns the Meta carried by ctx, if any.
+func MetaFrom(ctx context.Context) (Meta, bool) {
 	m, ok := ctx.Value(ctxKey{}).(Meta)
 	return m, ok
 }

@@ -1,4 +1,4 @@
-package httpx
+package wire
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/flash-go/flash/internal/callmeta"
 )
 
 func TestWriteError(t *testing.T) {
@@ -107,8 +105,8 @@ func TestParseHopsAndTimeout(t *testing.T) {
 
 // SetCallHeaders and the receiving parsers agree.
 func TestSetCallHeaders(t *testing.T) {
-	parent := callmeta.NewTraceParent()
-	ctx := callmeta.With(context.Background(), callmeta.Meta{RequestID: "r-1", TraceParent: parent, Hops: 3})
+	parent := NewTraceParent()
+	ctx := WithMeta(context.Background(), Meta{RequestID: "r-1", TraceParent: parent, Hops: 3})
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	h := http.Header{}
@@ -122,8 +120,8 @@ func TestSetCallHeaders(t *testing.T) {
 	if d, ok, err := ParseTimeout(h.Get(HeaderTimeout)); err != nil || !ok || d <= 59*time.Second || d > time.Minute {
 		t.Fatalf("timeout %q", h.Get(HeaderTimeout))
 	}
-	pt, _ := callmeta.ParseTraceParent(parent)
-	if ct, ok := callmeta.ParseTraceParent(h.Get("traceparent")); !ok || ct != pt || h.Get("traceparent") == parent {
+	pt, _ := ParseTraceParent(parent)
+	if ct, ok := ParseTraceParent(h.Get("traceparent")); !ok || ct != pt || h.Get("traceparent") == parent {
 		t.Fatalf("traceparent %q from %q", h.Get("traceparent"), parent)
 	}
 	req := httptest.NewRequest("POST", "/", nil)
@@ -163,15 +161,15 @@ func FuzzParseHeaders(f *testing.F) {
 }
 
 func TestSetMetaHeadersFixedID(t *testing.T) {
-	m := callmeta.Meta{RequestID: "call-1", TraceParent: callmeta.NewTraceParent(), Hops: 2}
-	trace, _ := callmeta.ParseTraceParent(m.TraceParent)
+	m := Meta{RequestID: "call-1", TraceParent: NewTraceParent(), Hops: 2}
+	trace, _ := ParseTraceParent(m.TraceParent)
 	for range 3 { // one call sent three times: same id and trace, one span each
 		h := http.Header{}
 		SetMetaHeaders(context.Background(), h, "", m)
 		if h.Get(HeaderRequestID) != "call-1" || h.Get(HeaderHops) != "3" || h.Get(HeaderAuthorization) != "" {
 			t.Fatalf("headers %v", h)
 		}
-		if got, ok := callmeta.ParseTraceParent(h.Get(HeaderTraceParent)); !ok || got != trace {
+		if got, ok := ParseTraceParent(h.Get(HeaderTraceParent)); !ok || got != trace {
 			t.Fatalf("traceparent %q, want trace %s", h.Get(HeaderTraceParent), trace)
 		}
 	}

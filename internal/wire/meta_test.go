@@ -1,4 +1,4 @@
-package callmeta
+package wire
 
 import (
 	"context"
@@ -6,12 +6,12 @@ import (
 	"testing"
 )
 
-func TestWithFrom(t *testing.T) {
-	if _, ok := From(context.Background()); ok {
+func TestWithMetaFrom(t *testing.T) {
+	if _, ok := MetaFrom(context.Background()); ok {
 		t.Fatal("From on empty context reported ok")
 	}
 	m := Meta{RequestID: "r1", TraceParent: NewTraceParent(), Hops: 3}
-	got, ok := From(With(context.Background(), m))
+	got, ok := MetaFrom(WithMeta(context.Background(), m))
 	if !ok || got != m {
 		t.Fatalf("From = %+v, %v; want %+v", got, ok, m)
 	}

@@ -1,0 +1,246 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Job statuses of the Runpod job API (SPEC §5.3).
+const (
+	StatusInQueue    = "IN_QUEUE"
+	StatusInProgress = "IN_PROGRESS"
+	StatusCompleted  = "COMPLETED"
+	StatusFailed     = "FAILED"
+	StatusCancelled  = "CANCELLED"
+	StatusTimedOut   = "TIMED_OUT"
+)
+
+// FinalStatus reports whether a job in status s will not change any more.
+func FinalStatus(s string) bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusCancelled, StatusTimedOut:
+		return true
+	}
+	return false
+}
+
+// JobRequest is the body of POST /run and /runsync: the envelope Runpod's
+// Python Flash sends, of which flash runs "execution_type": "function" with
+// one JSON input.
+type JobRequest struct {
+	Input  *JobInput  `json:"input"`
+	Policy *JobPolicy `json:"policy,omitempty"`
+}
+
+// JobInput is a JobRequest's "input".
+type JobInput struct {
+	FunctionName        string            `json:"function_name"`
+	ExecutionType       *string           `json:"execution_type,omitempty"`
+	Args                []json.RawMessage `json:"args"`
+	Kwargs              json.RawMessage   `json:"kwargs,omitempty"`
+	SerializationFormat *string           `json:"serialization_format,omitempty"`
+	FunctionCode        json.RawMessage   `json:"function_code,omitempty"`
+	ClassCode           json.RawMessage   `json:"class_code,omitempty"`
+}
+
+// JobPolicy is a JobRequest's "policy"; ExecutionTimeout is in milliseconds.
+type JobPolicy struct {
+	ExecutionTimeout *float64 `json:"executionTimeout,omitempty"`
+}
+
+// Invocation is a decoded JobRequest: which function, its one JSON input,
+// and the execution timeout the caller asked for (0 = none).
+type Invocation struct {
+	Function string
+	Input    json.RawMessage
+	Timeout  time.Duration
+}
+
+// JobRequestHead returns the start of the envelope that calls fn, up to
+// its argument; JobRequestTail ends it. A caller that sends many calls of
+// one function keeps the head.
+func JobRequestHead(fn string) []byte {
+	name, _ := json.Marshal(fn)
+	return []byte(`{"input":{"function_name":` + string(name) + `,"execution_type":"function","args":[`)
+}
+
+// JobRequestTail closes an envelope begun with JobRequestHead and the argument.
+const JobRequestTail = `],"kwargs":{},"serialization_format":"json"}}`
+
+// AppendJobRequest appends to dst the envelope that calls fn with arg,
+// which must be JSON.
+func AppendJobRequest(dst []byte, fn string, arg []byte) []byte {
+	dst = append(dst, JobRequestHead(fn)...)
+	dst = append(dst, arg...)
+	return append(dst, JobRequestTail...)
+}
+
+var emptyObject = json.RawMessage(`{}`)
+
+// DecodeJobRequest parses a /run or /runsync body. Every error describes
+// the caller's mistake in words meant for the caller (an HTTP 400).
+func DecodeJobRequest(body []byte) (Invocation, error) {
+	var env JobRequest
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Invocation{}, fmt.Errorf("malformed JSON body: %s", jsonErrorText(err))
+	}
+	in := env.Input
+	if in == nil {
+		return Invocation{}, errors.New(`missing "input": the body must be {"input": {"function_name": ..., "args": [...]}}`)
+	}
+	if present(in.FunctionCode) || present(in.ClassCode) ||
+		(in.ExecutionType != nil && *in.ExecutionType != "function") {
+		return Invocation{}, errors.New(`this endpoint runs compiled-in functions only: "execution_type" must be "function" and no "function_code" or "class_code" may be sent`)
+	}
+	if in.SerializationFormat != nil && *in.SerializationFormat != "json" {
+		return Invocation{}, fmt.Errorf(`unsupported serialization_format %q: only "json" is accepted`, *in.SerializationFormat)
+	}
+	if in.FunctionName == "" {
+		return Invocation{}, errors.New(`missing "input.function_name"`)
+	}
+	c := Invocation{Function: in.FunctionName}
+
+	kwargs := present(in.Kwargs)
+	if kwargs && !isObject(in.Kwargs) {
+		return Invocation{}, errors.New(`"input.kwargs" must be a JSON object`)
+	}
+	nonEmptyKwargs := kwargs && !isEmptyObject(in.Kwargs)
+	switch {
+	case len(in.Args) > 1:
+		return Invocation{}, fmt.Errorf(`%d positional arguments given: a flash function takes exactly one input, sent as "args": [<input>] or as "kwargs": {<input fields>}`, len(in.Args))
+	case len(in.Args) == 1 && nonEmptyKwargs:
+		return Invocation{}, errors.New(`both "args" and "kwargs" given: send the input either as "args": [<input>] or as "kwargs": {<input fields>}, not both`)
+	case len(in.Args) == 1:
+		c.Input = in.Args[0]
+	case kwargs:
+		c.Input = in.Kwargs
+	default:
+		c.Input = emptyObject
+	}
+
+	if env.Policy != nil && env.Policy.ExecutionTimeout != nil {
+		ms := *env.Policy.ExecutionTimeout
+		switch {
+		case ms < 0:
+			return Invocation{}, errors.New(`"policy.executionTimeout" must be milliseconds >= 0`)
+		case ms >= float64(math.MaxInt64/int64(time.Millisecond)):
+			// Longer than time can express: no limit in practice.
+		default:
+			c.Timeout = time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	return c, nil
+}
+
+// present reports whether a raw field was sent with a value: absent, null
+// and "" all count as absent (Python clients serialise unset fields as null).
+func present(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && !bytes.Equal(raw, []byte("null")) && !bytes.Equal(raw, []byte(`""`))
+}
+
+// isObject and isEmptyObject inspect already-validated JSON.
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+func isEmptyObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) >= 2 && raw[0] == '{' && len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
+}
+
+// jsonErrorText describes a decoding error without Go type names where the
+// caller would not understand them.
+func jsonErrorText(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Sprintf("the body must be a JSON object, not %s", te.Value)
+		}
+		return fmt.Sprintf("field %q must not be %s", te.Field, te.Value)
+	}
+	return err.Error()
+}
+
+// JobAnswer is the answer of /runsync and /status/{id} (Runpod's job shape).
+type JobAnswer struct {
+	ID            string     `json:"id"`
+	Status        string     `json:"status"`
+	Output        *JobOutput `json:"output,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	DelayTime     int64      `json:"delayTime"`
+	ExecutionTime int64      `json:"executionTime"`
+
+	// RawOutput is "output" as received, set by DecodeJobAnswer (never
+	// sent): the only trace of an output that is not flash's JobOutput,
+	// such as a Python worker's {"result": "<base64>"}.
+	RawOutput json.RawMessage `json:"-"`
+}
+
+// JobOutput is a flash function's outcome in a JobAnswer: its JSON result,
+// or its error's message and type.
+type JobOutput struct {
+	Success    *bool           `json:"success,omitempty"`
+	JSONResult json.RawMessage `json:"json_result,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	ErrorType  string          `json:"error_type,omitempty"`
+}
+
+// Completed is the output of a function that returned result (JSON).
+func Completed(result json.RawMessage) *JobOutput {
+	ok := true
+	return &JobOutput{Success: &ok, JSONResult: result}
+}
+
+// Failed is the output of a function that failed with an error of type
+// typ ("ValueError", "TimeoutError", …) and message msg.
+func Failed(typ, msg string) *JobOutput {
+	ok := false
+	return &JobOutput{Success: &ok, Error: msg, ErrorType: typ}
+}
+
+// Failed reports whether o is a function's failure.
+func (o *JobOutput) Failed() bool { return o.Success != nil && !*o.Success }
+
+// JobRef is the answer of /run and /cancel/{id}: a job and its status.
+type JobRef struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// DecodeJobAnswer decodes a /runsync or /status answer. An "output" that
+// is not flash's JobOutput leaves Output nil (RawOutput keeps it), so the
+// status and error of any Runpod worker's answer can still be read.
+func DecodeJobAnswer(data []byte) (JobAnswer, error) {
+	var a struct {
+		ID, Status, Error string
+		Output            json.RawMessage
+		DelayTime         int64 `json:"delayTime"`
+		ExecutionTime     int64 `json:"executionTime"`
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return JobAnswer{}, fmt.Errorf("job answer: %s", jsonErrorText(err))
+	}
+	ans := JobAnswer{ID: a.ID, Status: a.Status, Error: a.Error, DelayTime: a.DelayTime, ExecutionTime: a.ExecutionTime}
+	if !present(a.Output) {
+		return ans, nil
+	}
+	ans.RawOutput = a.Output
+	var o JobOutput
+	if json.Unmarshal(a.Output, &o) == nil && (o.Success != nil || o.JSONResult != nil || o.Error != "" || o.ErrorType != "") {
+		ans.Output = &o
+	}
+	return ans, nil
+}
+
+// ErrorBody is the body of every error answer: {"error": "<message>"},
+// with "error_type" when a function's error is the cause (LB routes).
+type ErrorBody struct {
+	Error     string `json:"error"`
+	ErrorType string `json:"error_type,omitempty"`
+}
