@@ -262,7 +262,8 @@ func (m *Mothership) newProxy() http.Handler {
 				return // the caller went away
 			}
 			m.log.Warn("gateway: endpoint unreachable", "url", t.base.Redacted(), "err", err)
-			wire.WriteError(w, http.StatusBadGateway, "endpoint unreachable", "detail", RedactURLs(err.Error()))
+			// The detail names the endpoint's internal address: logged, not sent.
+			wire.WriteError(w, http.StatusBadGateway, "endpoint unreachable")
 		},
 	}
 }
