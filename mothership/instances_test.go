@@ -31,38 +31,41 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func reportAs(in *instances, now time.Time, resource, instance, applied string) {
+func reportAs(in *instances, now time.Time, resource, instance, applied string, wait time.Duration) {
 	r := httptest.NewRequest("GET", "/manifest", nil)
 	r.Header.Set(wire.HeaderResource, resource)
 	r.Header.Set(wire.HeaderInstance, instance)
 	r.Header.Set(wire.HeaderAppliedVersion, applied)
-	in.record(r, func() time.Time { return now })
+	in.record(r, func() time.Time { return now }, wait)
 }
 
 // TestInstancesExpireNeverDropLive: a full table makes room by expiring
-// instances that stopped reporting; it never drops a live one, and says so
-// when it must refuse a new one.
+// instances that stopped reporting; it never drops a live one (a long poll
+// of 5 minutes keeps its instance live), and says so when it must refuse a
+// new one.
 func TestInstancesExpireNeverDropLive(t *testing.T) {
 	var logs syncBuffer
 	in := newInstances(3, slog.New(slog.NewTextHandler(&logs, nil)))
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, id := range []string{"old-0", "old-1", "old-2"} {
-		reportAs(&in, t0, "api", id, "1")
-	}
-	later := t0.Add(instanceRecent + time.Second)
-	reportAs(&in, later, "api", "new-0", "2")
-	all, _ := in.snapshot()
+	reportAs(&in, t0, "api", "old-0", "1", 0)
+	reportAs(&in, t0, "api", "old-1", "1", 30*time.Second)
+	reportAs(&in, t0, "api", "parked", "1", 5*time.Minute) // waits in a long poll meanwhile
+	later := t0.Add(defaultPollWait + silentMargin + instanceRecent + time.Second)
+	reportAs(&in, later, "api", "new-0", "2", 0)
+	all := in.snapshot(later)
 	if _, ok := all[instanceKey{"api", "new-0"}]; !ok {
-		t.Fatalf("a new instance was dropped while the table held only expired ones: %v", all)
+		t.Fatalf("a new instance was dropped while the table held expired ones: %v", all)
 	}
-	if len(all) != 1 {
+	if v, ok := all[instanceKey{"api", "parked"}]; !ok || v.gone {
+		t.Fatalf("an instance parked in a 5-minute long poll was dropped or called gone: %+v", v)
+	}
+	if len(all) != 2 {
 		t.Fatalf("expired instances kept: %v", all)
 	}
-	reportAs(&in, later, "api", "new-1", "2")
-	reportAs(&in, later, "api", "new-2", "2")
-	reportAs(&in, later, "api", "new-3", "2") // the table is full of live instances
-	all, _ = in.snapshot()
-	for _, id := range []string{"new-0", "new-1", "new-2"} {
+	reportAs(&in, later, "api", "new-1", "2", 0)
+	reportAs(&in, later, "api", "new-2", "2", 0) // the table is full of live instances
+	all = in.snapshot(later)
+	for _, id := range []string{"new-0", "new-1", "parked"} {
 		if _, ok := all[instanceKey{"api", id}]; !ok {
 			t.Fatalf("live instance %s dropped: %v", id, all)
 		}
@@ -106,3 +109,35 @@ func TestRedeployWaitsOnlyForLiveInstances(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestSilentInstanceIsGone: an instance unheard for longer than its long
+// poll (plus a margin) shows as gone, not behind, and no redeploy waits for
+// it; after two more minutes it is no longer listed.
+func TestSilentInstanceIsGone(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		clock = time.Now()
+	)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	h := newHarness(t, func(c *Config) { c.Now = now })
+	mustReconcile(t, h.m, buildManifest(t, res{name: "a"}))
+	h.get(t, "/manifest?version=0&wait=30", map[string]string{wire.HeaderResource: "a", wire.HeaderInstance: "killed/0",
+		wire.HeaderAppliedVersion: "1"})
+	mustReconcile(t, h.m, buildManifest(t, res{name: "a", env: map[string]string{"V": "2"}}))
+	_, v := h.m.Current()
+	if st := h.m.Status(t.Context()); len(st.Instances) != 1 || st.Instances[0].State != InstanceBehind {
+		t.Fatalf("a live instance on an older version: %+v, want behind", st.Instances)
+	}
+	advance(30*time.Second + silentMargin + time.Second)
+	if st := h.m.Status(t.Context()); len(st.Instances) != 1 || st.Instances[0].State != InstanceGone {
+		t.Fatalf("an instance silent past its long poll: %+v, want gone", st.Instances)
+	}
+	if behind := h.m.inst.behind(v, now()); len(behind) != 0 {
+		t.Fatalf("a redeploy would wait for %v", behind)
+	}
+	advance(instanceRecent)
+	if st := h.m.Status(t.Context()); len(st.Instances) != 0 {
+		t.Fatalf("long-gone instances still listed: %+v", st.Instances)
+	}
+}

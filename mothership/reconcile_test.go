@@ -517,7 +517,10 @@ func TestBehindListsOnlyRecentLaggards(t *testing.T) {
 	in.all[instanceKey{"api", "a2"}] = store.Instance{Resource: "api", Instance: "a2", AppliedVersion: 3, LastSeen: now}
 	in.all[instanceKey{"emb", "e1"}] = store.Instance{Resource: "emb", Instance: "e1", AppliedVersion: 3, RejectedVersion: 5, LastSeen: now}
 	in.all[instanceKey{"emb", "dead"}] = store.Instance{Resource: "emb", Instance: "dead", AppliedVersion: 1, LastSeen: now.Add(-time.Hour)}
-	got := in.behind(4, now.Add(-instanceRecent))
+	// Silent for longer than a long poll plus the margin: it cannot answer.
+	in.all[instanceKey{"emb", "quiet"}] = store.Instance{Resource: "emb", Instance: "quiet", AppliedVersion: 1,
+		LastSeen: now.Add(-defaultPollWait - silentMargin - time.Second)}
+	got := in.behind(4, now)
 	if len(got) != 1 || got[0] != "api/a2" {
 		t.Fatalf("behind = %v, want [api/a2]", got)
 	}

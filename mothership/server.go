@@ -102,15 +102,16 @@ func (m *Mothership) herdWait(w time.Duration) time.Duration {
 // the answer comes from the current snapshot, parked polls wait on the
 // snapshot's changed channel.
 func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
-	m.inst.record(r, m.cfg.Now)
 	var lp longPoll
 	if r.URL.RawQuery != "" { // most reads carry no query: skip the map
 		var err error
 		if lp, err = parseLongPoll(r.URL.Query()); err != nil {
+			m.inst.record(r, m.cfg.Now, 0)
 			wire.WriteError(w, http.StatusBadRequest, "invalid long-poll parameters", "detail", err.Error())
 			return
 		}
 	}
+	m.inst.record(r, m.cfg.Now, min(lp.wait, m.cfg.MaxWait))
 	s := m.snap.Load()
 	if lp.hasVersion && lp.wait > 0 && s.version == lp.version {
 		timer := time.NewTimer(m.herdWait(lp.wait))

@@ -440,7 +440,7 @@ func TestUnchangedReportsAreNotRewritten(t *testing.T) {
 		r.Header.Set("X-Flash-Resource", "api")
 		r.Header.Set("X-Flash-Instance", "a1")
 		r.Header.Set("X-Flash-Applied-Version", applied)
-		in.record(r, clock)
+		in.record(r, clock, 0)
 	}
 	report("3")
 	if n := len(in.take()); n != 1 {
@@ -461,8 +461,7 @@ func TestUnchangedReportsAreNotRewritten(t *testing.T) {
 	if n := len(in.take()); n != 1 {
 		t.Fatalf("stale last-seen: %d to write, want 1", n)
 	}
-	if all, _ := in.snapshot(); !all[instanceKey{"api", "a1"}].LastSeen.Equal(now) {
-		got := all[instanceKey{"api", "a1"}].LastSeen
+	if got := in.snapshot(now)[instanceKey{"api", "a1"}].report.LastSeen; !got.Equal(now) {
 		t.Fatalf("in-memory last seen %v, want %v", got, now)
 	}
 }

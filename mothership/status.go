@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -22,9 +21,14 @@ const (
 	maxLabelLen     = 128
 	maxReasonLen    = 512
 	flushStoreLimit = 5 * time.Second
-	// instanceRecent is how recently an instance must have reported to count
-	// as live: children re-poll at least this often. Older ones expire.
-	instanceRecent = 2 * time.Minute
+	// A child asks for the manifest again as soon as a long poll is
+	// answered: an instance unheard for longer than the wait of its last
+	// long poll (defaultPollWait when unknown) plus silentMargin has stopped,
+	// and cannot answer. It stays listed as gone for instanceRecent more,
+	// then expires.
+	defaultPollWait = 60 * time.Second // the child's default (child.DefaultPollWait)
+	silentMargin    = 15 * time.Second
+	instanceRecent  = 2 * time.Minute
 )
 
 type instanceKey struct{ resource, instance string }
@@ -39,7 +43,8 @@ type instances struct {
 	max     int
 	log     *slog.Logger
 	all     map[instanceKey]store.Instance
-	gone    map[instanceKey]bool // their endpoint was undeployed: they cannot answer
+	wait    map[instanceKey]time.Duration // the wait of each one's last long poll
+	gone    map[instanceKey]bool          // their endpoint was undeployed: they cannot answer
 	dirty   map[instanceKey]struct{}
 	flushed map[instanceKey]time.Time // when a report was last queued for the store
 	warned  time.Time                 // when a full table was last logged
@@ -51,6 +56,7 @@ func newInstances(max int, log *slog.Logger) instances {
 		max:     max,
 		log:     log,
 		all:     make(map[instanceKey]store.Instance),
+		wait:    make(map[instanceKey]time.Duration),
 		gone:    make(map[instanceKey]bool),
 		dirty:   make(map[instanceKey]struct{}),
 		flushed: make(map[instanceKey]time.Time),
@@ -58,8 +64,9 @@ func newInstances(max int, log *slog.Logger) instances {
 	}
 }
 
-// record notes the report headers of r, if any.
-func (in *instances) record(r *http.Request, now func() time.Time) {
+// record notes the report headers of r, if any; wait is the long-poll wait
+// the request asked for (0: none).
+func (in *instances) record(r *http.Request, now func() time.Time, wait time.Duration) {
 	res := r.Header.Get(wire.HeaderResource)
 	if res == "" {
 		return
@@ -95,6 +102,7 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 		}
 	}
 	delete(in.gone, k) // it reports: it answers
+	in.wait[k] = wait
 	i := store.Instance{Resource: res, Instance: inst, AppliedVersion: applied,
 		RejectedVersion: rejected, RejectReason: reason, LastSeen: t}
 	if i.AppliedVersion == 0 {
@@ -122,12 +130,26 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 	}
 }
 
-// expireLocked drops the instances that have not reported within
-// instanceRecent of now.
+// silentAfter is how long instance k may stay unheard before it counts as gone.
+func (in *instances) silentAfter(k instanceKey) time.Duration {
+	w, ok := in.wait[k]
+	if !ok || w <= 0 {
+		w = defaultPollWait
+	}
+	return w + silentMargin
+}
+
+// viewLocked says whether instance k (last heard as i) is gone at now, and
+// whether it has been for so long that it expired.
+func (in *instances) viewLocked(k instanceKey, i store.Instance, now time.Time) (gone, expired bool) {
+	unheard, after := now.Sub(i.LastSeen), in.silentAfter(k)
+	return in.gone[k] || unheard > after, unheard > after+instanceRecent
+}
+
+// expireLocked drops the instances that expired at now.
 func (in *instances) expireLocked(now time.Time) {
-	since := now.Add(-instanceRecent)
 	for k, i := range in.all {
-		if i.LastSeen.Before(since) {
+		if _, expired := in.viewLocked(k, i, now); expired {
 			in.dropLocked(k)
 		}
 	}
@@ -135,6 +157,7 @@ func (in *instances) expireLocked(now time.Time) {
 
 func (in *instances) dropLocked(k instanceKey) {
 	delete(in.all, k)
+	delete(in.wait, k)
 	delete(in.gone, k)
 	delete(in.dirty, k)
 	delete(in.flushed, k)
@@ -195,21 +218,32 @@ func (in *instances) take() []store.Instance {
 	return out
 }
 
-// snapshot returns every report known in memory, and which are gone.
-func (in *instances) snapshot() (map[instanceKey]store.Instance, map[instanceKey]bool) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return maps.Clone(in.all), maps.Clone(in.gone)
+// instanceView is a report and where its instance stands.
+type instanceView struct {
+	report        store.Instance
+	gone, expired bool
 }
 
-// behind lists the live instances (seen since `since`, not gone) that have
+// snapshot returns every report known in memory as it stands at now.
+func (in *instances) snapshot(now time.Time) map[instanceKey]instanceView {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make(map[instanceKey]instanceView, len(in.all))
+	for k, i := range in.all {
+		gone, expired := in.viewLocked(k, i, now)
+		out[k] = instanceView{i, gone, expired}
+	}
+	return out
+}
+
+// behind lists the instances that can still answer (not gone) and have
 // neither applied nor rejected version v or a newer one.
-func (in *instances) behind(v int64, since time.Time) []string {
+func (in *instances) behind(v int64, now time.Time) []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var out []string
 	for k, i := range in.all {
-		if in.gone[k] || i.LastSeen.Before(since) || i.AppliedVersion >= v || i.RejectedVersion >= v {
+		if gone, _ := in.viewLocked(k, i, now); gone || i.AppliedVersion >= v || i.RejectedVersion >= v {
 			continue
 		}
 		out = append(out, k.resource+"/"+k.instance)
@@ -330,7 +364,7 @@ const (
 	InstanceCurrent  InstanceState = "current"  // applied the published version
 	InstanceBehind   InstanceState = "behind"   // live, on an older version
 	InstanceRejected InstanceState = "rejected" // refused the published version (see RejectReason)
-	InstanceGone     InstanceState = "gone"     // its endpoint was undeployed
+	InstanceGone     InstanceState = "gone"     // unheard for longer than its poll wait, or its endpoint was undeployed
 )
 
 // Status returns the published version, each resource's state and each known
@@ -354,7 +388,8 @@ func (m *Mothership) Status(ctx context.Context) Status {
 				LastEvent: RedactURLs(ev.last)}
 		}
 	}
-	all, gone := m.inst.snapshot()
+	now := m.cfg.Now()
+	all := m.inst.snapshot(now)
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if stored, err := m.store.Instances(sctx); err != nil {
@@ -362,22 +397,20 @@ func (m *Mothership) Status(ctx context.Context) Status {
 	} else {
 		for _, i := range stored {
 			k := instanceKey{i.Resource, i.Instance}
-			if cur, ok := all[k]; !ok || cur.LastSeen.Before(i.LastSeen) {
-				all[k] = i
+			if cur, ok := all[k]; !ok || cur.report.LastSeen.Before(i.LastSeen) {
+				unheard := now.Sub(i.LastSeen)
+				all[k] = instanceView{i, unheard > defaultPollWait+silentMargin, unheard > defaultPollWait+silentMargin+instanceRecent}
 			}
 		}
 	}
-	since := m.cfg.Now().Add(-instanceRecent)
-	for k, i := range all {
-		if i.LastSeen.Before(since) {
-			continue // expired: a live child reports at every long poll
-		}
-		if mf == nil || mf.Resources[i.Resource] == nil {
-			continue // its resource was removed
+	for _, v := range all {
+		i := v.report
+		if v.expired || mf == nil || mf.Resources[i.Resource] == nil {
+			continue // long gone, or its resource was removed
 		}
 		state := InstanceBehind
 		switch {
-		case gone[k]:
+		case v.gone:
 			state = InstanceGone
 		case i.AppliedVersion >= version:
 			state = InstanceCurrent
@@ -406,16 +439,16 @@ const (
 	applyWait = 3 * time.Second
 )
 
-// waitApplied waits until every child instance that can still answer (live,
-// and not of an undeployed endpoint) has applied (or rejected) version v or
-// a newer one, at most applyWait.
+// waitApplied waits until every child instance that can still answer (heard
+// within its poll wait, and not of an undeployed endpoint) has applied (or
+// rejected) version v or a newer one, at most applyWait.
 func (m *Mothership) waitApplied(ctx context.Context, v int64) {
 	deadline := time.NewTimer(applyWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		behind := m.inst.behind(v, m.cfg.Now().Add(-instanceRecent))
+		behind := m.inst.behind(v, m.cfg.Now())
 		if len(behind) == 0 {
 			return
 		}
