@@ -161,7 +161,7 @@ func (s *Server) newWorker(cfg WorkerConfig) *worker {
 		freed:     make(chan struct{}, 1),
 	}
 	if w.client == nil {
-		w.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}
+		w.client = &http.Client{Transport: wire.NewTransport()}
 	}
 	// As rp_job.py: batch and stop URLs come from the take URL by replacing
 	// /job-take/, query string kept; without it both are unavailable.
@@ -350,6 +350,10 @@ type takenJob struct {
 	Err error // the envelope is invalid: the job fails with this (an *httpError)
 }
 
+// maxJobID bounds the job ids accepted from job-take (Runpod's are UUIDs
+// with a suffix); an id is only echoed in job-done's URL, path-escaped.
+const maxJobID = 1024
+
 // decodeJob decodes one job of a job-take answer: {"id", "input", …} where
 // "input" (and "policy", if the queue passes it) are those of a /run body.
 // An error means the entry has no usable id, so nothing can be answered.
@@ -361,8 +365,8 @@ func decodeJob(raw []byte) (takenJob, error) {
 		return takenJob{}, fmt.Errorf("job is not a JSON object: %w", err)
 	}
 	id, ok := head.ID.(string)
-	if !ok || id == "" || !validRequestID(id) {
-		return takenJob{}, fmt.Errorf("job has no usable id (%v)", head.ID)
+	if !ok || id == "" || len(id) > maxJobID {
+		return takenJob{}, fmt.Errorf("job has no usable id (%.64v)", head.ID)
 	}
 	inv, err := decodeEnvelope(raw)
 	return takenJob{ID: id, Inv: inv, Err: err}, nil
@@ -416,6 +420,9 @@ func (w *worker) runJob(hard context.Context, tj takenJob) (body []byte, ok bool
 			tj.Inv.Function, strings.Join(w.s.qbNames, ", "))), true
 	}
 	meta := wire.Meta{RequestID: tj.ID, TraceParent: wire.NewTraceParent()}
+	if !validRequestID(tj.ID) {
+		meta.RequestID = wire.NewRequestID()
+	}
 	ctx := wire.WithMeta(hard, meta)
 	run, err := w.s.bind(ctx, f, Input{JSON: tj.Inv.Input})
 	if err != nil {
