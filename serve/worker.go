@@ -116,8 +116,8 @@ type worker struct {
 	stop   string // job-stop URL; "" likewise (the stop channel is off)
 
 	// Waits, shortened by tests.
-	takeTimeout, tooMany, stopEmpty, errMin, errMax time.Duration
-	postWaits                                       []time.Duration // before the 2nd, 3rd … job-done attempt
+	takeTimeout, tooMany, stopEmpty, errMin, errMax, readyPoll time.Duration
+	postWaits                                                  []time.Duration // before the 2nd, 3rd … job-done attempt
 
 	mu    sync.Mutex
 	held  map[string]*job // taken and not yet answered, by job id (nil *job: not yet submitted)
@@ -155,6 +155,7 @@ func (s *Server) newWorker(cfg WorkerConfig) *worker {
 		s: s, cfg: cfg, client: cfg.Client,
 		log:         s.log.With("worker", cfg.WorkerID),
 		takeTimeout: takeTimeout, tooMany: tooManyWait, stopEmpty: stopEmptyWait, errMin: time.Second, errMax: 10 * time.Second,
+		readyPoll: 100 * time.Millisecond,
 		// The SDK's FibonacciRetry(attempts=3) as aiohttp_retry runs it.
 		postWaits: []time.Duration{2 * time.Second, 3 * time.Second},
 		held:      make(map[string]*job),
@@ -221,6 +222,12 @@ func (w *worker) work(ctx context.Context) error {
 func (w *worker) takeLoop(ctx, hard context.Context) {
 	errWait := time.Duration(0)
 	for ctx.Err() == nil {
+		if ready := w.s.cfg.Ready; ready != nil && !ready() {
+			// Not ready (a child without its manifest yet, whose /ping says
+			// 204): a job taken now could not be routed.
+			sleep(ctx, w.readyPoll)
+			continue
+		}
 		w.mu.Lock()
 		need, busy := w.s.cfg.Workers-len(w.held), len(w.held) > 0
 		w.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -533,4 +534,30 @@ func FuzzDecodeTake(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWorkerWaitsUntilReady: no job is taken while the server is not ready
+// (a child without its manifest).
+func TestWorkerWaitsUntilReady(t *testing.T) {
+	q := newFakeQueue(t)
+	q.add("job-take", answer{status: 200, body: jobJSON("j", "echo", 1)})
+	var ready atomic.Bool
+	s, err := New(Config{Workers: 1, Logger: discard(), Ready: ready.Load}, testFuncs(newGate()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.newWorker(q.config(t))
+	w.takeTimeout, w.readyPoll = time.Second, time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.work(ctx) }()
+	q.waitFor("ping", 1) // the worker runs
+	time.Sleep(20 * time.Millisecond)
+	if n := len(q.got("job-take")); n != 0 {
+		t.Fatalf("%d takes before ready", n)
+	}
+	ready.Store(true)
+	q.waitFor("job-done", 1)
+	cancel()
+	wait(t, done, "Work")
 }
