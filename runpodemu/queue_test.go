@@ -267,3 +267,47 @@ func TestWorkerWithoutCommandIsReported(t *testing.T) {
 		return e.runs[id].startErr != ""
 	})
 }
+
+// A request of a worker that died may still be in flight: it must get no
+// job (the job would be lost with the worker), but 204.
+func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+	var w *worker
+	waitFor(t, "the worker to poll", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, wk := range e.runs[id].workers {
+			if !wk.firstPoll.IsZero() {
+				w = wk
+			}
+		}
+		return w != nil
+	})
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	pending := make(chan answer, 1)
+	e.mu.Lock()
+	before := w.lastSeen
+	e.mu.Unlock()
+	go func() {
+		st, body := callKey(t, e, w.key, "GET", "/v2/"+id+"/job-take/"+w.id, nil)
+		pending <- answer{st, body}
+	}()
+	waitFor(t, "the take to reach the emulator", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return w.lastSeen.After(before) // (or a ping: then the take may come after the death, answered 401)
+	})
+	w.cmd.Process.Kill()
+	<-w.exited
+	job := submit(t, e, id, map[string]any{})
+	if got := <-pending; got.status != 204 && got.status != 401 {
+		t.Errorf("pending take of a dead worker: %d %v", got.status, got.body)
+	}
+	if ans := final(t, e, id, job); ans["status"] != statusCompleted || ans["output"].(map[string]any)["worker"] == w.id {
+		t.Errorf("job: %v", ans)
+	}
+}
