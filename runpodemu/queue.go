@@ -108,6 +108,7 @@ func (j *job) view() map[string]any {
 type endpointRun struct {
 	rec     *endpointRecord
 	queue   []*job // IN_QUEUE jobs, oldest first
+	ended   []*job // finished jobs, oldest first (may hold forgotten ones until the next sweep)
 	jobs    map[string]*job
 	workers map[string]*worker
 	changed chan struct{} // closed and replaced when the queue or the workers change
@@ -136,6 +137,18 @@ func (run *endpointRun) wake() {
 func (run *endpointRun) removeQueued(j *job) {
 	if i := slices.Index(run.queue, j); i >= 0 {
 		run.queue = slices.Delete(run.queue, i, i+1)
+	}
+}
+
+// evictLocked forgets the oldest finished jobs until at most n jobs are
+// kept: past the bound, results go before their retention time is up.
+func (run *endpointRun) evictLocked(n int) {
+	for len(run.jobs) > n && len(run.ended) > 0 {
+		j := run.ended[0]
+		run.ended = run.ended[1:]
+		if run.jobs[j.ID] == j && j.terminal() {
+			delete(run.jobs, j.ID)
+		}
 	}
 }
 
@@ -324,6 +337,7 @@ func (e *Emulator) enqueue(r *http.Request, req runRequest, sync bool) (*endpoin
 	if perr != nil {
 		return nil, nil, nil, perr
 	}
+	run.evictLocked(e.cfg.MaxJobs - 1)
 	if len(run.queue) >= e.cfg.MaxQueue || len(run.jobs) >= e.cfg.MaxJobs {
 		return nil, nil, nil, errorf(429, "queue is full")
 	}
@@ -562,6 +576,7 @@ func (e *Emulator) finishLocked(run *endpointRun, j *job, status string, output 
 		run.failed++
 	}
 	close(j.done)
+	run.ended = append(run.ended, j)
 	run.wake()
 	if j.Webhook != "" {
 		e.queueWebhook(j)
@@ -578,6 +593,9 @@ func (e *Emulator) deleteJobLocked(run *endpointRun, j *job) {
 
 // sweepLocked applies execution timeouts, TTLs and retention.
 func (e *Emulator) sweepLocked(run *endpointRun, now time.Time) {
+	defer func() {
+		run.ended = slices.DeleteFunc(run.ended, func(j *job) bool { return run.jobs[j.ID] != j || !j.terminal() })
+	}()
 	for _, j := range run.jobs {
 		switch {
 		case now.Sub(j.Created) > j.TTL:
@@ -702,6 +720,7 @@ func (e *Emulator) loadJobs() error {
 			switch {
 			case j.terminal():
 				close(j.done)
+				run.ended = append(run.ended, j)
 			default:
 				j.Status, j.Taken, j.Worker = statusInQueue, time.Time{}, ""
 				run.queue = append(run.queue, j)

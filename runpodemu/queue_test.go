@@ -311,3 +311,26 @@ func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
 		t.Errorf("job: %v", ans)
 	}
 }
+
+func TestQueueBounds(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxQueue, cfg.MaxJobs = 2, 3
+	e := startEmu(t, cfg)
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 0, "max": 0}})
+	a := submit(t, e, id, 1)
+	submit(t, e, id, 2)
+	if st, ans := call(t, e, "POST", "/v2/"+id+"/run", map[string]any{"input": 3}); st != 429 || ans["error"] == nil {
+		t.Fatalf("third job with a queue of 2: %d %v", st, ans)
+	}
+	// Finished jobs past the bound are forgotten, oldest first, to make room.
+	call(t, e, "POST", "/v2/"+id+"/cancel/"+a, nil)
+	c := submit(t, e, id, 3)
+	call(t, e, "POST", "/v2/"+id+"/cancel/"+c, nil)
+	submit(t, e, id, 4)
+	if st, _ := call(t, e, "GET", "/v2/"+id+"/status/"+a, nil); st != 404 {
+		t.Errorf("oldest finished job kept past the bound: %d", st)
+	}
+	if st, _ := call(t, e, "GET", "/v2/"+id+"/status/"+c, nil); st != 200 {
+		t.Errorf("newer finished job forgotten: %d", st)
+	}
+}
