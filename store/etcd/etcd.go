@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
@@ -91,6 +92,20 @@ func Open(ctx context.Context, stateURL string) (*Store, error) {
 	return OpenConfig(ctx, cfg)
 }
 
+// OpenURL is Open as a store.Opener: log receives the store's background
+// errors (its watch failing and starting again).
+func OpenURL(ctx context.Context, stateURL string, log *slog.Logger) (store.Store, error) {
+	cfg, err := ParseURL(stateURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.applyEnv(os.Getenv); err != nil {
+		return nil, err
+	}
+	cfg.Logger = log
+	return OpenConfig(ctx, cfg)
+}
+
 // OpenConfig connects to the cluster and checks that it answers within
 // cfg.DialTimeout (or ctx's deadline, whichever comes first).
 func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
@@ -108,6 +123,9 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, 5*time.Second)
 	cfg.OpTimeout = cmp.Or(cfg.OpTimeout, 10*time.Second)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 5*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.LeaseTTL < minLeaseTTL {
 		return nil, fmt.Errorf("store/etcd: lease TTL %v is below %v", cfg.LeaseTTL, minLeaseTTL)
 	}
