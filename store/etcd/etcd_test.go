@@ -1,7 +1,6 @@
 package etcd_test
 
 import (
-	"bytes"
 	"errors"
 	"testing"
 
