@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -77,5 +78,27 @@ func TestAuth(t *testing.T) {
 	defer s2.Close()
 	if p, err := s2.Latest(ctx); err != nil || p.Version != 1 {
 		t.Errorf("Latest through env credentials = v%d, %v; want v1", p.Version, err)
+	}
+}
+
+// Manifests beyond etcd's default request limit fit; one beyond the
+// client's limit is refused with an error and changes nothing.
+func TestManifestSize(t *testing.T) {
+	s := openStore(t, shared.get(t), newPrefix())
+	ctx := t.Context()
+	big := bytes.Repeat([]byte("x"), 3<<20)
+	if _, err := s.Publish(ctx, 0, big); err != nil {
+		t.Fatalf("publishing 3 MiB: %v", err)
+	}
+	if p, err := s.Latest(ctx); err != nil || !bytes.Equal(p.Manifest, big) {
+		t.Fatalf("Latest after 3 MiB: %d bytes, %v", len(p.Manifest), err)
+	}
+	_, err := s.Publish(ctx, 1, bytes.Repeat([]byte("y"), 20<<20))
+	if err == nil {
+		t.Fatal("publishing 20 MiB: no error")
+	}
+	t.Log(err)
+	if p, err := s.Latest(ctx); err != nil || p.Version != 1 {
+		t.Errorf("Latest after the refused publish = v%d, %v; want v1", p.Version, err)
 	}
 }
