@@ -88,19 +88,20 @@ var (
 // Open connects to the cluster a FLASH_STATE_URL names; see ParseURL. What
 // the URL leaves out is taken from the FLASH_ETCD_* environment variables.
 func Open(ctx context.Context, stateURL string) (*Store, error) {
-	cfg, err := ParseURL(stateURL)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.applyEnv(os.Getenv); err != nil {
-		return nil, err
-	}
-	return OpenConfig(ctx, cfg)
+	return open(ctx, stateURL, nil)
 }
 
 // OpenURL is Open as a store.Opener: log receives the store's background
 // errors (its watch failing and starting again).
 func OpenURL(ctx context.Context, stateURL string, log *slog.Logger) (store.Store, error) {
+	s, err := open(ctx, stateURL, log)
+	if err != nil {
+		return nil, err // not a nil *Store in a non-nil interface
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, stateURL string, log *slog.Logger) (*Store, error) {
 	cfg, err := ParseURL(stateURL)
 	if err != nil {
 		return nil, err
@@ -183,11 +184,7 @@ func (c *conn) call(ctx context.Context) (context.Context, context.CancelFunc, e
 	if c.closed.Load() {
 		return nil, nil, store.ErrClosed
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.cfg.OpTimeout {
-		ctx, cancel := context.WithCancel(ctx)
-		return ctx, cancel, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout) // an earlier deadline of ctx still holds
 	return ctx, cancel, nil
 }
 
