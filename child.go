@@ -47,7 +47,7 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	}
 	a.caller.Store(child.NewCaller(router, invoker, sync))
 
-	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger, Ready: ready},
+	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready},
 		a.serveFuncs(res.Name))
 	if err != nil {
 		return err

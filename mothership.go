@@ -36,13 +36,11 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 	defer closeStore()
 
-	ln := cfg.Listener
-	if ln == nil {
-		if ln, err = listen(cfg.Host, cfg.Port); err != nil {
-			return err
-		}
-		cfg.Listener = ln
+	ln, err := cfg.listen()
+	if err != nil {
+		return err
 	}
+	cfg.Listener = ln
 
 	var ms *mothership.Mothership
 	prov, err := a.newProvider(ctx, cfg, dir, st, "http://"+ln.Addr().String(), func() *mothership.Mothership { return ms })
