@@ -42,6 +42,8 @@ func (a *App) Main() {
 	cfg.Logger, cfg.Getenv = log, os.Getenv
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	ctx, unwatch := watchParent(ctx, os.Getenv(ParentPIDEnv), parentPollEvery, log)
+	defer unwatch()
 	if err := a.Run(ctx, cfg); err != nil {
 		log.Error("stopped", "role", cfg.Role.String(), "err", err)
 		stop()

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 )
@@ -24,6 +25,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	self   string // how the user called this CLI, for hints (selfCommand)
 }
 
 type command struct {
@@ -42,6 +44,7 @@ func commands() map[string]command {
 		"undeploy":   {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
 		"init":       {summary: "create a new app skeleton", run: runInit},
 		"invalidate": {summary: "make the mothership re-read its state store now", run: runInvalidate},
+		"emulate":    {summary: "run a local Runpod (flash emulate runpod --port N --dir D)", run: runEmulate},
 		"bench":      {summary: "measure flash against its baselines (--quick, --json, --out DIR)", run: runBench},
 	}
 }
@@ -66,10 +69,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	c, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "flash: unknown command %q\nRun 'flash help' to see the commands.\n", args[0])
+		fmt.Fprintf(stderr, "flash: unknown command %q\nRun '%s help' to see the commands.\n", args[0], selfCommand(os.Args[0]))
 		return exitUsage
 	}
-	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr})
+	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, self: selfCommand(os.Args[0])})
 }
 
 func printHelp(w io.Writer, cmds map[string]command) {
