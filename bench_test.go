@@ -21,7 +21,7 @@ func BenchmarkCall(b *testing.B) {
 	}
 	router := child.NewRouter(child.RouterConfig{Identity: "worker"})
 	router.Apply(m, 1)
-	app.routing.Store(&routing{router: router, invoker: child.NewInvoker(child.InvokerConfig{})})
+	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
 	ctx := context.Background()
 
 	b.Run("direct", func(b *testing.B) {
@@ -51,7 +51,7 @@ func TestRoutedLocalCallAllocatesNothing(t *testing.T) {
 	}
 	router := child.NewRouter(child.RouterConfig{Identity: "worker"})
 	router.Apply(m, 1)
-	app.routing.Store(&routing{router: router, invoker: child.NewInvoker(child.InvokerConfig{})})
+	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() { f.Call(ctx, benchIn{N: 1}) }); n != 0 {
 		t.Fatalf("a routed local call allocates %v times", n)

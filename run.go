@@ -42,6 +42,8 @@ func (a *App) Main() {
 	cfg.Logger, cfg.Getenv = log, os.Getenv
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	ctx, unwatch := watchParent(ctx, os.Getenv(ParentPIDEnv), parentPollEvery, log)
+	defer unwatch()
 	if err := a.Run(ctx, cfg); err != nil {
 		log.Error("stopped", "role", cfg.Role.String(), "err", err)
 		stop()
@@ -90,10 +92,10 @@ func (a *App) setIdentity(id string) { a.identity.Store(&id) }
 // fallback when neither mothership nor child is configured.
 func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.setIdentity("standalone")
-	a.routing.Store(nil)
+	a.caller.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
-	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger}, a.serveFuncs(""))
+	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger}, a.serveFuncs(""))
 	if err != nil {
 		return err
 	}
@@ -111,7 +113,7 @@ func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown .
 	if cfg.Ready != nil {
 		cfg.Ready(url)
 	}
-	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
+	return h.Run(ctx, ln, cfg.Runpod, ShutdownGrace, shutdown...)
 }
 
 // ErrNoAPIKey is returned by Run when it would serve without an API key on an

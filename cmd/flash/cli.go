@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 )
@@ -24,6 +25,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	self   string // how the user called this CLI, for hints (selfCommand)
 }
 
 type command struct {
@@ -66,10 +68,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	c, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "flash: unknown command %q\nRun 'flash help' to see the commands.\n", args[0])
+		fmt.Fprintf(stderr, "flash: unknown command %q\nRun '%s help' to see the commands.\n", args[0], selfCommand(os.Args[0]))
 		return exitUsage
 	}
-	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr})
+	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, self: selfCommand(os.Args[0])})
 }
 
 func printHelp(w io.Writer, cmds map[string]command) {
