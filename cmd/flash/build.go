@@ -28,6 +28,7 @@ type buildResult struct {
 	Binary   string             `json:"binary"`
 	Manifest string             `json:"manifest"`
 	Artifact string             `json:"artifact"`
+	Image    *imageResult       `json:"image,omitempty"`
 	App      *manifest.Manifest `json:"-"`
 	Took     time.Duration      `json:"-"`
 }
@@ -35,8 +36,10 @@ type buildResult struct {
 func runBuild(e *env) int {
 	fs := flag.NewFlagSet("flash build", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	imageRef := fs.String("image", "", "also make the app's linux/amd64 OCI image, tagged `REF` (REGISTRY/REPO[:TAG])")
+	push := fs.Bool("push", false, "push the image to its registry (else write it under "+buildDir+"/image)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash build [--json] [PKG]\n\nBuilds the app (default: the package in the current directory), writes\n"+
+		fmt.Fprintln(e.stderr, "Usage: flash build [--json] [--image REF [--push]] [PKG]\n\nBuilds the app (default: the package in the current directory), writes\n"+
 			buildDir+"/app, its flash_manifest.json and artifact.tar.gz (binary + manifest).")
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -46,6 +49,9 @@ func runBuild(e *env) int {
 	if len(args) > 1 {
 		return fail(e, usageError{"build: give at most one package"})
 	}
+	if err := checkImageFlags(*imageRef, *push); err != nil {
+		return fail(e, err)
+	}
 	pkg := "."
 	if len(args) == 1 {
 		pkg = args[0]
@@ -54,12 +60,20 @@ func runBuild(e *env) int {
 	if err != nil {
 		return fail(e, err)
 	}
+	if *imageRef != "" {
+		if res.Image, err = buildImage(e, pkg, res.App.ProjectName, *imageRef, *push); err != nil {
+			return fail(e, err)
+		}
+	}
 	if *asJSON {
 		writeJSON(e, res)
 		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "built %s in %s: %d resource(s)\n  binary    %s\n  manifest  %s\n  artifact  %s\n",
 		res.App.ProjectName, res.Took.Round(time.Millisecond), len(res.App.Resources), res.Binary, res.Manifest, res.Artifact)
+	if res.Image != nil {
+		printImage(e, res.Image)
+	}
 	return exitOK
 }
 
