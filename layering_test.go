@@ -15,7 +15,7 @@ import (
 var layers = [][]string{
 	{"cmd", "bench", "e2e", "examples"}, // programs, tools and their tests
 	{""},                                // the root package flash
-	{"mothership", "child", "serve"},
+	{"mothership", "child", "serve", "runpodemu"}, // runpodemu itself imports only internal (layerViolation)
 	{"manifest", "store", "provider", "image"},
 	{"internal", "flasherr"}, // leaves: the standard library and chosen modules only
 }

@@ -44,6 +44,7 @@ func commands() map[string]command {
 		"undeploy":   {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
 		"init":       {summary: "create a new app skeleton", run: runInit},
 		"invalidate": {summary: "make the mothership re-read its state store now", run: runInvalidate},
+		"emulate":    {summary: "run a local Runpod (flash emulate runpod --port N --dir D)", run: runEmulate},
 		"bench":      {summary: "measure flash against its baselines (--quick, --json, --out DIR)", run: runBench},
 	}
 }

@@ -1,0 +1,80 @@
+// Package scaler decides how many workers an endpoint wants, by Runpod's two
+// autoscaling rules (RUNPOD.md §7, RUNPOD_REST_V2.md §3.2). It is a pure
+// function of a load snapshot, so the Runpod emulator and the local provider
+// scale the same way and tests need no clock.
+//
+// Scaling down is not decided here: a worker above the minimum stops after
+// its endpoint's idle timeout without work, as on Runpod.
+package scaler
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Kind is an autoscaling rule.
+type Kind string
+
+// The two rules Runpod offers.
+const (
+	// QueueDelay adds a worker whenever the oldest queued request has waited
+	// longer than Value seconds (and keeps at least one while anything waits).
+	QueueDelay Kind = "QUEUE_DELAY"
+	// RequestCount wants one worker per Value requests queued or running.
+	RequestCount Kind = "REQUEST_COUNT"
+)
+
+// Policy is an endpoint's scaling configuration.
+type Policy struct {
+	Kind  Kind
+	Value float64 // seconds of queue delay (QueueDelay, ≥ 0.5) or requests per worker (RequestCount, ≥ 1)
+	Min   int     // workers kept at all times
+	Max   int     // cap on workers; 0 drains the endpoint
+}
+
+// Validate reports a policy Runpod would refuse.
+func (p Policy) Validate() error {
+	switch {
+	case p.Kind == QueueDelay && p.Value < 0.5:
+		return fmt.Errorf("scaler: queue delay %v below 0.5 s", p.Value)
+	case p.Kind == RequestCount && p.Value < 1:
+		return fmt.Errorf("scaler: request count %v below 1", p.Value)
+	case p.Kind != QueueDelay && p.Kind != RequestCount:
+		return fmt.Errorf("scaler: unknown kind %q", p.Kind)
+	case p.Min < 0 || p.Max < 0:
+		return fmt.Errorf("scaler: negative worker bound (min %d, max %d)", p.Min, p.Max)
+	case p.Min > p.Max:
+		return fmt.Errorf("scaler: min %d above max %d", p.Min, p.Max)
+	}
+	return nil
+}
+
+// Load is what the scaler sees of an endpoint at one moment. Low-priority
+// requests are left out by the caller: on Runpod they never trigger a scale-up.
+type Load struct {
+	Queued     int           // requests waiting for a worker
+	InProgress int           // requests a worker is running
+	OldestWait time.Duration // how long the oldest queued request has waited
+	Workers    int           // workers alive now (starting, idle or busy)
+}
+
+// Desired returns how many workers the endpoint should have: never fewer than
+// Min, never more than Max, and never fewer than the workers alive (removing
+// them is the idle timeout's job).
+func (p Policy) Desired(l Load) int {
+	want := l.Workers
+	switch p.Kind {
+	case RequestCount:
+		per := math.Max(p.Value, 1)
+		want = max(want, int(math.Ceil(float64(l.Queued+l.InProgress)/per)))
+	default: // QueueDelay
+		if l.Queued > 0 {
+			want = max(want, 1)
+			if l.OldestWait.Seconds() > p.Value {
+				want = l.Workers + 1
+			}
+		}
+	}
+	return min(max(want, p.Min), p.Max)
+}
