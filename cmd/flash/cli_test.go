@@ -75,3 +75,10 @@ func TestInvalidAppListsEveryProblem(t *testing.T) {
 		t.Error("an invalid build left a binary behind")
 	}
 }
+
+func TestBadLogLevelIsAUsageError(t *testing.T) {
+	t.Setenv("FLASH_LOG_LEVEL", "loud")
+	if code, _, errOut := runCLI(t, "run", "--port", "1", "."); code != exitUsage || !strings.Contains(errOut, "FLASH_LOG_LEVEL") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

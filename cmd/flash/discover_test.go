@@ -152,6 +152,9 @@ func TestPrintStatusShowsGoneInstances(t *testing.T) {
 		instance("api", "old/0", 3, now.Add(-90*time.Second)),
 		instance("api", "new/0", 3, now.Add(-5*time.Second)),
 		instance("api", "lag/0", 2, now.Add(-5*time.Second)))
+	undeployed := instance("api", "undeployed/0", 3, now.Add(-time.Second))
+	undeployed.State = mothership.InstanceGone
+	st.Instances = append(st.Instances, undeployed)
 	var b strings.Builder
 	printStatus(&b, "http://ms", st, now)
 	for _, want := range []string{"old/0", "gone", "up to date", "behind"} {
@@ -159,8 +162,8 @@ func TestPrintStatusShowsGoneInstances(t *testing.T) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
 	}
-	if strings.Count(b.String(), "gone") != 1 {
-		t.Errorf("only old/0 is gone:\n%s", b.String())
+	if strings.Count(b.String(), "gone") != 2 {
+		t.Errorf("old/0 and undeployed/0 are gone, and only they:\n%s", b.String())
 	}
 }
 

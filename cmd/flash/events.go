@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 )
@@ -99,15 +100,18 @@ func parseJSONLine(line []byte) (logRecord, bool) {
 	return rec, true
 }
 
+// level is the record's level; one slog cannot name counts as Info.
+func (r logRecord) level() slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(r.get("level"))) != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
 // important reports a line a person should see without --verbose: a
 // warning or an error.
-func (r logRecord) important() bool {
-	switch strings.ToUpper(r.get("level")) {
-	case "WARN", "ERROR":
-		return true
-	}
-	return strings.HasPrefix(strings.ToUpper(r.get("level")), "ERROR+")
-}
+func (r logRecord) important() bool { return r.level() >= slog.LevelWarn }
 
 // short renders a record for a person: level and message first, then the
 // fields that the line's prefix (source) does not already say.

@@ -249,3 +249,21 @@ func TestFlashRunReportsARestartedEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FLASH_LOG_LEVEL=warn shows every process's warnings and nothing below,
+// and flash run still sees the mothership's reconciliation end.
+func TestFlashRunLogLevelWarn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	rt, err := launchFlashRun(t, t.TempDir(), pipelinePkg(t), freePort(t), "FLASH_LOG_LEVEL=warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := rt.out(); strings.Contains(out, "level=INFO") || strings.Contains(out, " up\n") {
+		t.Errorf("Info lines or event lines shown at FLASH_LOG_LEVEL=warn:\n%s", out)
+	}
+	if err := rt.stop(t, os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+}

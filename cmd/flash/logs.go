@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ type logStreamer struct {
 	color    bool
 	colors   map[string]string
 	verbose  bool
+	shown    slog.Level      // with verbose, structured lines below it are dropped
 	observe  func(logRecord) // sees every structured line of the mothership
 	stopping atomic.Bool     // while stopping, the expected complaints are not shown
 }
@@ -40,7 +42,9 @@ func (l *logStreamer) emit(source string, text []byte) {
 	}
 	switch {
 	case l.verbose:
-		l.line(source, text)
+		if !structured || rec.level() >= l.shown {
+			l.line(source, text)
+		}
 	case l.stopping.Load():
 	case !structured:
 		if !bytes.HasPrefix(text, []byte("flash: ")) { // the local provider's note at each start

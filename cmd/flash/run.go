@@ -61,6 +61,12 @@ func runRun(e *env) int {
 	if len(args) == 1 {
 		pkg = args[0]
 	}
+	shown := slog.LevelInfo
+	if v := os.Getenv("FLASH_LOG_LEVEL"); v != "" {
+		if err := shown.UnmarshalText([]byte(v)); err != nil {
+			return fail(e, usageError{fmt.Sprintf("FLASH_LOG_LEVEL=%q: want debug, info, warn or error", v)})
+		}
+	}
 	dir := layout.In("")
 	for _, r := range runningHere(dir, "") {
 		if u, err := url.Parse(r.Mothership); err == nil && u.Port() == strconv.Itoa(*port) {
@@ -96,7 +102,7 @@ func runRun(e *env) int {
 		return fail(e, err)
 	}
 	t := topologyRun{e: e, m: b.App, bin: bin, app: app, lock: lock, port: *port, key: key, keySource: keySource, json: *asJSON,
-		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != ""}
+		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
 	if err := t.run(); err != nil {
 		return fail(e, err)
 	}
@@ -209,6 +215,7 @@ type topologyRun struct {
 	keySource string
 	json      bool
 	verbose   bool
+	shown     slog.Level // FLASH_LOG_LEVEL: with verbose, what is shown
 }
 
 // reconciled is the end of one reconciliation of a mothership, read from its log.
@@ -233,13 +240,13 @@ func (t *topologyRun) run() error {
 			}
 		}
 	})
+	logs.shown = t.shown
 	tail := logs.tail(t.app.Logs(), t.m.ResourceNames())
 	stateAbs, _ := filepath.Abs(t.app.State())
 	cacheAbs, _ := filepath.Abs(t.app.Cache())
-	level := os.Getenv("FLASH_LOG_LEVEL")
-	if level == "" {
-		level = "info" // the reconcile lines flash run follows are Info
-	}
+	// The mothership logs at Info at least: flash run follows its Info lines.
+	// A higher FLASH_LOG_LEVEL applies to what is shown.
+	level := min(t.shown, slog.LevelInfo).String()
 	rec := runRecord{App: t.m.ProjectName, Mothership: base, PID: os.Getpid(), Started: time.Now().UTC()}
 	start := func() (*exec.Cmd, <-chan error, error) {
 		cmd := exec.Command(t.bin)

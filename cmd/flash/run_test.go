@@ -74,7 +74,8 @@ func startFlashRunIn(t *testing.T, dir, pkg string, port int) *runningTopology {
 
 // launchFlashRun is startFlashRunIn returning the failure of a run that
 // exited before its table, with its output.
-func launchFlashRun(t *testing.T, dir, pkg string, port int) (*runningTopology, error) {
+// env is added to the CLI's environment.
+func launchFlashRun(t *testing.T, dir, pkg string, port int, env ...string) (*runningTopology, error) {
 	t.Helper()
 	bin, err := flashBinary()
 	if err != nil {
@@ -82,7 +83,7 @@ func launchFlashRun(t *testing.T, dir, pkg string, port int) (*runningTopology, 
 	}
 	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(port), pkg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL=")
+	cmd.Env = append(append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL="), env...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/mothership"
 )
 
 func runStatus(e *env) int {
@@ -77,7 +78,7 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 	for _, in := range st.Instances {
 		note := ""
 		switch {
-		case now.Sub(in.LastSeen) > instanceGoneAfter:
+		case in.State == mothership.InstanceGone || now.Sub(in.LastSeen) > instanceGoneAfter:
 			note = "gone"
 		case in.RejectedVersion > 0:
 			note = fmt.Sprintf("rejected v%d: %s", in.RejectedVersion, in.RejectReason)
@@ -94,7 +95,8 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 // instanceGoneAfter is how long an instance may stay unseen before status
 // calls it gone: a live child asks for the manifest again at the end of every
 // long poll (child.DefaultPollWait), so one missed poll means it stopped.
-// (The mothership drops instances unseen for two minutes from its answer.)
+// The mothership marks the instances of endpoints it undeployed as gone, and
+// drops instances unseen for two minutes from its answer.
 const instanceGoneAfter = child.DefaultPollWait + 15*time.Second
 
 func short(h string) string {
