@@ -189,9 +189,10 @@ func (m *Mothership) holds(r *http.Request, replica, id string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// maxSubmitAnswer bounds the answer of /run read to learn the job id; a
-// larger one is relayed without remembering its job.
-const maxSubmitAnswer = 1 << 20
+// maxSubmitAnswer bounds the answer of /run or /runsync read to learn the
+// job id; a larger one (a big result) is relayed without remembering its
+// job, which holderOf then finds by asking the replicas.
+const maxSubmitAnswer = 64 << 10
 
 // rememberJob notes which replica holds the job a /run or /runsync answer names.
 func (m *Mothership) rememberJob(resp *http.Response, t gatewayTarget) error {
