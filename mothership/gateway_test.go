@@ -173,3 +173,30 @@ func TestGatewayLBStableAddress(t *testing.T) {
 		t.Fatalf("/flash/status: %d", code)
 	}
 }
+
+// TestGatewayRelaysLargeAnswersWhole: an answer too large to learn its job
+// id from is still relayed byte for byte.
+func TestGatewayRelaysLargeAnswersWhole(t *testing.T) {
+	big := `{"id":"job-1","status":"COMPLETED","output":"` + strings.Repeat("x", 3*maxSubmitAnswer) + `"}`
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, big)
+	}))
+	defer backend.Close()
+	h := newHarness(t, func(c *Config) { c.Provider = nil })
+	h.run(t)
+	mf := buildManifest(t, res{name: "gpu"}).WithRuntime("gpu",
+		manifest.Runtime{EndpointURLs: []string{backend.URL}, Status: manifest.StatusDeployed})
+	if _, err := h.m.Publish(t.Context(), mf); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(h.srv.URL+"/v2/gpu/runsync", "application/json", strings.NewReader(`{"input":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || string(got) != big {
+		t.Fatalf("%d, %d bytes (%v), want the %d bytes sent", resp.StatusCode, len(got), err, len(big))
+	}
+}
