@@ -69,3 +69,12 @@ func TestMothershipUnknownBackends(t *testing.T) {
 		t.Errorf("FLASH_PROVIDER=runpod without a runpod provider: %v", err)
 	}
 }
+
+// TestBackendSettingsFromEnv: backends read their own settings through the
+// getenv ConfigFromEnv was given, so that embedders need not set it twice.
+func TestBackendSettingsFromEnv(t *testing.T) {
+	c, err := ConfigFromEnv(func(k string) string { return map[string]string{"FLASH_LOG_KEEP": "9"}[k] })
+	if err != nil || c.Getenv == nil || c.Getenv("FLASH_LOG_KEEP") != "9" {
+		t.Fatalf("Getenv not carried: %v", err)
+	}
+}

@@ -72,7 +72,8 @@ type Config struct {
 	Stores store.Openers
 	// Providers resolves Provider by name. Default DefaultProviders().
 	Providers provider.Factories
-	// Getenv reads backends' own settings. Default: none set (Main uses os.Getenv).
+	// Getenv reads backends' own settings (FLASH_LOG_MAX_SIZE, FLASH_ETCD_*, …).
+	// ConfigFromEnv sets its getenv; the zero value means none is set.
 	Getenv func(string) string
 
 	// Listener, when set, is used instead of listening on Host:Port.
@@ -93,7 +94,7 @@ const (
 // ConfigFromEnv reads the environment of SPEC §3 through getenv (os.Getenv
 // in Main). Malformed values are errors naming the variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var c Config
+	c := Config{Getenv: getenv}
 	var errs []string
 	bad := func(name, val, want string) { errs = append(errs, fmt.Sprintf("%s=%q: %s", name, val, want)) }
 

@@ -39,7 +39,7 @@ func (a *App) Main() {
 		log.Error("cannot start", "err", err)
 		os.Exit(2)
 	}
-	cfg.Logger, cfg.Getenv = log, os.Getenv
+	cfg.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	ctx, unwatch := watchParent(ctx, os.Getenv(ParentPIDEnv), parentPollEvery, log)
