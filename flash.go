@@ -127,9 +127,18 @@ func (a *App) problem(format string, args ...any) {
 // Func is a handle on a registered function. Call it from anywhere in the
 // app: it runs in this process or on the endpoint that owns it.
 type Func[In, Out any] struct {
-	app  *App
-	name string
-	fn   func(context.Context, In) (Out, error)
+	app   *App
+	name  string
+	fn    func(context.Context, In) (Out, error)
+	route atomic.Pointer[cachedRoute]
+}
+
+// cachedRoute is a Func's route as read from one routing table: valid as
+// long as that table is the one in use.
+type cachedRoute struct {
+	table  *child.Table
+	target *child.Target
+	err    error
 }
 
 // Name returns the function's name.
@@ -143,7 +152,7 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	if rt == nil {
 		return f.fn(ctx, in)
 	}
-	target, err := rt.Route(ctx, f.name)
+	target, err := f.lookup(ctx, rt)
 	if err != nil {
 		var zero Out
 		return zero, err
@@ -154,6 +163,22 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	var out Out
 	err = rt.Invoke(ctx, target, in, &out)
 	return out, err
+}
+
+// lookup routes f: from f's cache while the routing table it came from is
+// in use (a pointer compare, no map lookup), else from the table and
+// cached; before the first table, as the Caller says (it may wait).
+func (f *Func[In, Out]) lookup(ctx context.Context, rt *child.Caller) (*child.Target, error) {
+	tbl := rt.Table()
+	if tbl == nil {
+		return rt.Route(ctx, f.name)
+	}
+	if c := f.route.Load(); c != nil && c.table == tbl {
+		return c.target, c.err
+	}
+	target, err := tbl.Route(f.name)
+	f.route.Store(&cachedRoute{table: tbl, target: target, err: err})
+	return target, err
 }
 
 // funcInfo is what the app keeps of every registered function, untyped.

@@ -107,7 +107,7 @@ func openStore(ctx context.Context, cfg Config, dir layout.App) (store.Store, fu
 		}
 		url = "sqlite://" + abs
 	}
-	st, err := cfg.Stores.Open(ctx, url, cfg.Logger.With("role", "mothership"))
+	st, err := cfg.Stores.Open(ctx, url, store.Options{Logger: cfg.Logger.With("role", "mothership"), Getenv: cfg.Getenv})
 	if err != nil {
 		return nil, nil, fmt.Errorf("FLASH_STATE_URL: open the state store: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -16,24 +15,6 @@ import (
 type publicListener struct{ net.Listener }
 
 func (publicListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero, Port: 8080} }
-
-// syncBuffer is a log sink the serving goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNoKey: without an API key, a process warns loudly, and refuses to
 // serve on an address that is not loopback unless FLASH_INSECURE=1.
@@ -61,7 +42,7 @@ func TestNoKey(t *testing.T) {
 			if tc.public {
 				ln = publicListener{ln}
 			}
-			var logs syncBuffer
+			var logs bytes.Buffer // read once Run has returned
 			app := NewApp("open")
 			Register(app.Queue("worker", ResourceConfig{}), "echo", echo)
 			ctx, cancel := context.WithCancel(t.Context())

@@ -2,10 +2,8 @@ package flash
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -49,10 +47,4 @@ func watchParent(ctx context.Context, value string, every time.Duration, log *sl
 		}
 	}()
 	return ctx, cancel
-}
-
-// processExists reports whether pid names a process (of any user).
-func processExists(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

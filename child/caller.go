@@ -68,6 +68,9 @@ func (c *Caller) Route(ctx context.Context, fn string) (*Target, error) {
 	return c.router.Route(ctx, fn)
 }
 
+// Table returns the routing table in use (Router.Table).
+func (c *Caller) Table() *Table { return c.router.Table() }
+
 // Invoke calls t's function with in and decodes the result into out, as
 // Invoker.Invoke does, and follows the function when the manifest moves
 // it: a call whose endpoint vanished (or is draining) waits for a newer

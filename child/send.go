@@ -28,7 +28,8 @@ const (
 // asked again is honoured. No attempt starts after the caller's deadline.
 // With replicas, a retry goes to another replica when there is one.
 type RetryPolicy struct {
-	// MaxAttempts bounds the sends of one call, the first included;
+	// MaxAttempts bounds the sends of one call, the first included, that
+	// reached an endpoint (refused ones are bounded by WaitRefused);
 	// default 4. 1 disables retries.
 	MaxAttempts int
 	// Base is the first backoff step; default 25 ms. Step n waits a random
@@ -151,7 +152,7 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 			switch {
 			case err == nil && !retryableStatus(t, method, a.status):
 				return a, nil
-			case err != nil && !refused:
+			case err != nil && !refused, iv.retry.MaxAttempts <= 1:
 				return a, err
 			case refused && refusedSince.IsZero():
 				refusedSince = time.Now()

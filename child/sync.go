@@ -43,10 +43,6 @@ const (
 	MaxManifestSize = 64 << 20          // largest manifest answer read
 )
 
-// HeaderRejectedReason carries, next to X-Flash-Rejected-Version, a short
-// text saying why this child rejected that manifest version.
-const HeaderRejectedReason = "X-Flash-Rejected-Reason"
-
 const (
 	backoffBase  = 500 * time.Millisecond
 	backoffCap   = 30 * time.Second
@@ -344,7 +340,7 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 	h.Set(wire.HeaderAppliedVersion, strconv.FormatInt(s.Version(), 10))
 	if s.rejVersion > 0 {
 		h.Set(wire.HeaderRejectedVersion, strconv.FormatInt(s.rejVersion, 10))
-		h.Set(HeaderRejectedReason, s.rejReason)
+		h.Set(wire.HeaderRejectedReason, s.rejReason)
 	}
 
 	start := time.Now()

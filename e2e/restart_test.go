@@ -45,6 +45,7 @@ func TestDataPlaneErrorsHideChildURLs(t *testing.T) {
 	st := ms.waitDeployed(t, 30*time.Second, pipelineResources...)
 	apiURL := st.Resources["api"].EndpointURL
 	dead := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	ms.settle(t, 30*time.Second) // no publication of its own after ours
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

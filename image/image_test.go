@@ -310,6 +310,53 @@ func TestPushAuth(t *testing.T) {
 	})
 }
 
+// TestPushSkipsBaseLayer: a second app pushed to the same repository
+// uploads its own layer and config, not the base layer the registry holds.
+func TestPushSkipsBaseLayer(t *testing.T) {
+	var mu sync.Mutex
+	var uploaded []string // digests of committed blob uploads
+	host := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d := r.URL.Query().Get("digest"); r.Method == http.MethodPut && d != "" {
+				mu.Lock()
+				uploaded = append(uploaded, d)
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx := context.Background()
+	if _, err := Push(ctx, pipelineImage(t).Image, host+"/apps:pipeline", nil); err != nil {
+		t.Fatal(err)
+	}
+	hello, err := Build(ctx, Options{Pkg: "testdata/hello", App: "hello", FlashVersion: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := hello.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	first := len(uploaded)
+	mu.Unlock()
+	if _, err := Push(ctx, hello.Image, host+"/apps:hello", nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(uploaded[:first], base.String()) {
+		t.Fatalf("the first push did not upload the base layer %s: %q", base, uploaded)
+	}
+	if second := uploaded[first:]; slices.Contains(second, base.String()) || len(second) != 2 {
+		t.Fatalf("the second push uploaded %q, want the app layer and the config only", second)
+	}
+}
+
 func TestPushUnreachable(t *testing.T) {
 	b := pipelineImage(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

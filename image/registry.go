@@ -50,8 +50,7 @@ func Push(ctx context.Context, img v1.Image, ref string, kc authn.Keychain) (str
 }
 
 // WriteLayout writes img as an OCI image layout in dir (replacing what was
-// there), tagged ref, for tools such as crane, skopeo or `docker load` to
-// push or run later.
+// there), tagged ref, for tools such as crane or skopeo to push later.
 func WriteLayout(dir string, img v1.Image, ref string) error {
 	tmp := dir + ".new"
 	if err := os.RemoveAll(tmp); err != nil {

@@ -77,7 +77,7 @@ func TestBootFollowsStoredDesired(t *testing.T) {
 // loses its compare-and-swap, re-reads the desired state, and stops instead
 // of overwriting the newer deploy's version with its own manifest.
 func TestReconcilerConflictDecidesAgain(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(c *Config) { c.Parallelism = 1 })
 	b, err := New(t.Context(), Config{App: "app", Store: h.st, Provider: newFakeProvider(), Logger: quiet, ArtifactDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -93,12 +93,15 @@ func TestReconcilerConflictDecidesAgain(t *testing.T) {
 		}
 		return nil
 	}
-	rep, err := h.m.Reconcile(t.Context(), buildManifest(t, res{name: "old"}), ReconcileOptions{})
+	rep, err := h.m.Reconcile(t.Context(), buildManifest(t, res{name: "old"}, res{name: "zz"}), ReconcileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.Failed() || !strings.Contains(strings.Join(append(rep.Errors, resourceReport(t, rep, "old").Error), " "), "newer desired state") {
 		t.Fatalf("report %+v: the superseded reconciliation does not say so", rep)
+	}
+	if calls := h.prov.callLog(); len(calls) != 1 {
+		t.Fatalf("provider calls %v: after being superseded, the reconciliation went on", calls)
 	}
 	p, err := h.st.Latest(t.Context())
 	if err != nil {
@@ -108,7 +111,7 @@ func TestReconcilerConflictDecidesAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if latest.Resources["newer"] == nil || latest.Resources["old"] != nil {
+	if latest.Resources["newer"] == nil || latest.Resources["old"] != nil || latest.Resources["zz"] != nil {
 		t.Fatalf("store's latest (v%d) has %v: the superseded deploy overwrote the newer one", p.Version, latest.ResourceNames())
 	}
 }

@@ -252,12 +252,25 @@ func (rc *reconciler) run(ctx context.Context) {
 		rc.fail("publish: %v", err)
 	}
 
-	var g errgroup.Group
+	var (
+		g       errgroup.Group
+		skipped atomic.Int64
+	)
 	g.SetLimit(m.cfg.Parallelism)
 	for _, t := range tasks {
-		g.Go(func() error { t(ctx); return nil })
+		g.Go(func() error {
+			if rc.supersededBy() != nil {
+				skipped.Add(1) // the newer deploy decides what runs
+				return nil
+			}
+			t(ctx)
+			return nil
+		})
 	}
 	g.Wait()
+	if n := skipped.Load(); n > 0 {
+		rc.fail("%d provider calls not made: %v", n, rc.supersededBy())
+	}
 
 	// Publish the final state too: top-level keys of desired, and unchanged
 	// resources whose live URLs moved, may not have been published yet.
@@ -274,10 +287,7 @@ func (rc *reconciler) run(ctx context.Context) {
 // good (ErrSuperseded), leaving the newer deploy to publish.
 func (rc *reconciler) publish(ctx context.Context) (int64, error) {
 	for attempt := 1; ; attempt++ {
-		rc.mu.Lock()
-		err := rc.superseded
-		rc.mu.Unlock()
-		if err != nil {
+		if err := rc.supersededBy(); err != nil {
 			return rc.m.snap.Load().version, err
 		}
 		v, err := rc.m.publish(ctx, func(*manifest.Manifest) (*manifest.Manifest, error) { return rc.compose(), nil })
@@ -300,6 +310,13 @@ func (rc *reconciler) publish(ctx context.Context) (int64, error) {
 		}
 		rc.m.log.Warn("reconcile: another writer published meanwhile; composing again", "served", v)
 	}
+}
+
+// supersededBy is non-nil once a newer desired state was recorded.
+func (rc *reconciler) supersededBy() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.superseded
 }
 
 func (rc *reconciler) stateOf(name string) *resState {

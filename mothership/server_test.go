@@ -258,7 +258,7 @@ func TestReportsRecorded(t *testing.T) {
 		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-0", wire.HeaderAppliedVersion: "1"})
 	h.get(t, "/manifest?version=1", map[string]string{
 		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-1", wire.HeaderAppliedVersion: "1",
-		wire.HeaderRejectedVersion: "2", HeaderRejectedReason: "invalid manifest: bad route"})
+		wire.HeaderRejectedVersion: "2", wire.HeaderRejectedReason: "invalid manifest: bad route"})
 	eventually(t, "reports in the store", func() bool {
 		is, err := h.st.Instances(t.Context())
 		return err == nil && len(is) == 2

@@ -74,7 +74,7 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 	k := instanceKey{res, inst}
 	applied := headerVersion(r.Header.Get(wire.HeaderAppliedVersion))
 	rejected := headerVersion(r.Header.Get(wire.HeaderRejectedVersion))
-	reason := r.Header.Get(HeaderRejectedReason)
+	reason := r.Header.Get(wire.HeaderRejectedReason)
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}

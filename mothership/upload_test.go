@@ -47,7 +47,7 @@ func TestDeployArtifactBomb(t *testing.T) {
 }
 
 // files lists the regular files under dir.
-func files(t *testing.T, dir string) []string {
+func files(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {

@@ -108,6 +108,7 @@ func (j *job) view() map[string]any {
 type endpointRun struct {
 	rec     *endpointRecord
 	queue   []*job // IN_QUEUE jobs, oldest first
+	ended   []*job // finished jobs, oldest first (may hold forgotten ones until the next sweep)
 	jobs    map[string]*job
 	workers map[string]*worker
 	changed chan struct{} // closed and replaced when the queue or the workers change
@@ -136,6 +137,18 @@ func (run *endpointRun) wake() {
 func (run *endpointRun) removeQueued(j *job) {
 	if i := slices.Index(run.queue, j); i >= 0 {
 		run.queue = slices.Delete(run.queue, i, i+1)
+	}
+}
+
+// evictLocked forgets the oldest finished jobs until at most n jobs are
+// kept: past the bound, results go before their retention time is up.
+func (run *endpointRun) evictLocked(n int) {
+	for len(run.jobs) > n && len(run.ended) > 0 {
+		j := run.ended[0]
+		run.ended = run.ended[1:]
+		if run.jobs[j.ID] == j && j.terminal() {
+			delete(run.jobs, j.ID)
+		}
 	}
 }
 
@@ -304,15 +317,29 @@ func (e *Emulator) run(w http.ResponseWriter, r *http.Request, sync bool) *apiEr
 	if perr != nil {
 		return perr
 	}
-	e.mu.Lock()
-	run, perr := e.queueRunLocked(r)
+	run, j, done, perr := e.enqueue(r, req, sync)
 	if perr != nil {
-		e.mu.Unlock()
 		return perr
 	}
+	if !sync {
+		writeJSON(w, 200, map[string]string{"id": j.ID, "status": statusInQueue})
+		return nil
+	}
+	return e.answerAfter(w, r, run, j, done, waitParam(r, defaultSyncWait, minSyncWait, maxSyncWait))
+}
+
+// enqueue adds a job to the endpoint's queue and starts a worker at once
+// when the scaler wants one (a cold start begins now, not at the next tick).
+func (e *Emulator) enqueue(r *http.Request, req runRequest, sync bool) (*endpointRun, *job, chan struct{}, *apiError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	run, perr := e.queueRunLocked(r)
+	if perr != nil {
+		return nil, nil, nil, perr
+	}
+	run.evictLocked(e.cfg.MaxJobs - 1)
 	if len(run.queue) >= e.cfg.MaxQueue || len(run.jobs) >= e.cfg.MaxJobs {
-		e.mu.Unlock()
-		return errorf(429, "queue is full")
+		return nil, nil, nil, errorf(429, "queue is full")
 	}
 	id := newUUID() + "-u1"
 	if sync {
@@ -324,33 +351,29 @@ func (e *Emulator) run(w http.ResponseWriter, r *http.Request, sync bool) *apiEr
 	run.jobs[id] = j
 	run.queue = append(run.queue, j)
 	run.wake()
-	e.scaleLocked(run, j.Created) // a cold start begins now, not at the next tick
-	done := j.done
-	e.mu.Unlock()
-	if !sync {
-		writeJSON(w, 200, map[string]string{"id": id, "status": statusInQueue})
-		return nil
-	}
-	return e.answerAfter(w, r, run, j, done, waitParam(r, defaultSyncWait, minSyncWait, maxSyncWait))
+	e.scaleLocked(run, j.Created)
+	return run, j, j.done, nil
 }
 
 // answerAfter waits up to wait for the job to end, then answers the final
 // job object, or {id, status} when it is still queued or running.
 func (e *Emulator) answerAfter(w http.ResponseWriter, r *http.Request, run *endpointRun, j *job, done chan struct{}, wait time.Duration) *apiError {
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	case <-r.Context().Done():
-		return nil
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-r.Context().Done():
+			return nil
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if run.jobs[j.ID] != j {
 		return errorf(404, "job not found")
 	}
-	if j.terminal() {
+	if j.terminal() || wait == 0 {
 		writeJSON(w, 200, j.view())
 	} else {
 		writeJSON(w, 200, map[string]string{"id": j.ID, "status": j.Status})
@@ -361,20 +384,25 @@ func (e *Emulator) answerAfter(w http.ResponseWriter, r *http.Request, run *endp
 // status answers /status/{id} at once and /status-sync/{id} after waiting
 // up to ?wait (the Go SDK's undocumented route).
 func (e *Emulator) status(w http.ResponseWriter, r *http.Request) *apiError {
-	e.mu.Lock()
-	run, j, perr := e.jobLocked(r)
+	run, j, done, perr := e.lookupJob(r)
 	if perr != nil {
-		e.mu.Unlock()
 		return perr
 	}
-	if r.URL.Query().Has("wait") && !j.terminal() {
-		done := j.done
-		e.mu.Unlock()
-		return e.answerAfter(w, r, run, j, done, waitParam(r, defaultSyncWait, 0, maxSyncWait))
+	wait := time.Duration(0)
+	if r.URL.Query().Has("wait") {
+		wait = waitParam(r, defaultSyncWait, 0, maxSyncWait)
 	}
+	return e.answerAfter(w, r, run, j, done, wait)
+}
+
+func (e *Emulator) lookupJob(r *http.Request) (*endpointRun, *job, chan struct{}, *apiError) {
+	e.mu.Lock()
 	defer e.mu.Unlock()
-	writeJSON(w, 200, j.view())
-	return nil
+	run, j, perr := e.jobLocked(r)
+	if perr != nil {
+		return nil, nil, nil, perr
+	}
+	return run, j, j.done, nil
 }
 
 // stream hands out the chunks not yet delivered (RUNPOD.md §6.4). With
@@ -382,26 +410,14 @@ func (e *Emulator) status(w http.ResponseWriter, r *http.Request) *apiError {
 func (e *Emulator) stream(w http.ResponseWriter, r *http.Request) *apiError {
 	deadline := time.Now().Add(waitParam(r, 0, 0, maxSyncWait))
 	for {
-		e.mu.Lock()
-		run, j, perr := e.jobLocked(r)
-		if perr != nil {
-			e.mu.Unlock()
+		answer, changed, perr := e.drainStream(r, time.Now().After(deadline))
+		if perr != nil || answer != nil {
+			if answer != nil {
+				writeJSON(w, 200, answer)
+			}
 			return perr
 		}
-		wait := time.Until(deadline)
-		if len(j.stream) > 0 || j.terminal() || wait <= 0 {
-			chunks := make([]map[string]json.RawMessage, 0, len(j.stream))
-			for _, c := range j.stream {
-				chunks = append(chunks, map[string]json.RawMessage{"output": c})
-			}
-			j.stream, j.streamBytes = nil, 0
-			writeJSON(w, 200, map[string]any{"id": j.ID, "status": j.Status, "stream": chunks})
-			e.mu.Unlock()
-			return nil
-		}
-		changed := run.changed
-		e.mu.Unlock()
-		t := time.NewTimer(wait)
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-changed:
 		case <-t.C:
@@ -411,6 +427,26 @@ func (e *Emulator) stream(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 		t.Stop()
 	}
+}
+
+// drainStream returns the stream answer and empties the buffer, unless
+// there is nothing to deliver yet and the caller may still wait.
+func (e *Emulator) drainStream(r *http.Request, last bool) (map[string]any, chan struct{}, *apiError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	run, j, perr := e.jobLocked(r)
+	if perr != nil {
+		return nil, nil, perr
+	}
+	if len(j.stream) == 0 && !j.terminal() && !last {
+		return nil, run.changed, nil
+	}
+	chunks := make([]map[string]json.RawMessage, 0, len(j.stream))
+	for _, c := range j.stream {
+		chunks = append(chunks, map[string]json.RawMessage{"output": c})
+	}
+	j.stream, j.streamBytes = nil, 0
+	return map[string]any{"id": j.ID, "status": j.Status, "stream": chunks}, nil, nil
 }
 
 // cancelJob cancels a queued job at once; a running one is cancelled and
@@ -540,6 +576,7 @@ func (e *Emulator) finishLocked(run *endpointRun, j *job, status string, output 
 		run.failed++
 	}
 	close(j.done)
+	run.ended = append(run.ended, j)
 	run.wake()
 	if j.Webhook != "" {
 		e.queueWebhook(j)
@@ -556,6 +593,9 @@ func (e *Emulator) deleteJobLocked(run *endpointRun, j *job) {
 
 // sweepLocked applies execution timeouts, TTLs and retention.
 func (e *Emulator) sweepLocked(run *endpointRun, now time.Time) {
+	defer func() {
+		run.ended = slices.DeleteFunc(run.ended, func(j *job) bool { return run.jobs[j.ID] != j || !j.terminal() })
+	}()
 	for _, j := range run.jobs {
 		switch {
 		case now.Sub(j.Created) > j.TTL:
@@ -680,6 +720,7 @@ func (e *Emulator) loadJobs() error {
 			switch {
 			case j.terminal():
 				close(j.done)
+				run.ended = append(run.ended, j)
 			default:
 				j.Status, j.Taken, j.Worker = statusInQueue, time.Time{}, ""
 				run.queue = append(run.queue, j)

@@ -267,3 +267,70 @@ func TestWorkerWithoutCommandIsReported(t *testing.T) {
 		return e.runs[id].startErr != ""
 	})
 }
+
+// A request of a worker that died may still be in flight: it must get no
+// job (the job would be lost with the worker), but 204.
+func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+	var w *worker
+	waitFor(t, "the worker to poll", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, wk := range e.runs[id].workers {
+			if !wk.firstPoll.IsZero() {
+				w = wk
+			}
+		}
+		return w != nil
+	})
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	pending := make(chan answer, 1)
+	e.mu.Lock()
+	before := w.lastSeen
+	e.mu.Unlock()
+	go func() {
+		st, body := callKey(t, e, w.key, "GET", "/v2/"+id+"/job-take/"+w.id, nil)
+		pending <- answer{st, body}
+	}()
+	waitFor(t, "the take to reach the emulator", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return w.lastSeen.After(before) // (or a ping: then the take may come after the death, answered 401)
+	})
+	w.cmd.Process.Kill()
+	<-w.exited
+	job := submit(t, e, id, map[string]any{})
+	if got := <-pending; got.status != 204 && got.status != 401 {
+		t.Errorf("pending take of a dead worker: %d %v", got.status, got.body)
+	}
+	if ans := final(t, e, id, job); ans["status"] != statusCompleted || ans["output"].(map[string]any)["worker"] == w.id {
+		t.Errorf("job: %v", ans)
+	}
+}
+
+func TestQueueBounds(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxQueue, cfg.MaxJobs = 2, 3
+	e := startEmu(t, cfg)
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 0, "max": 0}})
+	a := submit(t, e, id, 1)
+	submit(t, e, id, 2)
+	if st, ans := call(t, e, "POST", "/v2/"+id+"/run", map[string]any{"input": 3}); st != 429 || ans["error"] == nil {
+		t.Fatalf("third job with a queue of 2: %d %v", st, ans)
+	}
+	// Finished jobs past the bound are forgotten, oldest first, to make room.
+	call(t, e, "POST", "/v2/"+id+"/cancel/"+a, nil)
+	c := submit(t, e, id, 3)
+	call(t, e, "POST", "/v2/"+id+"/cancel/"+c, nil)
+	submit(t, e, id, 4)
+	if st, _ := call(t, e, "GET", "/v2/"+id+"/status/"+a, nil); st != 404 {
+		t.Errorf("oldest finished job kept past the bound: %d", st)
+	}
+	if st, _ := call(t, e, "GET", "/v2/"+id+"/status/"+c, nil); st != 200 {
+		t.Errorf("newer finished job forgotten: %d", st)
+	}
+}

@@ -68,7 +68,7 @@ func queueWorker() int {
 	var mu sync.Mutex
 	running := map[string]context.CancelFunc{}
 	stopAsked := map[string]bool{} // a stop may arrive before the job is registered
-	go func() { // stop channel
+	go func() {                    // stop channel
 		for ctx.Err() == nil {
 			resp, err := call("GET", stopURL, nil)
 			if err != nil {

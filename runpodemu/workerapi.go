@@ -25,20 +25,28 @@ type workerHandler func(w http.ResponseWriter, r *http.Request, wk *worker) *api
 // the SDK leaves a literal $RUNPOD_POD_ID in some URL forms (RUNPOD.md §4.2).
 func (e *Emulator) workerRoute(h workerHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := bearerOrRaw(r)
-		e.mu.Lock()
-		wk := e.byKey[key]
-		if wk == nil || wk.run.rec.ID != r.PathValue("ep") {
-			e.mu.Unlock()
+		wk := e.workerByKey(bearerOrRaw(r), r.PathValue("ep"))
+		if wk == nil {
 			writeJobError(w, errorf(401, "unauthorized: unknown worker key"))
 			return
 		}
-		wk.lastSeen = time.Now()
-		e.mu.Unlock()
 		if perr := h(w, r, wk); perr != nil {
 			writeJobError(w, perr)
 		}
 	})
+}
+
+// workerByKey returns the live worker of endpoint ep with this key, noting
+// that it was seen.
+func (e *Emulator) workerByKey(key, ep string) *worker {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	wk := e.byKey[key]
+	if wk == nil || wk.run.rec.ID != ep {
+		return nil
+	}
+	wk.lastSeen = time.Now()
+	return wk
 }
 
 // take hands queued jobs to a worker, oldest first, holding the request up
@@ -54,48 +62,18 @@ func (e *Emulator) take(w http.ResponseWriter, r *http.Request, wk *worker, batc
 	t := time.NewTimer(e.cfg.TakeHold)
 	defer t.Stop()
 	for {
-		e.mu.Lock()
-		run := wk.run
-		// An outdated worker takes no more jobs: it is replaced (§6.4).
-		if wk.stopping || run.deleted || wk.recycle || wk.version != run.rec.Version {
-			e.mu.Unlock()
+		objs, changed, stop := e.takeLocked(wk, n)
+		switch {
+		case stop:
 			w.WriteHeader(http.StatusNoContent)
 			return nil
-		}
-		if wk.firstPoll.IsZero() {
-			wk.firstPoll = time.Now()
-		}
-		if len(run.queue) > 0 {
-			k := min(n, len(run.queue))
-			taken := run.queue[:k:k]
-			run.queue = run.queue[k:]
-			now := time.Now()
-			objs := make([]map[string]json.RawMessage, 0, k)
-			for _, j := range taken {
-				j.Status, j.Taken, j.Worker = statusInProgress, now, wk.id
-				wk.jobs[j.ID] = j
-				obj := map[string]json.RawMessage{"id": mustJSON(j.ID), "input": j.Input}
-				if j.S3Config != nil {
-					obj["s3Config"] = j.S3Config
-				}
-				objs = append(objs, obj)
-			}
-			if wk.firstTake.IsZero() {
-				wk.firstTake = now
-				e.log.Info("worker took its first job", "endpoint", run.rec.ID, "worker", wk.id,
-					"cold_start_ms", now.Sub(wk.started).Milliseconds())
-			}
-			run.wake()
-			e.mu.Unlock()
-			if batch {
-				writeJSON(w, 200, objs)
-			} else {
-				writeJSON(w, 200, objs[0])
-			}
+		case len(objs) > 0 && batch:
+			writeJSON(w, 200, objs)
+			return nil
+		case len(objs) > 0:
+			writeJSON(w, 200, objs[0])
 			return nil
 		}
-		changed := run.changed
-		e.mu.Unlock()
 		select {
 		case <-changed:
 		case <-wk.stopCh:
@@ -106,6 +84,44 @@ func (e *Emulator) take(w http.ResponseWriter, r *http.Request, wk *worker, batc
 			return nil
 		}
 	}
+}
+
+// takeLocked hands up to n queued jobs to wk. With none, it returns the
+// channel that announces the next change; stop says wk takes no more jobs.
+func (e *Emulator) takeLocked(wk *worker, n int) (objs []map[string]json.RawMessage, changed chan struct{}, stop bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	run := wk.run
+	// An outdated worker takes no more jobs: it is replaced (§6.4).
+	if wk.stopping || run.deleted || wk.recycle || wk.version != run.rec.Version {
+		return nil, nil, true
+	}
+	if wk.firstPoll.IsZero() {
+		wk.firstPoll = time.Now()
+	}
+	if len(run.queue) == 0 {
+		return nil, run.changed, false
+	}
+	k := min(n, len(run.queue))
+	taken := run.queue[:k:k]
+	run.queue = run.queue[k:]
+	now := time.Now()
+	for _, j := range taken {
+		j.Status, j.Taken, j.Worker = statusInProgress, now, wk.id
+		wk.jobs[j.ID] = j
+		obj := map[string]json.RawMessage{"id": mustJSON(j.ID), "input": j.Input}
+		if j.S3Config != nil {
+			obj["s3Config"] = j.S3Config
+		}
+		objs = append(objs, obj)
+	}
+	if wk.firstTake.IsZero() {
+		wk.firstTake = now
+		e.log.Info("worker took its first job", "endpoint", run.rec.ID, "worker", wk.id,
+			"cold_start_ms", now.Sub(wk.started).Milliseconds())
+	}
+	run.wake()
+	return objs, nil, false
 }
 
 func mustJSON(v any) json.RawMessage {
@@ -223,21 +239,15 @@ func (e *Emulator) jobStop(w http.ResponseWriter, r *http.Request, wk *worker) *
 	t := time.NewTimer(e.cfg.TakeHold)
 	defer t.Stop()
 	for {
-		e.mu.Lock()
-		if len(wk.toStop) > 0 {
-			ids := wk.toStop
-			wk.toStop = nil
-			e.mu.Unlock()
+		ids, wake, stopping := e.stopListLocked(wk)
+		switch {
+		case len(ids) > 0:
 			writeJSON(w, 200, map[string][]string{"jobsToStop": ids})
 			return nil
-		}
-		if wk.stopping {
-			e.mu.Unlock()
+		case stopping:
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
-		wake := wk.stopWake
-		e.mu.Unlock()
 		select {
 		case <-wake:
 		case <-wk.stopCh:
@@ -248,6 +258,14 @@ func (e *Emulator) jobStop(w http.ResponseWriter, r *http.Request, wk *worker) *
 			return nil
 		}
 	}
+}
+
+// stopListLocked takes the jobs wk must stop, or returns what to wait on.
+func (e *Emulator) stopListLocked(wk *worker) (ids []string, wake chan struct{}, stopping bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids, wk.toStop = wk.toStop, nil
+	return ids, wk.stopWake, wk.stopping
 }
 
 // ping records the heartbeat; status=unhealthy (a failed fitness check)

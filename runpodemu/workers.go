@@ -460,8 +460,14 @@ func (e *Emulator) reap(w *worker, logf *os.File) {
 			requeued++
 		}
 	}
-	w.jobs = nil
-	if !w.stopping {
+	clear(w.jobs)
+	crashed := !w.stopping
+	if crashed {
+		// Its requests may still be in flight here: they must not take jobs.
+		w.stopping = true
+		close(w.stopCh)
+	}
+	if crashed {
 		run.crashes++
 		run.nextStart = time.Now().Add(crashBackoff(run.crashes))
 		e.log.Warn("worker crashed", "endpoint", run.rec.ID, "worker", w.id, "err", exitText(err),

@@ -71,3 +71,34 @@ func TestEveryAnswerJSON(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// FuzzRewriteServerError: only net/http's own error writes are rewritten,
+// and what comes out is a well-formed HTTP answer with a JSON body.
+func FuzzRewriteServerError(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large",
+		"HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header",
+		"HTTP/1.1 417 Expectation Failed\r\nDate: x\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}",
+		"HTTP/1.1 404 Not Found\r\nDate: x\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		out, ok := rewriteServerError(p)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(string(p), "HTTP/1.1 4") && !strings.HasPrefix(string(p), "HTTP/1.1 5") {
+			t.Fatalf("rewrote %q", p)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(out))), nil)
+		if err != nil {
+			t.Fatalf("rewritten answer %q: %v", out, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !json.Valid(body) || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("rewritten answer %q is not JSON", out)
+		}
+	})
+}

@@ -116,8 +116,8 @@ type worker struct {
 	stop   string // job-stop URL; "" likewise (the stop channel is off)
 
 	// Waits, shortened by tests.
-	takeTimeout, tooMany, stopEmpty, errMin, errMax time.Duration
-	postWaits                                       []time.Duration // before the 2nd, 3rd … job-done attempt
+	takeTimeout, tooMany, stopEmpty, errMin, errMax, readyPoll time.Duration
+	postWaits                                                  []time.Duration // before the 2nd, 3rd … job-done attempt
 
 	mu    sync.Mutex
 	held  map[string]*job // taken and not yet answered, by job id (nil *job: not yet submitted)
@@ -155,13 +155,14 @@ func (s *Server) newWorker(cfg WorkerConfig) *worker {
 		s: s, cfg: cfg, client: cfg.Client,
 		log:         s.log.With("worker", cfg.WorkerID),
 		takeTimeout: takeTimeout, tooMany: tooManyWait, stopEmpty: stopEmptyWait, errMin: time.Second, errMax: 10 * time.Second,
+		readyPoll: 100 * time.Millisecond,
 		// The SDK's FibonacciRetry(attempts=3) as aiohttp_retry runs it.
 		postWaits: []time.Duration{2 * time.Second, 3 * time.Second},
 		held:      make(map[string]*job),
 		freed:     make(chan struct{}, 1),
 	}
 	if w.client == nil {
-		w.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}
+		w.client = &http.Client{Transport: wire.NewTransport()}
 	}
 	// As rp_job.py: batch and stop URLs come from the take URL by replacing
 	// /job-take/, query string kept; without it both are unavailable.
@@ -221,6 +222,12 @@ func (w *worker) work(ctx context.Context) error {
 func (w *worker) takeLoop(ctx, hard context.Context) {
 	errWait := time.Duration(0)
 	for ctx.Err() == nil {
+		if ready := w.s.cfg.Ready; ready != nil && !ready() {
+			// Not ready (a child without its manifest yet, whose /ping says
+			// 204): a job taken now could not be routed.
+			sleep(ctx, w.readyPoll)
+			continue
+		}
 		w.mu.Lock()
 		need, busy := w.s.cfg.Workers-len(w.held), len(w.held) > 0
 		w.mu.Unlock()
@@ -350,6 +357,10 @@ type takenJob struct {
 	Err error // the envelope is invalid: the job fails with this (an *httpError)
 }
 
+// maxJobID bounds the job ids accepted from job-take (Runpod's are UUIDs
+// with a suffix); an id is only echoed in job-done's URL, path-escaped.
+const maxJobID = 1024
+
 // decodeJob decodes one job of a job-take answer: {"id", "input", …} where
 // "input" (and "policy", if the queue passes it) are those of a /run body.
 // An error means the entry has no usable id, so nothing can be answered.
@@ -361,8 +372,8 @@ func decodeJob(raw []byte) (takenJob, error) {
 		return takenJob{}, fmt.Errorf("job is not a JSON object: %w", err)
 	}
 	id, ok := head.ID.(string)
-	if !ok || id == "" || !validRequestID(id) {
-		return takenJob{}, fmt.Errorf("job has no usable id (%v)", head.ID)
+	if !ok || id == "" || len(id) > maxJobID {
+		return takenJob{}, fmt.Errorf("job has no usable id (%.64v)", head.ID)
 	}
 	inv, err := decodeEnvelope(raw)
 	return takenJob{ID: id, Inv: inv, Err: err}, nil
@@ -416,6 +427,9 @@ func (w *worker) runJob(hard context.Context, tj takenJob) (body []byte, ok bool
 			tj.Inv.Function, strings.Join(w.s.qbNames, ", "))), true
 	}
 	meta := wire.Meta{RequestID: tj.ID, TraceParent: wire.NewTraceParent()}
+	if !validRequestID(tj.ID) {
+		meta.RequestID = wire.NewRequestID()
+	}
 	ctx := wire.WithMeta(hard, meta)
 	run, err := w.s.bind(ctx, f, Input{JSON: tj.Inv.Input})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -289,15 +290,22 @@ func TestWorkerConcurrency(t *testing.T) {
 	}
 	// Both slots are held: no take is made until one is freed.
 	takes := len(q.got("job-take")) + len(q.got("job-take-batch"))
-	pings := len(q.got("ping"))
-	q.waitFor("ping", pings+1)
+	var ping *recorded
+	eventually(t, "a heartbeat listing both jobs", func() bool {
+		for _, p := range q.got("ping") {
+			ids := strings.Split(p.URL.Query().Get("job_id"), ",")
+			slices.Sort(ids)
+			if slices.Equal(ids, []string{"a", "b"}) {
+				ping = p
+				return true
+			}
+		}
+		return false
+	})
 	if now := len(q.got("job-take")) + len(q.got("job-take-batch")); now != takes {
 		t.Errorf("%d takes with every slot held", now-takes)
 	}
-	ping := q.got("ping")[pings]
-	ids := strings.Split(ping.URL.Query().Get("job_id"), ",")
-	slices.Sort(ids)
-	if !slices.Equal(ids, []string{"a", "b"}) || ping.URL.Query().Get("gpu") != "cpu" || ping.Header.Get("Authorization") != "worker-key" {
+	if ping.URL.Query().Get("gpu") != "cpu" || ping.URL.Query().Get("runpod_version") == "" || ping.Header.Get("Authorization") != "worker-key" {
 		t.Errorf("heartbeat %s %v", ping.URL, ping.Header)
 	}
 	close(g.release)
@@ -499,7 +507,7 @@ func FuzzDecodeJob(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tj.ID == "" || !validRequestID(tj.ID) {
+		if tj.ID == "" || len(tj.ID) > maxJobID {
 			t.Fatalf("accepted id %q", tj.ID)
 		}
 		if tj.Err == nil && tj.Inv.Function == "" {
@@ -526,4 +534,30 @@ func FuzzDecodeTake(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWorkerWaitsUntilReady: no job is taken while the server is not ready
+// (a child without its manifest).
+func TestWorkerWaitsUntilReady(t *testing.T) {
+	q := newFakeQueue(t)
+	q.add("job-take", answer{status: 200, body: jobJSON("j", "echo", 1)})
+	var ready atomic.Bool
+	s, err := New(Config{Workers: 1, Logger: discard(), Ready: ready.Load}, testFuncs(newGate()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.newWorker(q.config(t))
+	w.takeTimeout, w.readyPoll = time.Second, time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.work(ctx) }()
+	q.waitFor("ping", 1) // the worker runs
+	time.Sleep(20 * time.Millisecond)
+	if n := len(q.got("job-take")); n != 0 {
+		t.Fatalf("%d takes before ready", n)
+	}
+	ready.Store(true)
+	q.waitFor("job-done", 1)
+	cancel()
+	wait(t, done, "Work")
 }

@@ -2,7 +2,7 @@
 // manifest versions, the desired state deploys record, per-resource deployment records, the endpoints a
 // provider started, and what each child instance last reported.
 //
-// Backends live in subpackages (store/sqlite; store/etcd later) and must
+// Backends live in subpackages (store/sqlite, store/etcd) and must
 // pass the conformance suite in store/storetest.
 package store
 

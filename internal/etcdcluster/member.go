@@ -69,6 +69,7 @@ func runMember(mc memberConfig) error {
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{filepath.Join(mc.Dir, "etcd.log")}
 	cfg.UnsafeNoFsync = mc.NoFsync
+	cfg.MaxRequestBytes = 32 << 20 // a publish carries a manifest twice; see store/etcd
 	// Keep the last 10000 revisions: the store's history lives in its own
 	// keys, so old revisions only serve watches that fell far behind.
 	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = embed.CompactorModeRevision, "10000"

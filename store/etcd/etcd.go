@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
@@ -52,6 +53,12 @@ const (
 	// historyKept is how many published versions stay readable.
 	historyKept = 2 * store.MinHistory
 	minLeaseTTL = 2 * time.Second
+	// maxRequest bounds what the client sends in one request. A publish
+	// carries its manifest twice (the version key and its own), so a cluster
+	// takes manifests up to half its --max-request-bytes: etcd's default of
+	// 1.5 MiB allows about 750 KiB; internal/etcdcluster's members allow
+	// maxRequest, for manifests up to 16 MiB.
+	maxRequest = 32 << 20
 )
 
 // Store is a store.Store, store.Watcher and store.Leaser on etcd. A Store
@@ -81,6 +88,20 @@ var (
 // Open connects to the cluster a FLASH_STATE_URL names; see ParseURL. What
 // the URL leaves out is taken from the FLASH_ETCD_* environment variables.
 func Open(ctx context.Context, stateURL string) (*Store, error) {
+	return open(ctx, stateURL, nil)
+}
+
+// OpenURL is Open as a store.Opener: log receives the store's background
+// errors (its watch failing and starting again).
+func OpenURL(ctx context.Context, stateURL string, log *slog.Logger) (store.Store, error) {
+	s, err := open(ctx, stateURL, log)
+	if err != nil {
+		return nil, err // not a nil *Store in a non-nil interface
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, stateURL string, log *slog.Logger) (*Store, error) {
 	cfg, err := ParseURL(stateURL)
 	if err != nil {
 		return nil, err
@@ -88,6 +109,7 @@ func Open(ctx context.Context, stateURL string) (*Store, error) {
 	if err := cfg.applyEnv(os.Getenv); err != nil {
 		return nil, err
 	}
+	cfg.Logger = log
 	return OpenConfig(ctx, cfg)
 }
 
@@ -108,6 +130,9 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, 5*time.Second)
 	cfg.OpTimeout = cmp.Or(cfg.OpTimeout, 10*time.Second)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 5*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.LeaseTTL < minLeaseTTL {
 		return nil, fmt.Errorf("store/etcd: lease TTL %v is below %v", cfg.LeaseTTL, minLeaseTTL)
 	}
@@ -119,6 +144,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*Store, error) {
 		DialTimeout:          cfg.DialTimeout,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
+		MaxCallSendMsgSize:   maxRequest, // let the cluster's --max-request-bytes decide
 		Logger:               zap.NewNop(),
 	})
 	if err != nil {
@@ -158,11 +184,7 @@ func (c *conn) call(ctx context.Context) (context.Context, context.CancelFunc, e
 	if c.closed.Load() {
 		return nil, nil, store.ErrClosed
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.cfg.OpTimeout {
-		ctx, cancel := context.WithCancel(ctx)
-		return ctx, cancel, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout) // an earlier deadline of ctx still holds
 	return ctx, cancel, nil
 }
 
@@ -216,10 +238,28 @@ func (s *Store) commit(ctx context.Context, op string, cmps []clientv3.Cmp, ops 
 
 // ---- manifests ----
 
-// published is how a manifest version is stored.
-type published struct {
-	Manifest    []byte    `json:"manifest"`
-	PublishedAt time.Time `json:"published_at"`
+// header leads a stored manifest: a JSON line, then the manifest's bytes as
+// they are (not base64, so a manifest costs its own size in etcd's request limit).
+type header struct {
+	At       time.Time `json:"at"`
+	Artifact string    `json:"artifact,omitempty"`
+}
+
+func encodeManifest(h header, manifest []byte) string {
+	line, _ := json.Marshal(h) // a present-day time and a string: cannot fail
+	return string(line) + "\n" + string(manifest)
+}
+
+func decodeManifest(value []byte) (header, []byte, error) {
+	line, manifest, ok := bytes.Cut(value, []byte("\n"))
+	var h header
+	if !ok {
+		return h, nil, errors.New("no header line")
+	}
+	if err := json.Unmarshal(line, &h); err != nil {
+		return h, nil, err
+	}
+	return h, manifest, nil
 }
 
 func (s *Store) manifestKey(v int64) string {
@@ -227,11 +267,11 @@ func (s *Store) manifestKey(v int64) string {
 }
 
 func (s *Store) decodePublished(op string, value []byte, v int64) (store.Published, error) {
-	var p published
-	if err := json.Unmarshal(value, &p); err != nil {
+	h, manifest, err := decodeManifest(value)
+	if err != nil {
 		return store.Published{}, fmt.Errorf("store/etcd: %s: version %d is corrupt: %w", op, v, err)
 	}
-	return store.Published{Version: v, Manifest: p.Manifest, PublishedAt: p.PublishedAt}, nil
+	return store.Published{Version: v, Manifest: manifest, PublishedAt: h.At}, nil
 }
 
 // versionOf reads the version from a manifests/ key.
@@ -314,14 +354,11 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 		return store.Published{}, fmt.Errorf("store/etcd: publish after %d: %w", prev, store.ErrConflict)
 	}
 	p := store.Published{Version: prev + 1, Manifest: bytes.Clone(manifest), PublishedAt: time.Now().UTC()}
-	value, err := json.Marshal(published{Manifest: p.Manifest, PublishedAt: p.PublishedAt})
-	if err != nil {
-		return store.Published{}, fmt.Errorf("store/etcd: publish: %w", err)
-	}
+	value := encodeManifest(header{At: p.PublishedAt}, p.Manifest)
 	versionKey := s.key("version")
 	ops := []clientv3.Op{
-		clientv3.OpPut(versionKey, string(value)),
-		clientv3.OpPut(s.manifestKey(p.Version), string(value)),
+		clientv3.OpPut(versionKey, value),
+		clientv3.OpPut(s.manifestKey(p.Version), value),
 	}
 	if old := p.Version - historyKept; old > 0 {
 		ops = append(ops, clientv3.OpDelete(s.manifestKey(old)))
@@ -336,13 +373,6 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 
 // ---- desired state ----
 
-// desired is how the desired state is stored; its version is the key's etcd version.
-type desired struct {
-	Manifest   []byte    `json:"manifest"`
-	Artifact   string    `json:"artifact,omitempty"`
-	RecordedAt time.Time `json:"recorded_at"`
-}
-
 // Desired returns the latest recorded desired state, or ErrNotFound when none was recorded.
 func (s *Store) Desired(ctx context.Context) (store.Desired, error) {
 	resp, err := s.get(ctx, "desired", s.key("desired"))
@@ -352,11 +382,13 @@ func (s *Store) Desired(ctx context.Context) (store.Desired, error) {
 	if len(resp.Kvs) == 0 {
 		return store.Desired{}, fmt.Errorf("store/etcd: desired: %w", store.ErrNotFound)
 	}
-	var d desired
-	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
+	kv := resp.Kvs[0]
+	h, manifest, err := decodeManifest(kv.Value)
+	if err != nil {
 		return store.Desired{}, fmt.Errorf("store/etcd: desired state is corrupt: %w", err)
 	}
-	return store.Desired{Version: resp.Kvs[0].Version, Manifest: d.Manifest, Artifact: d.Artifact, RecordedAt: d.RecordedAt}, nil
+	// The key's etcd version (puts since it was created) is the desired version.
+	return store.Desired{Version: kv.Version, Manifest: manifest, Artifact: h.Artifact, RecordedAt: h.At}, nil
 }
 
 // PutDesired records the desired state as version prev+1 if and only if the
@@ -367,13 +399,10 @@ func (s *Store) PutDesired(ctx context.Context, prev int64, manifest []byte, art
 		return store.Desired{}, fmt.Errorf("store/etcd: put desired after %d: %w", prev, store.ErrConflict)
 	}
 	d := store.Desired{Version: prev + 1, Manifest: bytes.Clone(manifest), Artifact: artifact, RecordedAt: time.Now().UTC()}
-	value, err := json.Marshal(desired{Manifest: d.Manifest, Artifact: artifact, RecordedAt: d.RecordedAt})
-	if err != nil {
-		return store.Desired{}, fmt.Errorf("store/etcd: put desired: %w", err)
-	}
+	value := encodeManifest(header{At: d.RecordedAt, Artifact: artifact}, d.Manifest)
 	key := s.key("desired")
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Version(key), "=", prev)}
-	if err := s.commit(ctx, fmt.Sprintf("put desired version %d", d.Version), cmps, clientv3.OpPut(key, string(value))); err != nil {
+	if err := s.commit(ctx, fmt.Sprintf("put desired version %d", d.Version), cmps, clientv3.OpPut(key, value)); err != nil {
 		return store.Desired{}, err
 	}
 	return d, nil

@@ -17,34 +17,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestDesired(t *testing.T) {
-	s := openStore(t, shared.get(t), newPrefix())
-	ctx := t.Context()
-	if _, err := s.Desired(ctx); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Desired on empty: err = %v, want ErrNotFound", err)
-	}
-	d1, err := s.PutDesired(ctx, 0, []byte(`{"v":1}`), "sha256:aa")
-	if err != nil || d1.Version != 1 {
-		t.Fatalf("PutDesired(0) = v%d, %v; want v1", d1.Version, err)
-	}
-	for _, prev := range []int64{0, 2, -1} {
-		if _, err := s.PutDesired(ctx, prev, []byte(`{"loser":1}`), ""); !errors.Is(err, store.ErrConflict) {
-			t.Errorf("PutDesired(%d) with latest 1: err = %v, want ErrConflict", prev, err)
-		}
-	}
-	d2, err := s.PutDesired(ctx, 1, []byte(`{"v":2}`), "")
-	if err != nil || d2.Version != 2 {
-		t.Fatalf("PutDesired(1) = v%d, %v; want v2", d2.Version, err)
-	}
-	got, err := s.Desired(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Version != 2 || !bytes.Equal(got.Manifest, []byte(`{"v":2}`)) || got.Artifact != "" || !got.RecordedAt.Equal(d2.RecordedAt) {
-		t.Errorf("Desired = %+v, want %+v", got, d2)
-	}
-}
-
 // Apps share a cluster under different prefixes, even nested ones.
 func TestPrefixesIsolated(t *testing.T) {
 	c := shared.get(t)
@@ -106,5 +78,27 @@ func TestAuth(t *testing.T) {
 	defer s2.Close()
 	if p, err := s2.Latest(ctx); err != nil || p.Version != 1 {
 		t.Errorf("Latest through env credentials = v%d, %v; want v1", p.Version, err)
+	}
+}
+
+// Manifests beyond etcd's default request limit fit; one beyond the
+// client's limit is refused with an error and changes nothing.
+func TestManifestSize(t *testing.T) {
+	s := openStore(t, shared.get(t), newPrefix())
+	ctx := t.Context()
+	big := bytes.Repeat([]byte("x"), 3<<20)
+	if _, err := s.Publish(ctx, 0, big); err != nil {
+		t.Fatalf("publishing 3 MiB: %v", err)
+	}
+	if p, err := s.Latest(ctx); err != nil || !bytes.Equal(p.Manifest, big) {
+		t.Fatalf("Latest after 3 MiB: %d bytes, %v", len(p.Manifest), err)
+	}
+	_, err := s.Publish(ctx, 1, bytes.Repeat([]byte("y"), 20<<20))
+	if err == nil {
+		t.Fatal("publishing 20 MiB: no error")
+	}
+	t.Log(err)
+	if p, err := s.Latest(ctx); err != nil || p.Version != 1 {
+		t.Errorf("Latest after the refused publish = v%d, %v; want v1", p.Version, err)
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/flash-go/flash/internal/etcdcluster"
 	"github.com/flash-go/flash/store"
-	"github.com/flash-go/flash/store/etcd"
 )
 
 // waitFor bounds every wait; it is only reached when something is broken.
@@ -132,7 +131,7 @@ func TestLeadershipFailoverAndFencing(t *testing.T) {
 	revokeLeader(t, rawClient(t, c), prefix)
 	late := map[string]func() error{
 		"Publish":          func() error { _, err := l1.Store().Publish(ctx, 1, []byte(`{"late":1}`)); return err },
-		"PutDesired":       func() error { _, err := l1.Store().(*etcd.Store).PutDesired(ctx, 0, []byte(`{}`), ""); return err },
+		"PutDesired":       func() error { _, err := l1.Store().PutDesired(ctx, 0, []byte(`{}`), ""); return err },
 		"PutDeployment":    func() error { return l1.Store().PutDeployment(ctx, store.Deployment{Resource: "r", Status: "late"}) },
 		"DeleteDeployment": func() error { return l1.Store().DeleteDeployment(ctx, "r") },
 		"PutEndpoint":      func() error { return l1.Store().PutEndpoint(ctx, store.Endpoint{ID: "e", App: "x"}) },

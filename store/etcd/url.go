@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -36,6 +37,9 @@ type Config struct {
 	// LeaseTTL is how long a leader that stopped renewing (crashed, paused,
 	// cut off) keeps its leadership; default 5 s, at least 2 s.
 	LeaseTTL time.Duration
+	// Logger receives background errors (the watch failing and starting
+	// again); nil discards them.
+	Logger *slog.Logger
 }
 
 // tlsFiles are the PEM files a URL or the environment names.

@@ -141,6 +141,9 @@ func (s *Store) follow(ctx context.Context, done chan struct{}) {
 	for ctx.Err() == nil {
 		resp, err := s.get(ctx, "watch", versionKey)
 		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("store/etcd: reading the latest version to watch from", "err", err)
+			}
 			backoff.wait(ctx)
 			continue
 		}
@@ -168,6 +171,9 @@ func (s *Store) relay(ctx context.Context, events clientv3.WatchChan) (created b
 			return created
 		case wr, ok := <-events:
 			if !ok || wr.Err() != nil {
+				if ctx.Err() == nil {
+					s.cfg.Logger.Info("store/etcd: watch ended; reading the latest version again", "err", wr.Err())
+				}
 				return created
 			}
 			created = created || wr.Created
