@@ -92,13 +92,10 @@ func refusedKey(base string) error {
 		base, layout.In("").APIKey())
 }
 
-// errUnreachable marks a mothership that could not be reached at all.
-var errUnreachable = errors.New("mothership unreachable")
-
 // unreachable explains a failed connection to the mothership.
 func unreachable(base string, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("cannot reach the mothership at %s: nothing is listening there (is the app running? check --mothership or FLASH_MOTHERSHIP_URL): %w: %w", base, errUnreachable, err)
+		return fmt.Errorf("cannot reach the mothership at %s: nothing is listening there (is the app running? check --mothership or FLASH_MOTHERSHIP_URL): %w", base, err)
 	}
-	return fmt.Errorf("cannot reach the mothership at %s: %w: %w", base, errUnreachable, err)
+	return fmt.Errorf("cannot reach the mothership at %s: %w", base, err)
 }
