@@ -100,6 +100,7 @@ func (e *Emulator) supervise() {
 	defer e.loops.Done()
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -108,8 +109,16 @@ func (e *Emulator) supervise() {
 		}
 		e.mu.Lock()
 		now := time.Now()
+		// Sweeping scans every kept job: once a second is precise enough
+		// for timeouts of seconds and retention of minutes.
+		sweep := now.Sub(swept) >= time.Second
+		if sweep {
+			swept = now
+		}
 		for _, run := range e.runs {
-			e.sweepLocked(run, now)
+			if sweep {
+				e.sweepLocked(run, now)
+			}
 			for _, w := range run.workers {
 				if w.pinged && !w.stopping && now.Sub(w.lastSeen) > e.cfg.LostAfter {
 					e.log.Warn("worker lost: no ping", "endpoint", run.rec.ID, "worker", w.id)
