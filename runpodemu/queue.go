@@ -121,6 +121,7 @@ type endpointRun struct {
 	crashes   int       // consecutive worker crashes
 	nextStart time.Time // no new worker before this (crash back-off)
 	startErr  string    // why the last worker could not start
+	img       *imageState
 	deleted   bool
 }
 
