@@ -22,7 +22,8 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	log := cfg.Logger.With("resource", cfg.Resource)
 	a.setIdentity(cfg.Resource)
 
-	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, Logger: log})
+	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, RunpodAPIKey: cfg.RunpodAPIKey,
+		RunpodBaseURL: cfg.RunpodBaseURL, Logger: log})
 	var sync *child.Sync
 	ready := func() bool { return true }
 	if cfg.MothershipURL != "" {
@@ -44,9 +45,9 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 			return err
 		}
 	}
-	a.routing.Store(&routing{router: router, invoker: invoker, sync: sync})
+	a.caller.Store(child.NewCaller(router, invoker, sync))
 
-	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger, Ready: ready},
+	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready},
 		a.serveFuncs(res.Name))
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/serve"
 	"github.com/flash-go/flash/store"
 )
 
@@ -50,13 +51,19 @@ type Config struct {
 	CacheDir      string        // FLASH_CACHE_DIR; default .flash/apps/<app>/cache
 	StateURL      string        // FLASH_STATE_URL; default sqlite:///<abs>/.flash/apps/<app>/state.db
 	Provider      string        // FLASH_PROVIDER: a name of Providers; default local
-	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY
+	APIKey        string        // FLASH_API_KEY, else RUNPOD_API_KEY; without one Run warns, and serves only on loopback
+	Insecure      bool          // FLASH_INSECURE=1: serve without an API key on any address
+	RunpodAPIKey  string        // RUNPOD_API_KEY: what calls to endpoints on Runpod (api.runpod.ai) carry
+	RunpodBaseURL string        // RUNPOD_ENDPOINT_BASE_URL: another base of Runpod's client API (an emulator)
 	Host          string        // FLASH_HOST; default 127.0.0.1
 	Port          int           // PORT; default 8080; 0 picks a free port
+	ListenFD      int           // FLASH_LISTEN_FD: an inherited listening socket to serve on instead of Host:Port
 	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
+	Runpod        serve.Runpod  // Runpod's worker and health variables (SPEC §5.7)
+	Limits        serve.Limits  // FLASH_MAX_RESULTS, FLASH_MAX_RESULT_BYTES, FLASH_LB_CONCURRENCY, FLASH_LB_QUEUE, FLASH_SLOW_REQUEST_MS
 
 	// Store, when set, is the mothership's state store instead of the one
 	// StateURL names. Run does not close it.
@@ -115,10 +122,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		bad("FLASH_PROVIDER", c.Provider, "want one of "+strings.Join(names, ", "))
 	}
 	c.APIKey = getenv("FLASH_API_KEY")
+	c.RunpodAPIKey, c.RunpodBaseURL = getenv("RUNPOD_API_KEY"), getenv("RUNPOD_ENDPOINT_BASE_URL")
 	if c.APIKey == "" {
-		c.APIKey = getenv("RUNPOD_API_KEY")
+		c.APIKey = c.RunpodAPIKey
 	}
 	c.Host = getenv("FLASH_HOST")
+	switch v := getenv("FLASH_INSECURE"); strings.ToLower(v) {
+	case "", "0", "false":
+	case "1", "true":
+		c.Insecure = true
+	default:
+		bad("FLASH_INSECURE", v, "want 1 or 0")
+	}
 	if v := getenv("FLASH_MANIFEST_TTL"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n <= 0 {
@@ -145,7 +160,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	for _, knob := range []struct {
 		name string
 		dst  *int
-	}{{"FLASH_WORKERS", &c.Workers}, {"FLASH_QUEUE_SIZE", &c.QueueSize}} {
+	}{{"FLASH_WORKERS", &c.Workers}, {"FLASH_QUEUE_SIZE", &c.QueueSize}, {"FLASH_LISTEN_FD", &c.ListenFD}} {
 		if v := getenv(knob.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
@@ -153,6 +168,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*knob.dst = n
 		}
+	}
+	rp, err := serve.RunpodFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	c.Runpod = rp
+	if c.Limits, err = serve.LimitsFromEnv(getenv); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if rp.Worker != nil && getenv("PORT") == "" {
+		c.Port = 0 // a queue worker takes no traffic: several on one machine must not collide
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))

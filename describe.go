@@ -54,6 +54,8 @@ func (a *App) describe(digest string, built time.Time) (*manifest.Manifest, erro
 	return m, nil
 }
 
+// docFunction is a function entry: exactly the fields of the seed's typed
+// FunctionMetadata (SPEC §2.1); flash's extensions go in the resource's x_flash.
 type docFunction struct {
 	Name       string `json:"name"`
 	Module     string `json:"module"`
@@ -61,8 +63,6 @@ type docFunction struct {
 	IsClass    bool   `json:"is_class"`
 	HTTPMethod string `json:"http_method,omitempty"`
 	HTTPPath   string `json:"http_path,omitempty"`
-	// Example is a sample input, for tools that show how to call the function.
-	Example json.RawMessage `json:"example_input,omitempty"`
 }
 
 func (a *App) manifestDoc(fingerprint string, built time.Time) ([]byte, error) {
@@ -102,11 +102,15 @@ func (a *App) manifestDoc(fingerprint string, built time.Time) ([]byte, error) {
 			entry["source_fingerprint"] = fingerprint
 		}
 		fns := []docFunction{}
+		ext := manifest.Extensions{ExampleInputs: map[string]json.RawMessage{}}
 		for _, f := range a.funcs {
 			if f.resource != r {
 				continue
 			}
-			fns = append(fns, docFunction{Name: f.name, Module: f.module, HTTPMethod: f.method, HTTPPath: f.path, Example: f.example})
+			fns = append(fns, docFunction{Name: f.name, Module: f.module, HTTPMethod: f.method, HTTPPath: f.path})
+			if f.example != nil {
+				ext.ExampleInputs[f.name] = f.example
+			}
 			registry[f.name] = r.name
 			if f.method != "" {
 				if routes[r.name] == nil {
@@ -116,6 +120,9 @@ func (a *App) manifestDoc(fingerprint string, built time.Time) ([]byte, error) {
 			}
 		}
 		entry["functions"] = fns
+		if len(ext.ExampleInputs) > 0 {
+			entry[manifest.XFlashKey] = ext
+		}
 		resources[r.name] = entry
 	}
 	doc := map[string]any{

@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/flasherr"
@@ -43,7 +42,7 @@ type App struct {
 	problems  []string // registration mistakes, reported all at once at start
 
 	identity atomic.Pointer[string]
-	routing  atomic.Pointer[routing] // nil: every call runs in-process
+	caller   atomic.Pointer[child.Caller] // nil: every call runs in-process
 }
 
 // ResourceConfig is a resource's deployment configuration, in the seed's
@@ -128,9 +127,18 @@ func (a *App) problem(format string, args ...any) {
 // Func is a handle on a registered function. Call it from anywhere in the
 // app: it runs in this process or on the endpoint that owns it.
 type Func[In, Out any] struct {
-	app  *App
-	name string
-	fn   func(context.Context, In) (Out, error)
+	app   *App
+	name  string
+	fn    func(context.Context, In) (Out, error)
+	route atomic.Pointer[cachedRoute]
+}
+
+// cachedRoute is a Func's route as read from one routing table: valid as
+// long as that table is the one in use.
+type cachedRoute struct {
+	table  *child.Table
+	target *child.Target
+	err    error
 }
 
 // Name returns the function's name.
@@ -140,11 +148,11 @@ func (f *Func[In, Out]) Name() string { return f.name }
 // (SPEC §5.2). Errors from a remote call are the typed errors of package
 // flasherr, re-exported here (ErrLoopDetected, *RemoteError, …).
 func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
-	rt := f.app.routing.Load()
+	rt := f.app.caller.Load()
 	if rt == nil {
 		return f.fn(ctx, in)
 	}
-	target, err := rt.router.Route(ctx, f.name)
+	target, err := f.lookup(ctx, rt)
 	if err != nil {
 		var zero Out
 		return zero, err
@@ -153,65 +161,24 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 		return f.fn(ctx, in)
 	}
 	var out Out
-	err = rt.invoker.Invoke(ctx, target, in, &out)
-	if err != nil {
-		// The endpoint went away (or is draining, answering 503). If a newer
-		// manifest moved the function (a redeploy), follow it once. Only a
-		// vanished endpoint is worth waiting for a fresher manifest: an
-		// overloaded one must keep failing fast.
-		gone := errors.Is(err, flasherr.ErrEndpointNotReady)
-		if gone || errors.Is(err, flasherr.ErrOverloaded) {
-			if again := rt.reroute(ctx, f.name, target, gone); again != nil {
-				err = rt.invoker.Invoke(ctx, again, in, &out)
-			}
-		}
-	}
+	err = rt.Invoke(ctx, target, in, &out)
 	return out, err
 }
 
-// routing is how calls are dispatched once a role has started.
-type routing struct {
-	router  *child.Router
-	invoker *child.Invoker
-	sync    *child.Sync // nil without a mothership
-}
-
-// rerouteWait bounds how long a call whose endpoint vanished waits for a
-// fresher manifest.
-const rerouteWait = 2 * time.Second
-
-// reroute returns a newer route to fn than old, or nil: from the manifest in
-// use, else from a fresh one (the sync may be in backoff after a mothership
-// outage, unaware that the endpoint moved).
-func (rt *routing) reroute(ctx context.Context, fn string, old *child.Target, wait bool) *child.Target {
-	if t, err := rt.router.Route(ctx, fn); err == nil && t != nil && t != old {
-		return t
+// lookup routes f: from f's cache while the routing table it came from is
+// in use (a pointer compare, no map lookup), else from the table and
+// cached; before the first table, as the Caller says (it may wait).
+func (f *Func[In, Out]) lookup(ctx context.Context, rt *child.Caller) (*child.Target, error) {
+	tbl := rt.Table()
+	if tbl == nil {
+		return rt.Route(ctx, f.name)
 	}
-	if rt.sync == nil {
-		return nil
+	if c := f.route.Load(); c != nil && c.table == tbl {
+		return c.target, c.err
 	}
-	v := rt.sync.Version()
-	rt.sync.Nudge()
-	if !wait {
-		return nil
-	}
-	deadline := time.NewTimer(rerouteWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for rt.sync.Version() == v {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-deadline.C:
-			return nil
-		case <-tick.C:
-		}
-	}
-	if t, err := rt.router.Route(ctx, fn); err == nil && t != nil && t != old {
-		return t
-	}
-	return nil
+	target, err := tbl.Route(f.name)
+	f.route.Store(&cachedRoute{table: tbl, target: target, err: err})
+	return target, err
 }
 
 // funcInfo is what the app keeps of every registered function, untyped.
@@ -301,6 +268,10 @@ func Retryable(err error) bool { return flasherr.Retryable(err) }
 
 // RemoteError is a function that failed on another endpoint.
 type RemoteError = flasherr.RemoteError
+
+// OutputError is a remote job that completed without a flash result (a
+// Python worker's output, say); it matches ErrSerialization.
+type OutputError = flasherr.OutputError
 
 // NotReadyError is a call to a resource with no endpoint yet, or a failed one.
 type NotReadyError = flasherr.NotReadyError

@@ -145,7 +145,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 	c, _ = ConfigFromEnv(env(map[string]string{"FLASH_RESOURCE_NAME": "gpu", "FLASH_MOTHERSHIP_ID": "abc", "FLASH_API_KEY": "a", "RUNPOD_API_KEY": "b"}))
-	if c.Role != Child || c.Resource != "gpu" || c.MothershipURL != "https://abc.api.runpod.ai" || c.APIKey != "a" {
+	if c.Role != Child || c.Resource != "gpu" || c.MothershipURL != "https://abc.api.runpod.ai" || c.APIKey != "a" || c.RunpodAPIKey != "b" {
 		t.Fatalf("%+v", c)
 	}
 	c, _ = ConfigFromEnv(env(map[string]string{"FLASH_MOTHERSHIP_URL": "http://m:1/", "FLASH_MOTHERSHIP_ID": "abc"}))

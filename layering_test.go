@@ -16,7 +16,7 @@ var layers = [][]string{
 	{"cmd", "bench", "e2e", "examples"}, // programs, tools and their tests
 	{""},                                // the root package flash
 	{"mothership", "child", "serve", "runpodemu"}, // runpodemu itself imports only internal (layerViolation)
-	{"manifest", "store", "provider"},
+	{"manifest", "store", "provider", "image"},
 	{"internal", "flasherr"}, // leaves: the standard library and chosen modules only
 }
 

@@ -17,8 +17,9 @@ import (
 	"github.com/flash-go/flash/store"
 )
 
-// runMothership serves the manifest and reconciles the app's endpoints: the
-// desired manifest is the app's own (or FLASH_MANIFEST_PATH's file when set).
+// runMothership serves the manifest and reconciles the app's endpoints toward
+// the stored desired state; the app's own manifest (or FLASH_MANIFEST_PATH's
+// file, which is only read) is the first desired state of an empty store.
 func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.Manifest) error {
 	a.setIdentity("mothership")
 	log := cfg.Logger.With("role", "mothership")
@@ -36,13 +37,11 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 	defer closeStore()
 
-	ln := cfg.Listener
-	if ln == nil {
-		if ln, err = listen(cfg.Host, cfg.Port); err != nil {
-			return err
-		}
-		cfg.Listener = ln
+	ln, err := cfg.listen()
+	if err != nil {
+		return err
 	}
+	cfg.Listener = ln
 
 	var ms *mothership.Mothership
 	prov, err := a.newProvider(ctx, cfg, dir, st, "http://"+ln.Addr().String(), func() *mothership.Mothership { return ms })
@@ -71,7 +70,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { ms.Run(runCtx) })
 	wg.Go(func() {
-		report, err := ms.Reconcile(runCtx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+		report, err := ms.ReconcileStored(runCtx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
 			log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
 				"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
 		}})
@@ -108,7 +107,7 @@ func openStore(ctx context.Context, cfg Config, dir layout.App) (store.Store, fu
 		}
 		url = "sqlite://" + abs
 	}
-	st, err := cfg.Stores.Open(ctx, url, cfg.Logger.With("role", "mothership"))
+	st, err := cfg.Stores.Open(ctx, url, store.Options{Logger: cfg.Logger.With("role", "mothership"), Getenv: cfg.Getenv})
 	if err != nil {
 		return nil, nil, fmt.Errorf("FLASH_STATE_URL: open the state store: %w", err)
 	}

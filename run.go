@@ -42,6 +42,8 @@ func (a *App) Main() {
 	cfg.Logger, cfg.Getenv = log, os.Getenv
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	ctx, unwatch := watchParent(ctx, os.Getenv(ParentPIDEnv), parentPollEvery, log)
+	defer unwatch()
 	if err := a.Run(ctx, cfg); err != nil {
 		log.Error("stopped", "role", cfg.Role.String(), "err", err)
 		stop()
@@ -90,10 +92,10 @@ func (a *App) setIdentity(id string) { a.identity.Store(&id) }
 // fallback when neither mothership nor child is configured.
 func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.setIdentity("standalone")
-	a.routing.Store(nil)
+	a.caller.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
-	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Logger: cfg.Logger}, a.serveFuncs(""))
+	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger}, a.serveFuncs(""))
 	if err != nil {
 		return err
 	}
@@ -102,20 +104,75 @@ func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 
 // serve listens as cfg says and serves h until ctx ends.
 func (a *App) serve(ctx context.Context, cfg Config, h *serve.Server, shutdown ...func(context.Context) error) error {
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		ln, err = listen(cfg.Host, cfg.Port)
-		if err != nil {
-			return err
-		}
+	ln, err := cfg.listen()
+	if err != nil {
+		return err
 	}
 	url := "http://" + ln.Addr().String()
 	cfg.Logger.Info("serving", "identity", a.Identity(), "url", url)
 	if cfg.Ready != nil {
 		cfg.Ready(url)
 	}
-	return serve.Serve(ctx, ln, h, ShutdownGrace, shutdown...)
+	return h.Run(ctx, ln, cfg.Runpod, ShutdownGrace, shutdown...)
+}
+
+// ErrNoAPIKey is returned by Run when it would serve without an API key on an
+// address other processes than this machine's can reach.
+var ErrNoAPIKey = errors.New("no API key")
+
+// listen returns the Listener, else the inherited socket of ListenFD, else
+// opens Host:Port. Without an API key it warns, and refuses an address that
+// is not loopback unless Insecure.
+func (c Config) listen() (net.Listener, error) {
+	ln, err := c.Listener, error(nil)
+	switch {
+	case ln != nil:
+	case c.ListenFD > 0:
+		ln, err = inheritedListener(c.ListenFD)
+	default:
+		ln, err = listen(c.Host, c.Port)
+	}
+	if err != nil || c.APIKey != "" {
+		return ln, err
+	}
+	addr := ln.Addr()
+	if !c.Insecure && !machineOnly(addr) {
+		if c.Listener == nil {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("%w: refusing to serve on %s, which is not a loopback address: anyone who reaches it could call every function; "+
+			"set FLASH_API_KEY (or RUNPOD_API_KEY), or FLASH_INSECURE=1 to serve openly anyway", ErrNoAPIKey, addr)
+	}
+	c.Logger.Warn("NO API KEY: every endpoint of this process answers anyone who reaches "+addr.String(),
+		"hint", "set FLASH_API_KEY (flash run sets one for you)", "insecure", c.Insecure)
+	return ln, nil
+}
+
+// machineOnly reports whether only this machine can reach addr: a loopback TCP
+// address or a Unix socket.
+func machineOnly(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+// inheritedListener serves on the listening socket a parent passed as fd (the
+// local provider does, so that no other process can take the port first).
+func inheritedListener(fd int) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), "FLASH_LISTEN_FD")
+	if f == nil {
+		return nil, fmt.Errorf("FLASH_LISTEN_FD=%d: no such descriptor", fd)
+	}
+	defer f.Close() // the listener has its own copy
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("FLASH_LISTEN_FD=%d: not a listening socket: %w", fd, err)
+	}
+	return ln, nil
 }
 
 // listen opens host:port with an error a person can act on when it is taken.

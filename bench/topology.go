@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
@@ -256,7 +257,7 @@ func (r *runner) stopTopology(cmd *exec.Cmd, exited <-chan error, statePath, dir
 		return fmt.Errorf("open the topology's state to stop its children: %w", err)
 	}
 	defer st.Close()
-	p, err := local.New(local.Config{App: pipelineApp, Store: st, LogDir: filepath.Join(dir, ".flash", "logs"), Logger: r.log})
+	p, err := local.New(local.Config{App: pipelineApp, Store: st, LogDir: layout.In(dir).App(pipelineApp).Logs(), Logger: r.log})
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,11 @@
 package child
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,9 +15,10 @@ import (
 
 // Defaults of BreakerPolicy.
 const (
-	DefaultBreakerFailures = 5
-	DefaultBreakerOpenFor  = 30 * time.Second
-	maxBreakers            = 4096 // URLs tracked at once
+	DefaultBreakerFailures   = 5
+	DefaultBreakerOpenFor    = 250 * time.Millisecond
+	DefaultBreakerMaxOpenFor = 5 * time.Second
+	maxBreakers              = 4096 // URLs tracked at once
 )
 
 // BreakerPolicy configures the circuit breaker the Invoker keeps per
@@ -24,9 +29,14 @@ type BreakerPolicy struct {
 	// function's own error) open the breaker; default 5. A negative value
 	// disables the breaker.
 	Failures int
-	// OpenFor is how long an open breaker fails calls fast before it lets
-	// one probe through (half-open); default 30 s.
+	// OpenFor is how long a breaker that just opened fails calls fast
+	// before it lets one probe through (half-open); default 250 ms. Each
+	// failed probe doubles the wait, up to MaxOpenFor: an endpoint that is
+	// back after a restart is found within a fraction of its outage, one
+	// that stays down costs one request per MaxOpenFor.
 	OpenFor time.Duration
+	// MaxOpenFor bounds the wait between probes; default 5 s.
+	MaxOpenFor time.Duration
 }
 
 // verdict is what one request says about an endpoint's health.
@@ -41,17 +51,19 @@ const (
 // breakerState is one URL's breaker. Only URLs that failed since their last
 // success have one: a healthy URL costs nothing.
 type breakerState struct {
-	fails     int       // consecutive failures
-	openUntil time.Time // zero: closed
-	probing   bool      // half-open: the one probe is in flight
+	fails     int           // consecutive failures
+	openUntil time.Time     // zero: closed
+	openFor   time.Duration // the wait that set openUntil; doubles at each failed probe
+	probing   bool          // half-open: the one probe is in flight
 }
 
 // breakers holds the breakers of every URL an Invoker calls, shared by all
 // targets (keyed by URL) and bounded in size.
 type breakers struct {
-	failures int
-	openFor  time.Duration
-	now      func() time.Time
+	failures   int
+	openFor    time.Duration
+	maxOpenFor time.Duration
+	now        func() time.Time
 
 	tracked atomic.Int32 // len(m): zero lets the happy path skip the lock
 	mu      sync.Mutex
@@ -65,7 +77,12 @@ func newBreakers(p BreakerPolicy, now func() time.Time) *breakers {
 	if p.OpenFor <= 0 {
 		p.OpenFor = DefaultBreakerOpenFor
 	}
-	return &breakers{failures: p.Failures, openFor: p.OpenFor, now: now, m: make(map[string]*breakerState)}
+	if p.MaxOpenFor <= 0 {
+		p.MaxOpenFor = DefaultBreakerMaxOpenFor
+	}
+	p.MaxOpenFor = max(p.MaxOpenFor, p.OpenFor)
+	return &breakers{failures: p.Failures, openFor: p.OpenFor, maxOpenFor: p.MaxOpenFor, now: now,
+		m: make(map[string]*breakerState)}
 }
 
 func (b *breakers) enabled() bool { return b.failures > 0 }
@@ -89,13 +106,26 @@ func (b *breakers) allow(url string) (probe bool, err error) {
 	}
 	now := b.now()
 	if now.Before(st.openUntil) || st.probing {
-		wait := max(st.openUntil.Sub(now), 0).Round(time.Millisecond)
-		return false, fmt.Errorf("%w: %s failed %d times in a row; next probe in %v",
-			flasherr.ErrCircuitOpen, redactURL(url), st.fails, wait)
+		return false, &openError{fails: st.fails, wait: max(st.openUntil.Sub(now), 0)}
 	}
 	st.probing = true
 	return true, nil
 }
+
+// openError is a request an open breaker refused. It matches
+// flasherr.ErrCircuitOpen.
+type openError struct {
+	fails int
+	wait  time.Duration // until the next probe may go; 0 while one is in flight
+}
+
+func (e *openError) Error() string {
+	return fmt.Sprintf("%v: the endpoint failed %d times in a row; next probe in %v",
+		flasherr.ErrCircuitOpen, e.fails, e.wait.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, flasherr.ErrCircuitOpen) true.
+func (e *openError) Is(target error) bool { return target == flasherr.ErrCircuitOpen }
 
 // availableLocked reports whether a request to url would be let through.
 func (b *breakers) availableLocked(url string, now time.Time) bool {
@@ -133,11 +163,27 @@ func (b *breakers) record(url string, v verdict, probe bool) {
 		st.fails++
 		switch {
 		case probe:
-			st.openUntil, st.probing = b.now().Add(b.openFor), false
+			st.openFor, st.probing = min(2*st.openFor, b.maxOpenFor), false
+			st.openUntil = b.now().Add(st.openFor)
 		case st.openUntil.IsZero() && st.fails >= b.failures:
-			st.openUntil = b.now().Add(b.openFor)
+			st.openFor = b.openFor
+			st.openUntil = b.now().Add(st.openFor)
 		}
 	}
+}
+
+// forget closes the breakers of urls: the manifest says their endpoint
+// restarted or moved, so what they learnt no longer holds.
+func (b *breakers) forget(urls []string) {
+	if !b.any() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, u := range urls {
+		delete(b.m, u)
+	}
+	b.tracked.Store(int32(len(b.m)))
 }
 
 // evictLocked drops one closed breaker (a URL with a few recent failures)
@@ -150,4 +196,36 @@ func (b *breakers) evictLocked() bool {
 		}
 	}
 	return false
+}
+
+// health judges one send for the breaker: transport errors, no answer
+// before the call's deadline (a hung endpoint looks like this) and 5xx
+// answers fail, except a function's own error (an LB 500 carrying
+// error_type) and a loop report (508), which a working endpoint gives. A
+// caller that cancelled says nothing.
+func health(ctx context.Context, t *Target, a answer, err error) verdict {
+	switch {
+	case err != nil:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return failing
+		}
+		if ctx.Err() != nil || errors.Is(err, flasherr.ErrSerialization) {
+			return neutral
+		}
+		return failing
+	case a.status < 500 || a.status == http.StatusLoopDetected:
+		return healthy
+	case a.status == http.StatusInternalServerError && t.LB && functionError(a.data):
+		return healthy
+	}
+	return failing
+}
+
+// functionError reports whether an error body names the function's error
+// type, as a serving endpoint does for a function that failed.
+func functionError(body []byte) bool {
+	var e struct {
+		ErrorType string `json:"error_type"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.ErrorType != ""
 }

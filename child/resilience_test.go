@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func failThen(n, status int, ra string) func(int, http.ResponseWriter, *http.Req
 }
 
 func fastRetries(iv *Invoker) *Invoker {
-	iv.retry.Base, iv.retry.Cap = time.Millisecond, 4*time.Millisecond
+	iv.retry.Base, iv.retry.Cap, iv.retry.WaitRefused = time.Millisecond, 4*time.Millisecond, 50*time.Millisecond
 	return iv
 }
 
@@ -175,7 +176,8 @@ func TestRetryOnlyWhenSafe(t *testing.T) {
 }
 
 // TestRetryDialError: an endpoint that refuses connections is dialled
-// MaxAttempts times, and the error stays "not ready" (retryable).
+// again for WaitRefused, beyond MaxAttempts, and the error stays "not
+// ready" (retryable) and names no address.
 func TestRetryDialError(t *testing.T) {
 	srv, _ := startServer(t, http.NotFoundHandler())
 	srv.Close()
@@ -192,8 +194,11 @@ func TestRetryDialError(t *testing.T) {
 	if !errors.Is(err, flasherr.ErrEndpointNotReady) || !flasherr.Retryable(err) {
 		t.Fatalf("got %v", err)
 	}
-	if dials.Load() != DefaultMaxAttempts {
-		t.Fatalf("%d dials, want %d", dials.Load(), DefaultMaxAttempts)
+	if host := strings.TrimPrefix(srv.URL, "http://"); strings.Contains(err.Error(), host) {
+		t.Fatalf("error names the endpoint's address: %v", err)
+	}
+	if dials.Load() <= DefaultMaxAttempts {
+		t.Fatalf("%d dials, want more than %d", dials.Load(), DefaultMaxAttempts)
 	}
 }
 
@@ -360,11 +365,11 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("%d hits", ep.hits())
 	}
 	open("after 5 failures")
-	clk.advance(DefaultBreakerOpenFor - time.Second)
-	open("29 s later")
+	clk.advance(DefaultBreakerOpenFor - time.Millisecond)
+	open("just before the probe is due")
 
 	// Half-open: one probe, held in the endpoint; everyone else fails fast.
-	clk.advance(time.Second)
+	clk.advance(time.Millisecond)
 	mode.Store("hold")
 	probe := make(chan error, 1)
 	go func() { probe <- call() }()
@@ -393,9 +398,23 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("probe: %v after %d requests", err, ep.hits()-before)
 	}
 	open("after a failed probe")
+	// Each failed probe doubles the wait for the next, up to the cap.
+	wait := DefaultBreakerOpenFor
+	for wait < DefaultBreakerMaxOpenFor {
+		wait = min(2*wait, DefaultBreakerMaxOpenFor)
+		clk.advance(wait - time.Millisecond)
+		open(fmt.Sprintf("%v after a failed probe", wait-time.Millisecond))
+		clk.advance(time.Millisecond)
+		before := ep.hits()
+		if err := call(); errors.Is(err, flasherr.ErrCircuitOpen) || ep.hits() != before+1 {
+			t.Fatalf("probe after %v: %v after %d requests", wait, err, ep.hits()-before)
+		}
+	}
+	clk.advance(DefaultBreakerMaxOpenFor - time.Millisecond)
+	open("the capped wait")
 
 	// A function that fails is a healthy endpoint: never opens.
-	clk.advance(DefaultBreakerOpenFor)
+	clk.advance(time.Millisecond)
 	mode.Store("failed")
 	for range 3 * DefaultBreakerFailures {
 		if err := call(); !errors.Is(err, flasherr.ErrRemoteFunction) {
@@ -541,7 +560,7 @@ func TestInvokerErrorsHideKey(t *testing.T) {
 	var logs bytes.Buffer
 	iv := NewInvoker(InvokerConfig{APIKey: key, Client: client,
 		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	iv.retry.Base = time.Millisecond
+	iv.retry.Base, iv.retry.WaitRefused = time.Millisecond, 50*time.Millisecond
 	withPass := strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1)
 	deadPass := strings.Replace(dead.URL, "http://", "http://user:hunter2@", 1)
 	targets := []*Target{
@@ -568,5 +587,47 @@ func TestInvokerErrorsHideKey(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), key) || strings.Contains(logs.String(), "hunter2") {
 		t.Errorf("logs show a secret: %s", logs.String())
+	}
+}
+
+// TestRetryAcrossRestart: a call made while its endpoint is down (refusing
+// connections, long enough for the breaker to open) succeeds once the
+// endpoint is back on the same address, within the caller's deadline, and
+// the endpoint runs it once.
+func TestRetryAcrossRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ep := &scripted{answer: failThen(0, 0, "")}
+	srv := httptest.NewUnstartedServer(ep)
+	t.Cleanup(srv.Close)
+	var dials atomic.Int64
+	tr := wire.NewTransport()
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if dials.Add(1) == DefaultBreakerFailures+2 { // the breaker opened, and a probe failed
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Errorf("listen again on %s: %v", addr, err)
+			} else {
+				srv.Listener = l
+				srv.Start()
+			}
+		}
+		return dial(ctx, network, a)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	iv := newTestInvoker(t, &http.Client{Transport: tr})
+	iv.retry.Base, iv.retry.Cap = time.Millisecond, 4*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := iv.Invoke(ctx, qbTarget("embed", "http://"+addr), embedIn{}, nil); err != nil {
+		t.Fatalf("call across the restart: %v", err)
+	}
+	if ep.hits() != 1 {
+		t.Fatalf("%d requests reached the endpoint, want 1", ep.hits())
 	}
 }

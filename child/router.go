@@ -36,10 +36,18 @@ type route struct {
 	err    error
 }
 
-// table is the routing decision for every function of one manifest.
-type table struct {
+// Table is the routing decision for every function of one manifest. It is
+// immutable; a new manifest brings a new Table, so a caller may keep what
+// it read from one as long as the Router's Table is that one.
+type Table struct {
 	version int64
 	routes  map[string]route
+}
+
+// Route says where fn runs by this table, as Router.Route does.
+func (t *Table) Route(fn string) (*Target, error) {
+	e := t.routes[fn]
+	return e.target, e.err
 }
 
 // RouterConfig configures a Router.
@@ -60,7 +68,7 @@ type Router struct {
 	identity   string
 	sync       *Sync
 	log        *slog.Logger
-	table      atomic.Pointer[table]
+	table      atomic.Pointer[Table]
 	standalone sync.Once
 }
 
@@ -95,9 +103,11 @@ func (r *Router) Route(ctx context.Context, fn string) (*Target, error) {
 	if t == nil {
 		return r.routeWithout(ctx, fn)
 	}
-	e := t.routes[fn]
-	return e.target, e.err
+	return t.Route(fn)
 }
+
+// Table returns the routing table in use, nil before the first manifest.
+func (r *Router) Table() *Table { return r.table.Load() }
 
 // routeWithout handles calls before any manifest: in-process when there is
 // no mothership (rule 1), else wait for the first manifest.
@@ -115,13 +125,12 @@ func (r *Router) routeWithout(ctx context.Context, fn string) (*Target, error) {
 	if r.table.Load() == nil { // applied by the sync, but not through this router
 		r.Apply(r.sync.Current(), r.sync.Version())
 	}
-	e := r.table.Load().routes[fn]
-	return e.target, e.err
+	return r.table.Load().Route(fn)
 }
 
 // buildTable applies rules 2–4 of SPEC §5.2 to every function of m.
-func buildTable(m *manifest.Manifest, version int64, identity string) *table {
-	t := &table{version: version, routes: make(map[string]route, len(m.FunctionRegistry))}
+func buildTable(m *manifest.Manifest, version int64, identity string) *Table {
+	t := &Table{version: version, routes: make(map[string]route, len(m.FunctionRegistry))}
 	for fn, resName := range m.FunctionRegistry {
 		if resName == identity {
 			t.routes[fn] = route{} // rule 3: mine

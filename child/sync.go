@@ -1,6 +1,9 @@
 // Package child is the data plane of a flash endpoint: it keeps this
 // endpoint's copy of the manifest in step with the mothership (Sync), decides
-// where each call runs (Router) and makes remote calls (Invoker).
+// where each call runs (Router), makes remote calls (Invoker: sending and
+// retries in send.go, the choice of replica in replicas.go, circuit breakers
+// in breaker.go) and owns a call from route to answer, following a function
+// that moved (Caller).
 //
 // Nothing on the call path waits on the mothership or on disk: routing reads
 // an immutable table through one atomic pointer, and the manifest it comes
@@ -39,10 +42,6 @@ const (
 	MaxPollWait     = 300 * time.Second // the mothership's cap on wait
 	MaxManifestSize = 64 << 20          // largest manifest answer read
 )
-
-// HeaderRejectedReason carries, next to X-Flash-Rejected-Version, a short
-// text saying why this child rejected that manifest version.
-const HeaderRejectedReason = "X-Flash-Rejected-Reason"
 
 const (
 	backoffBase  = 500 * time.Millisecond
@@ -117,8 +116,9 @@ type Sync struct {
 	ready     chan struct{} // closed once some manifest is known
 	readyOnce sync.Once
 	running   atomic.Bool
-	boot      singleflight.Group // shares the first fetch among every waiter
-	nudge     chan struct{}      // Nudge: fetch now instead of waiting out a backoff
+	boot      singleflight.Group            // shares the first fetch among every waiter
+	nudge     chan struct{}                 // Nudge: fetch now instead of waiting out a backoff
+	changed   atomic.Pointer[chan struct{}] // closed and replaced at each apply (Changed)
 
 	applyMu   sync.Mutex // orders applies against subscribe
 	listeners []func(*manifest.Manifest, int64)
@@ -156,6 +156,8 @@ func NewSync(cfg Config) (*Sync, error) {
 		nudge:    make(chan struct{}, 1),
 		jitter:   fullJitter,
 	}
+	changed := make(chan struct{})
+	s.changed.Store(&changed)
 	if s.client == nil {
 		s.client = &http.Client{Transport: wire.NewTransport()}
 	}
@@ -198,6 +200,11 @@ func (s *Sync) Version() int64 {
 	}
 	return 0
 }
+
+// Changed returns a channel that is closed when a manifest is applied after
+// this call: take it, then read what you need (Current, a route), then wait
+// on it, and no change can slip in between.
+func (s *Sync) Changed() <-chan struct{} { return *s.changed.Load() }
 
 // Ready reports whether some manifest is known (GET /ping answers 200 then).
 func (s *Sync) Ready() bool { return s.cur.Load() != nil }
@@ -333,7 +340,7 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 	h.Set(wire.HeaderAppliedVersion, strconv.FormatInt(s.Version(), 10))
 	if s.rejVersion > 0 {
 		h.Set(wire.HeaderRejectedVersion, strconv.FormatInt(s.rejVersion, 10))
-		h.Set(HeaderRejectedReason, s.rejReason)
+		h.Set(wire.HeaderRejectedReason, s.rejReason)
 	}
 
 	start := time.Now()
@@ -503,13 +510,16 @@ func fullJitter(d time.Duration) time.Duration {
 }
 
 // apply makes sn the manifest in use: one pointer swap, then the router
-// listeners, the cache file, OnApply, and last the wake-up of WaitReady.
+// listeners, the wake-up of Changed, the cache file, OnApply, and last the
+// wake-up of WaitReady.
 func (s *Sync) apply(sn *snapshot, persist bool) {
 	s.applyMu.Lock()
 	s.cur.Store(sn)
 	for _, fn := range s.listeners {
 		fn(sn.m, sn.version)
 	}
+	next := make(chan struct{})
+	close(*s.changed.Swap(&next))
 	s.applyMu.Unlock()
 	if persist && s.cachePath != "" {
 		if err := saveCache(s.cachePath, sn.m, sn.version); err != nil {

@@ -134,7 +134,7 @@ func TestSyncRejectsInvalidManifest(t *testing.T) {
 		return h.Get(wire.HeaderRejectedVersion) == "2" && f.parked.Load() == 1
 	})
 	h := f.lastHeader()
-	if h.Get(HeaderRejectedReason) == "" || h.Get(wire.HeaderAppliedVersion) != "1" {
+	if h.Get(wire.HeaderRejectedReason) == "" || h.Get(wire.HeaderAppliedVersion) != "1" {
 		t.Errorf("headers after rejection: %v", h)
 	}
 	if s.Current() != before || s.Version() != 1 || applies.Load() != 1 {

@@ -28,9 +28,9 @@ import (
 	"github.com/flash-go/flash/store/sqlite"
 )
 
-// desiredPath is the manifest file a fault test's mothership reconciles to
-// (FLASH_MANIFEST_PATH). The mothership also writes every version it
-// publishes there, so a restart resumes from what was last published.
+// desiredPath is the manifest file a fault test's mothership starts from
+// (FLASH_MANIFEST_PATH): the first desired state of an empty store. The
+// mothership only reads it; later desired states are recorded in the store.
 func (w *world) desiredPath() string { return filepath.Join(w.dir, "desired.json") }
 
 // writeDesired writes mf to desiredPath and returns its bytes.
@@ -41,6 +41,26 @@ func (w *world) writeDesired(t testing.TB, mf map[string]any) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// recordDesired records data as the desired state in the state store, as a
+// deploy does, while no mothership runs.
+func (w *world) recordDesired(t testing.TB, data []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := sqlite.Open(ctx, w.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var prev int64
+	if d, err := st.Desired(ctx); err == nil {
+		prev = d.Version
+	}
+	if _, err := st.PutDesired(ctx, prev, data, ""); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // resourceHash is the config hash of resource in the manifest data.

@@ -112,6 +112,9 @@ func TestFaultMothershipKilledMidDeploy(t *testing.T) {
 			if c.prepare != nil {
 				afterKill = c.prepare(t, w)
 			}
+			// The deploy needs the deploy lock, which the boot reconciliation
+			// holds until it has logged its end (issue 12 item 21).
+			ms.settle(t, 60*time.Second)
 			d := ms.deployAsync(t, changed)
 			c.kill(t, w, ms, d, before)
 			afterKill()
@@ -139,6 +142,56 @@ func TestFaultMothershipKilledMidDeploy(t *testing.T) {
 			}
 			mustProcess(t, apiURL, pipelineServedBy)
 		})
+	}
+}
+
+// TestFaultDeploySurvivesRestart: a deploy is recorded as the desired state
+// before it acts, so that a mothership killed (SIGKILL) after it and
+// restarted keeps the deployed change: its boot reconciliation deploys
+// nothing, although its own manifest (FLASH_MANIFEST_PATH's file) is older
+// (SPEC §4.3).
+func TestFaultDeploySurvivesRestart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, bins.pipeline, "pipeline")
+	mf := w.appManifest(t)
+	w.writeDesired(t, mf)
+	ms := w.startMothership("FLASH_MANIFEST_PATH=" + w.desiredPath())
+	ms.waitDeployed(t, 30*time.Second, pipelineResources...)
+	ms.settle(t, 60*time.Second)
+
+	// An env change of embedder, deployed; the file keeps the old manifest.
+	object(t, object(t, mf, "resources"), "embedder")["env"] = map[string]any{"EMBED_MODE": "changed"}
+	changed := encodeJSON(t, mf)
+	want := resourceHash(t, changed, "embedder")
+	d := ms.deployAsync(t, changed)
+	<-d.done
+	if d.err != nil || d.report == nil {
+		t.Fatalf("deploy: %v", d.err)
+	}
+	s := ms.waitDeployed(t, 30*time.Second, pipelineResources...)
+	if got := s.Resources["embedder"].ConfigHash; got != want {
+		t.Fatalf("embedder deployed with config hash %.12s, want %.12s", got, want)
+	}
+	deployed := w.endpointOf(t, "embedder")
+
+	ms.kill(t)
+	ms.start(t)
+	ms.settle(t, 60*time.Second)
+	if !logContains(ms.proc.log, "reconciliation done", "deploys=0", "undeploys=0") {
+		t.Errorf("the restarted mothership deployed or undeployed something; its log:\n%s", tail(ms.proc.log, 30))
+	}
+	s = ms.waitDeployed(t, 30*time.Second, pipelineResources...)
+	if got := s.Resources["embedder"].ConfigHash; got != want {
+		t.Errorf("embedder published with config hash %.12s after the restart, want the deployed %.12s: the restart undid the deploy", got, want)
+	}
+	if e := w.endpointOf(t, "embedder"); e.PID != deployed.PID {
+		t.Errorf("embedder runs as pid %d after the restart, was %d: redeployed", e.PID, deployed.PID)
+	}
+	if got := procEnv(w.endpointOf(t, "embedder").PID, "EMBED_MODE"); got != "changed" {
+		t.Errorf("embedder's EMBED_MODE = %q, want the deployed %q", got, "changed")
+	}
+	if err := w.audit(ms.status(t)); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -655,7 +708,7 @@ func TestFaultMothershipOutage(t *testing.T) {
 		// Meanwhile the desired manifest changes.
 		object(t, object(t, mf, "resources"), "summarizer")["workersMax"] = 2
 		mf["x_after_outage"] = true
-		w.writeDesired(t, mf)
+		w.recordDesired(t, encodeJSON(t, mf))
 		calls0, _ := viaAPI.snapshot()
 		eventually(t, down+10*time.Second, "the outage lasted "+down.String(), func() error {
 			if d := time.Since(killedAt); d < down {

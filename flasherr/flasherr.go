@@ -53,6 +53,27 @@ func (e *RemoteError) Is(target error) bool { return target == ErrRemoteFunction
 // (a remote error passing through an intermediate endpoint) keeps it.
 func (e *RemoteError) ErrorType() string { return e.Type }
 
+// OutputError is a job its endpoint reports COMPLETED whose output is not a
+// flash function's result (no "json_result"): a Python worker's
+// {"result": "<base64>"}, a handler's bare value, or nothing. It matches
+// ErrSerialization with errors.Is.
+type OutputError struct {
+	Function string
+	Resource string
+	Output   string // what came back, cut short and printable; "" when there was no output
+}
+
+func (e *OutputError) Error() string {
+	if e.Output == "" {
+		return fmt.Sprintf("call %s on %s: the job completed without an output", e.Function, e.Resource)
+	}
+	return fmt.Sprintf("call %s on %s: the job completed but its output is not a flash result (no json_result): %s",
+		e.Function, e.Resource, e.Output)
+}
+
+// Is makes errors.Is(err, ErrSerialization) true.
+func (e *OutputError) Is(target error) bool { return target == ErrSerialization }
+
 // NotReadyError is a call to a resource that has no endpoint URL yet, or whose
 // deployment failed. It is retryable.
 type NotReadyError struct {
@@ -82,16 +103,17 @@ func (e *NotReadyError) Error() string {
 func (e *NotReadyError) Is(target error) bool { return target == ErrEndpointNotReady }
 
 // StatusError is an HTTP answer from another endpoint that was not a result:
-// its status code and the error text it carried.
+// its status code and the error text it carried. Its text leaves out the
+// URL, which is internal to the app.
 type StatusError struct {
-	URL     string
+	URL     string // the request's URL, password hidden: for logs, not for the caller's caller
 	Code    int
 	Message string
 	Kind    error // the sentinel this status maps to (ErrFunctionNotFound, ErrLoopDetected, …), or nil
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%s answered %d: %s", e.URL, e.Code, e.Message)
+	return fmt.Sprintf("endpoint answered %d: %s", e.Code, e.Message)
 }
 
 // Unwrap lets errors.Is match the sentinel the status maps to.

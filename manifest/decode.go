@@ -114,6 +114,7 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 	}
 	r.Status = Status(d.str(obj, path, "status"))
 	r.Error = d.str(obj, path, "error")
+	examples := d.examples(obj, path)
 	if raw, ok := obj["functions"]; ok && !isNull(raw) {
 		p := child(path, "functions")
 		var items []json.RawMessage
@@ -133,13 +134,34 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 			f.IsClass, _ = d.boolean(fo, fp, "is_class")
 			f.HTTPMethod = d.str(fo, fp, "http_method")
 			f.HTTPPath = d.str(fo, fp, "http_path")
-			if ex, ok := fo["example_input"]; ok && !isNull(ex) {
+			if ex, ok := examples[f.Name]; ok && !isNull(ex) {
 				f.ExampleInput = ex
+			} else if ex, ok := fo["example_input"]; ok && !isNull(ex) {
+				f.ExampleInput = ex // written by Go builds before x_flash
 			}
 			r.Functions = append(r.Functions, f)
 		}
 	}
 	return r
+}
+
+// examples returns the resource's x_flash.example_inputs, nil when absent.
+func (d decoder) examples(obj map[string]json.RawMessage, path string) map[string]json.RawMessage {
+	raw, ok := obj[XFlashKey]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	xp := child(path, XFlashKey)
+	x, ok := d.object(raw, xp)
+	if !ok {
+		return nil
+	}
+	raw, ok = x["example_inputs"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	examples, _ := d.object(raw, child(xp, "example_inputs"))
+	return examples
 }
 
 // object decodes an object, reporting a problem when data is something else.

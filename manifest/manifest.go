@@ -77,9 +77,23 @@ type Function struct {
 	IsClass    bool
 	HTTPMethod string
 	HTTPPath   string
-	// ExampleInput is a sample input written by Go builds (key
-	// "example_input"), so that tools can show a working call; may be nil.
+	// ExampleInput is a sample input, so that tools can show a working call;
+	// may be nil. Go builds write it in the resource's x_flash object
+	// (Extensions); a function entry's "example_input", written by earlier
+	// builds, is still read.
 	ExampleInput json.RawMessage
+}
+
+// XFlashKey is the key of flash's own extensions: an object on a resource
+// entry (Extensions) or at the top level. Function entries carry only the
+// seed's typed fields, so that Python's FunctionMetadata(**entry) accepts
+// what a Go build writes (SPEC §2.1).
+const XFlashKey = "x_flash"
+
+// Extensions is the x_flash object of a resource entry.
+type Extensions struct {
+	// ExampleInputs maps function names to a sample input.
+	ExampleInputs map[string]json.RawMessage `json:"example_inputs,omitempty"`
 }
 
 // Hash returns the resource's config hash (SPEC §2.3): the entry without its

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -87,6 +88,7 @@ func (m *Manifest) problems() problems {
 		if !ValidResourceName(name) {
 			ps.add(path, "resource name %q must be 1-63 characters of A-Z a-z 0-9 _ . -", name)
 		}
+		checkEnv(&ps, child(path, "env"), r.Env)
 		seen := map[string]bool{}     // function names on this resource
 		routes := map[string]string{} // "METHOD /normalised" → function
 		for i, f := range r.Functions {
@@ -170,6 +172,44 @@ func (m *Manifest) problems() problems {
 		}
 	}
 	return ps
+}
+
+// platformEnv are variables the platform sets for every endpoint: Runpod's
+// injected ones (RUNPOD.md §4.1, and RUNPOD_ENDPOINT_BASE_URL, from which
+// Flash derives its host) and the ports. A resource's env must not override
+// them, nor flash's own FLASH_* variables: the endpoint would then disagree
+// with the rest of the app (a FLASH_API_KEY of its own fails every call).
+var platformEnv = []string{
+	"PORT", "PORT_HEALTH",
+	"RUNPOD_WEBHOOK_GET_JOB", "RUNPOD_WEBHOOK_POST_OUTPUT", "RUNPOD_WEBHOOK_POST_STREAM", "RUNPOD_WEBHOOK_PING",
+	"RUNPOD_PING_INTERVAL", "RUNPOD_POD_ID", "RUNPOD_POD_HOSTNAME", "RUNPOD_AI_API_KEY", "RUNPOD_API_KEY",
+	"RUNPOD_ENDPOINT_ID", "RUNPOD_ENDPOINT_BASE_URL", "RUNPOD_DC_ID", "RUNPOD_GPU_COUNT", "RUNPOD_CPU_COUNT",
+	"RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22", "RUNPOD_VOLUME_ID",
+}
+
+// ReservedEnv reports why a resource's env may not set name, or "" when it may.
+func ReservedEnv(name string) string {
+	switch {
+	case name == "":
+		return "an environment variable name must not be empty"
+	case strings.ContainsAny(name, "=\x00"):
+		return fmt.Sprintf("environment variable name %q must not contain '=' or NUL", name)
+	case strings.HasPrefix(strings.ToUpper(name), "FLASH_"):
+		return fmt.Sprintf("%s is flash's own variable: flash sets it for every endpoint of the app", name)
+	case slices.Contains(platformEnv, strings.ToUpper(name)):
+		return fmt.Sprintf("%s is set by the platform for every endpoint", name)
+	}
+	return ""
+}
+
+func checkEnv(ps *problems, path string, env map[string]string) {
+	for _, k := range sortedKeys(env) {
+		if why := ReservedEnv(k); why != "" {
+			ps.add(child(path, k), "%s", why)
+		} else if strings.ContainsRune(env[k], 0) {
+			ps.add(child(path, k), "the value of %s must not contain a NUL byte", k)
+		}
+	}
 }
 
 func checkRoute(ps *problems, path, method, httpPath string) {

@@ -1,6 +1,7 @@
 package mothership
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,6 +56,55 @@ func FuzzLongPollQuery(f *testing.F) {
 			}
 		default:
 			t.Fatalf("%q: status %d", query, rec.Code)
+		}
+	})
+}
+
+// FuzzReadArtifact feeds arbitrary bytes to the artifact reader: it never
+// panics, answers either a manifest with a kept binary or an error, and
+// leaves no file behind when it refuses.
+func FuzzReadArtifact(f *testing.F) {
+	mf := []byte(`{"version":"1.0","project_name":"app","resources":{"a":{"resource_type":"ServerlessResource",` +
+		`"functions":[{"name":"f","module":"m","is_async":false,"is_class":false}]}},"function_registry":{"f":"a"}}`)
+	f.Add(artifact(f, false, map[string][]byte{"flash_manifest.json": mf, "app": []byte("bin")}))
+	f.Add(artifact(f, true, map[string][]byte{"flash_manifest.json": mf, "app": []byte("bin")}))
+	f.Add(artifact(f, false, nil))
+	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	dir := f.TempDir()
+	m, err := New(f.Context(), Config{Store: newMemStore(), Logger: quiet, ArtifactDir: dir, MaxArtifactUnpacked: 1 << 16})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := m.readArtifact(bytes.NewReader(data))
+		if err != nil {
+			if left := files(t, dir); len(left) != 0 {
+				t.Fatalf("refused (%v) but left %v", err, left)
+			}
+			return
+		}
+		req.discard()
+		if req.mf == nil || req.upload == "" || !strings.HasPrefix(req.digest, digestPrefix) {
+			t.Fatalf("accepted without a manifest and a binary: %+v", req)
+		}
+	})
+}
+
+// FuzzRedactURLs: redacting is idempotent and leaves no URL user
+// information but "***".
+func FuzzRedactURLs(f *testing.F) {
+	for _, s := range []string{"postgres://u:p@h/db", "x http://a@b y https://c:d@e", "mailto:a@b", "://@", "a://b:c@d@e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := RedactURLs(s)
+		if again := RedactURLs(out); again != out {
+			t.Fatalf("not idempotent: %q → %q → %q", s, out, again)
+		}
+		for _, m := range urlCredentials.FindAllStringSubmatchIndex(out, -1) {
+			if user := out[m[3]:m[1]]; user != masked+"@" {
+				t.Fatalf("%q → %q keeps user information %q", s, out, user)
+			}
 		}
 	})
 }

@@ -137,7 +137,7 @@ func mustMarshal(t *testing.T, v any) []byte {
 }
 
 // artifact builds a tar (gzip-compressed when gz) of the given files.
-func artifact(t *testing.T, gz bool, files map[string][]byte) []byte {
+func artifact(t testing.TB, gz bool, files map[string][]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var w io.Writer = &buf

@@ -3,33 +3,54 @@ package mothership
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 )
 
-// masked is what a secret-looking env value is served as.
+// masked is what a hidden env value is served as.
 const masked = "***"
 
-// secretName reports whether an env variable name looks like it holds a
-// secret: it contains KEY, TOKEN, SECRET, PASSWORD (or PASSWD, CREDENTIAL),
-// in any case.
-func secretName(name string) bool {
-	up := strings.ToUpper(name)
-	for _, w := range [...]string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"} {
-		if strings.Contains(up, w) {
-			return true
-		}
+// defaultEnvVisible are the env variables whose values are shown by
+// default: settings that hold no secret. Every other value is masked.
+var defaultEnvVisible = [...]string{"LOG_LEVEL", "TZ", "LANG", "GOMAXPROCS", "GOMEMLIMIT", "GODEBUG"}
+
+// envMask decides what leaves the mothership of a resource's env: a value is
+// shown only when its name is on the allow-list, and even then without the
+// credentials of any URL in it. The store, the mothership's own manifest
+// copy and reconciliation keep the real values.
+type envMask struct{ visible map[string]bool }
+
+// newEnvMask allows defaultEnvVisible plus extra.
+func newEnvMask(extra []string) envMask {
+	m := envMask{visible: map[string]bool{}}
+	for _, n := range append(defaultEnvVisible[:], extra...) {
+		m.visible[n] = true
 	}
-	return false
+	return m
 }
 
-// maskManifest returns the manifest JSON as served (GET /manifest): every
-// resource's env value whose name looks secret replaced by "***". The
-// store, the local file and reconciliation keep the real values; only
-// what leaves the mothership is masked. A manifest without env (or that is
-// not the expected shape) comes back as the same bytes; one with env is
-// re-encoded, which also drops duplicate keys (a value hidden in an earlier
-// duplicate would otherwise be served as it is).
-func maskManifest(body []byte) []byte {
+// value returns what is shown of the value v of env variable name.
+func (m envMask) value(name string, v json.RawMessage) json.RawMessage {
+	if !m.visible[name] {
+		return json.RawMessage(`"` + masked + `"`)
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return json.RawMessage(`"` + masked + `"`) // not a string: nothing to show safely
+	}
+	out, ok := marshalRaw(RedactURLs(s))
+	if !ok {
+		return json.RawMessage(`"` + masked + `"`)
+	}
+	return out
+}
+
+// manifest returns the manifest JSON as served (GET /manifest): every
+// resource's env value masked unless allowed. A manifest without env (or
+// that is not the expected shape) comes back as the same bytes; one with env
+// is re-encoded, which also drops duplicate keys (a value hidden in an
+// earlier duplicate would otherwise be served as it is).
+func (m envMask) manifest(body []byte) []byte {
 	if !bytes.Contains(body, []byte(`"env"`)) {
 		return body // the common case: no env anywhere, no decoding
 	}
@@ -47,7 +68,7 @@ func maskManifest(body []byte) []byte {
 		if json.Unmarshal(raw, &entry) != nil {
 			continue
 		}
-		env, ok := maskEnv(entry["env"])
+		env, ok := m.env(entry["env"])
 		if !ok {
 			continue
 		}
@@ -71,20 +92,17 @@ func maskManifest(body []byte) []byte {
 	return out
 }
 
-// maskEnv masks an env value: an object of name → value, or a list of
+// env masks an env value: an object of name → value, or a list of
 // {"key"|"name": …, "value": …} (Runpod's template shape), re-encoded. ok
 // is false for a value of neither shape (absent, null, a string, …).
-func maskEnv(raw json.RawMessage) (json.RawMessage, bool) {
+func (m envMask) env(raw json.RawMessage) (json.RawMessage, bool) {
 	if len(raw) == 0 {
 		return nil, false
 	}
-	star := json.RawMessage(`"` + masked + `"`)
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(raw, &obj) == nil && obj != nil {
-		for k := range obj {
-			if secretName(k) {
-				obj[k] = star
-			}
+		for k, v := range obj {
+			obj[k] = m.value(k, v)
 		}
 		return marshalRaw(obj)
 	}
@@ -97,8 +115,8 @@ func maskEnv(raw json.RawMessage) (json.RawMessage, bool) {
 		if json.Unmarshal(item["key"], &name) != nil || name == "" {
 			json.Unmarshal(item["name"], &name)
 		}
-		if _, has := item["value"]; has && secretName(name) {
-			item["value"] = star
+		if v, has := item["value"]; has {
+			item["value"] = m.value(name, v)
 		}
 	}
 	return marshalRaw(list)
@@ -113,4 +131,29 @@ func marshalRaw(v any) (json.RawMessage, bool) {
 		return nil, false
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true
+}
+
+// urlCredentials matches the user information of a URL: scheme://user[:password]@.
+var urlCredentials = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s"']*@`)
+
+// RedactURLs replaces the credentials of every URL in s by "***", as
+// everything the mothership logs or shows must: "postgres://u:pw@db/x"
+// becomes "postgres://***@db/x".
+func RedactURLs(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	return urlCredentials.ReplaceAllString(s, "${1}"+masked+"@")
+}
+
+// redactAll returns urls with their credentials redacted (nil for nil).
+func redactAll(urls []string) []string {
+	if urls == nil {
+		return nil
+	}
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = RedactURLs(u)
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -15,14 +16,21 @@ import (
 
 var secretEnv = map[string]string{
 	"API_KEY": "sk-live-aaaa", "db_password": "hunter2", "HF_Token": "hf_bbbb", "MY_SECRET_THING": "cccc",
-	"LOG_LEVEL": "info", "REGION": "eu",
+	"DATABASE_URL": "postgres://app:pg-pass-dddd@db:5432/app", "HF_AUTH": "hf_eeee",
+	"LOG_LEVEL": "info", "REGION": "eu", "PROXY": "http://proxyuser:proxy-pass-ffff@proxy:3128",
 }
 
-// TestServedManifestMasksSecrets: GET /manifest serves secret-looking env
-// values as "***" (ETag of what is served), while the store, the
-// mothership's own manifest and the local file keep the real values.
+// visibleEnv is what GET /manifest shows of secretEnv with REGION and PROXY
+// allowed (LOG_LEVEL is by default): every other value is masked, and a
+// shown URL loses its credentials.
+var visibleEnv = map[string]string{"LOG_LEVEL": "info", "REGION": "eu", "PROXY": "http://***@proxy:3128"}
+
+// TestServedManifestMasksSecrets: GET /manifest serves every env value as
+// "***" unless its name is allowed, URLs without credentials (ETag of what
+// is served), while the store, the mothership's own manifest and the local
+// file keep the real values.
 func TestServedManifestMasksSecrets(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(c *Config) { c.EnvVisible = []string{"REGION", "PROXY"} })
 	mf := buildManifest(t, res{name: "gpu", env: secretEnv}, res{name: "cpu"})
 	if _, err := h.m.Publish(t.Context(), mf); err != nil {
 		t.Fatal(err)
@@ -37,14 +45,14 @@ func TestServedManifestMasksSecrets(t *testing.T) {
 	}
 	env := served.Resources["gpu"].Env
 	for k, v := range secretEnv {
-		want := v
-		if k != "LOG_LEVEL" && k != "REGION" {
+		want, shown := visibleEnv[k]
+		if !shown {
 			want = "***"
 		}
 		if env[k] != want {
 			t.Errorf("served env %s = %q, want %q", k, env[k], want)
 		}
-		if want == "***" && bytes.Contains(body, []byte(v)) {
+		if want != v && bytes.Contains(body, []byte(v)) {
 			t.Errorf("served manifest contains the value of %s", k)
 		}
 	}
@@ -74,7 +82,7 @@ func TestServedManifestMasksSecrets(t *testing.T) {
 
 	_, status := h.get(t, "/flash/status", nil)
 	for k, v := range secretEnv {
-		if k != "LOG_LEVEL" && k != "REGION" && strings.Contains(string(status), v) {
+		if visibleEnv[k] != v && strings.Contains(string(status), v) {
 			t.Errorf("/flash/status shows the value of %s", k)
 		}
 	}
@@ -83,25 +91,38 @@ func TestServedManifestMasksSecrets(t *testing.T) {
 func TestMaskManifest(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"no env: same bytes", `{"resources":{"a":{"x":1}}}`, `{"resources":{"a":{"x":1}}}`},
-		{"nothing secret", `{"resources":{"a":{"env":{"LOG":"1"}}}}`, `{"resources":{"a":{"env":{"LOG":"1"}}}}`},
+		{"allowed", `{"resources":{"a":{"env":{"LOG_LEVEL":"1"}}}}`, `{"resources":{"a":{"env":{"LOG_LEVEL":"1"}}}}`},
 		{"duplicate keys", `{"resources":{"a":{"env":{"KEY":"s","KEY":"***"}},"b":{"env":{"TOKEN":"t"}},"b":{}}}`,
 			`{"resources":{"a":{"env":{"KEY":"***"}},"b":{}}}`},
-		{"object", `{"resources":{"a":{"env":{"api_key":"s","LOG":"<1>"},"n":1.50}},"extra":[1]}`,
-			`{"extra":[1],"resources":{"a":{"env":{"LOG":"<1>","api_key":"***"},"n":1.50}}}`},
-		{"list of key/value", `{"resources":{"a":{"env":[{"key":"TOKEN","value":"t"},{"name":"pw_PASSWORD","value":"p"},{"key":"X","value":"x"}]}}}`,
-			`{"resources":{"a":{"env":[{"key":"TOKEN","value":"***"},{"name":"pw_PASSWORD","value":"***"},{"key":"X","value":"x"}]}}}`},
+		{"object", `{"resources":{"a":{"env":{"DATABASE_URL":"postgres://u:p@h/db","LOG_LEVEL":"<1>","HF_AUTH":"x"},"n":1.50}},"extra":[1]}`,
+			`{"extra":[1],"resources":{"a":{"env":{"DATABASE_URL":"***","HF_AUTH":"***","LOG_LEVEL":"<1>"},"n":1.50}}}`},
+		{"allowed URL loses its credentials", `{"resources":{"a":{"env":{"TZ":"see https://u:p@h/x"}}}}`,
+			`{"resources":{"a":{"env":{"TZ":"see https://***@h/x"}}}}`},
+		{"allowed but not a string", `{"resources":{"a":{"env":{"TZ":{"x":1}}}}}`, `{"resources":{"a":{"env":{"TZ":"***"}}}}`},
+		{"list of key/value", `{"resources":{"a":{"env":[{"key":"TOKEN","value":"t"},{"name":"pw","value":"p"},{"key":"LOG_LEVEL","value":"x"}]}}}`,
+			`{"resources":{"a":{"env":[{"key":"TOKEN","value":"***"},{"name":"pw","value":"***"},{"key":"LOG_LEVEL","value":"x"}]}}}`},
 		{"not an object", `[1,"env"]`, `[1,"env"]`},
 		{"env of another shape", `{"resources":{"a":{"env":"KEY=1"}}}`, `{"resources":{"a":{"env":"KEY=1"}}}`},
 	}
+	mask := newEnvMask(nil)
 	for _, tt := range tests {
-		if got := maskManifest([]byte(tt.in)); string(got) != tt.want {
+		if got := mask.manifest([]byte(tt.in)); string(got) != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
 		}
 	}
-	for name, secret := range map[string]bool{"KEY": true, "monkey": true, "Access_Token": true, "SECRETS": true,
-		"DB_PASSWORD": true, "passwd": true, "GCP_CREDENTIALS": true, "LOG_LEVEL": false, "REGION": false, "": false} {
-		if secretName(name) != secret {
-			t.Errorf("secretName(%q) = %v", name, !secret)
+}
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://app:secret@db:5432/x":        "postgres://***@db:5432/x",
+		"dial http://u@h:1/p: refused":           "dial http://***@h:1/p: refused",
+		"a https://h/p?x=@y b":                   "a https://h/p?x=@y b",
+		"two: redis://:pw@r/0 and amqp://a:b@q/": "two: redis://***@r/0 and amqp://***@q/",
+		"no url: user@example.com":               "no url: user@example.com",
+		`"http://x:y@h"`:                         `"http://***@h"`,
+	} {
+		if got := RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -136,7 +157,7 @@ func TestBoundedParameters(t *testing.T) {
 }
 
 // FuzzMaskManifest: masking never breaks JSON, is idempotent, and leaves
-// no secret-looking env value but "***".
+// no env value but "***" whose name is not allowed.
 func FuzzMaskManifest(f *testing.F) {
 	for _, s := range []string{
 		`{"resources":{"a":{"env":{"API_KEY":"s","LOG":"x"}}}}`,
@@ -149,11 +170,12 @@ func FuzzMaskManifest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out := maskManifest(in)
+		mask := newEnvMask(nil)
+		out := mask.manifest(in)
 		if json.Valid(in) && !json.Valid(out) {
 			t.Fatalf("invalid output %s from %s", out, in)
 		}
-		if again := maskManifest(out); !bytes.Equal(again, out) {
+		if again := mask.manifest(out); !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent: %s then %s", out, again)
 		}
 		// Exactly as the manifest decoder reads it: exact keys, last duplicate wins.
@@ -168,10 +190,35 @@ func FuzzMaskManifest(f *testing.F) {
 				continue
 			}
 			for k, v := range env {
-				if secretName(k) && string(v) != `"***"` {
+				if !mask.visible[k] && string(v) != `"***"` {
 					t.Fatalf("env %s served as %s", k, v)
 				}
 			}
 		}
 	})
+}
+
+// TestURLCredentialsNeverShown: a provider error naming a URL with
+// credentials reaches the report, the progress events, /flash/status and
+// the published manifest with the credentials masked.
+func TestURLCredentialsNeverShown(t *testing.T) {
+	h := newHarness(t)
+	h.prov.fail["a"] = errors.New("cannot reach postgres://app:s3cr3t-pw@db:5432/x")
+	var events []Event
+	rep, err := h.m.Reconcile(t.Context(), buildManifest(t, res{name: "a"}), ReconcileOptions{Progress: func(e Event) {
+		events = append(events, e)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, status := h.get(t, "/flash/status", nil)
+	_, served := h.get(t, "/manifest", nil)
+	for what, text := range map[string]string{
+		"report": string(mustMarshal(t, rep)), "events": string(mustMarshal(t, events)),
+		"/flash/status": string(status), "/manifest": string(served),
+	} {
+		if strings.Contains(text, "s3cr3t-pw") || !strings.Contains(text, "postgres://***@db:5432") {
+			t.Errorf("%s: %s", what, text)
+		}
+	}
 }

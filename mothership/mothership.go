@@ -34,6 +34,16 @@ const (
 	DefaultParallelism   = 4
 	DefaultDeployTimeout = 2 * time.Minute
 	DefaultArtifactDir   = ".flash/artifacts"
+	// DefaultDeployReadTimeout bounds reading a deploy's body.
+	DefaultDeployReadTimeout = 2 * time.Minute
+	// DefaultMaxArtifactUnpacked bounds what an artifact unpacks to.
+	DefaultMaxArtifactUnpacked = 1 << 30
+	// DefaultMaxResources bounds the resources of a deployed manifest.
+	DefaultMaxResources = 32
+	// DefaultMaxReplicas bounds one resource's replicas (workersMin).
+	DefaultMaxReplicas = 10
+	// DefaultMaxInstances bounds the child instances remembered at once.
+	DefaultMaxInstances = 10000
 )
 
 // Limits on what POST /flash/deploy accepts.
@@ -71,6 +81,24 @@ type Config struct {
 	// ArtifactDir is where POST /flash/deploy keeps uploaded binaries, as
 	// ArtifactDir/<sha256>/app. Default ".flash/artifacts".
 	ArtifactDir string
+	// DeployReadTimeout bounds reading the body of POST /flash/deploy; the
+	// body is read and checked before the deploy lock is taken. Default 2m.
+	DeployReadTimeout time.Duration
+	// MaxArtifactUnpacked bounds the unpacked size of a deployed artifact
+	// (a larger one is refused with 413). Default 1 GiB.
+	MaxArtifactUnpacked int64
+	// MaxResources and MaxReplicas bound what a deploy may start: resources
+	// in the manifest, and replicas (workersMin) of each. A deploy asking for
+	// more is refused before anything starts. Defaults 32 and 10.
+	MaxResources int
+	MaxReplicas  int
+	// MaxInstances bounds the child instances remembered at once; instances
+	// that stopped reporting expire first. Default 10000.
+	MaxInstances int
+	// EnvVisible lists env variable names whose values GET /manifest shows
+	// (URL credentials still masked), besides LOG_LEVEL, TZ, LANG,
+	// GOMAXPROCS, GOMEMLIMIT and GODEBUG; every other env value is "***".
+	EnvVisible []string
 	// Transport carries gateway requests to resources. Default:
 	// wire.NewTransport().
 	Transport http.RoundTripper
@@ -94,26 +122,37 @@ type Mothership struct {
 	transport http.RoundTripper
 	proxy     http.Handler
 
-	snap   atomic.Pointer[snapshot] // what GET /manifest serves
-	swapMu sync.Mutex               // serialises snapshot swaps
-	stop   chan struct{}            // closed when Run ends: parked long polls answer
-	stopMu sync.Once
+	// Locks, in the order they are taken (never the reverse):
+	//
+	//	deploying → publishMu → reconciler.mu → mu
+	//	publishMu → swapMu → fileMu
+	//
+	// deploying is a one-token channel held by the one reconciliation that
+	// runs (a deploy, or the boot's); publishMu serialises publishing (see
+	// publish), which refreshes the snapshot under it after a conflict.
+	// inst.mu, events.mu and reconciler.eventMu are leaves: nothing is
+	// taken while they are held.
+	deploying chan struct{}
+	publishMu sync.Mutex
+	swapMu    sync.Mutex // serialises snapshot swaps
+	fileMu    sync.Mutex // guards written
+	mu        sync.Mutex // guards deployed
+
+	snap    atomic.Pointer[snapshot] // what GET /manifest serves
+	stop    chan struct{}            // closed when Run ends: parked long polls answer
+	stopMu  sync.Once
+	uploads chan struct{} // bounds deploy bodies read at once
 
 	refreshes singleflight.Group
-	fileMu    sync.Mutex
-	written   int64 // newest version written to ManifestPath
-
-	publishMu sync.Mutex // one publish (compose + CAS) at a time
-
-	mu       sync.Mutex
-	deployed map[string]provider.Endpoint // resource → endpoint of its published deployment
-
-	deploying chan struct{} // holds one token while a reconciliation runs
+	written   int64                        // newest version written to ManifestPath
+	deployed  map[string]provider.Endpoint // resource → endpoint of its published deployment
 
 	inst   instances
 	events endpointEvents
+	jobs   jobReplicas   // gateway: which replica holds a job
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
+	mask   envMask
 }
 
 // New returns a Mothership for cfg. It reads the latest published manifest
@@ -123,18 +162,15 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("mothership: Config.Store is required")
 	}
-	if cfg.TTL <= 0 {
-		cfg.TTL = DefaultTTL
-	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = DefaultMaxWait
-	}
-	if cfg.Parallelism <= 0 {
-		cfg.Parallelism = DefaultParallelism
-	}
-	if cfg.DeployTimeout <= 0 {
-		cfg.DeployTimeout = DefaultDeployTimeout
-	}
+	orDefault(&cfg.TTL, DefaultTTL)
+	orDefault(&cfg.MaxWait, DefaultMaxWait)
+	orDefault(&cfg.Parallelism, DefaultParallelism)
+	orDefault(&cfg.DeployTimeout, DefaultDeployTimeout)
+	orDefault(&cfg.DeployReadTimeout, DefaultDeployReadTimeout)
+	orDefault(&cfg.MaxArtifactUnpacked, DefaultMaxArtifactUnpacked)
+	orDefault(&cfg.MaxResources, DefaultMaxResources)
+	orDefault(&cfg.MaxReplicas, DefaultMaxReplicas)
+	orDefault(&cfg.MaxInstances, DefaultMaxInstances)
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = DefaultArtifactDir
 	}
@@ -159,12 +195,22 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		stop:      make(chan struct{}),
 		deployed:  make(map[string]provider.Endpoint),
 		deploying: make(chan struct{}, 1),
-		inst:      newInstances(),
+		uploads:   make(chan struct{}, maxUploads),
+		inst:      newInstances(cfg.MaxInstances, cfg.Logger),
+		jobs:      newJobReplicas(cfg.Now),
+		mask:      newEnvMask(cfg.EnvVisible),
 	}
 	m.proxy = m.newProxy()
 	m.snap.Store(emptySnapshot())
 	m.boot(ctx)
 	return m, nil
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Register mounts the mothership's routes through handle, typically an
@@ -193,7 +239,7 @@ func (m *Mothership) Current() (*manifest.Manifest, int64) {
 func (m *Mothership) Run(ctx context.Context) error {
 	defer m.stopMu.Do(func() { close(m.stop) })
 	var wg sync.WaitGroup
-	wg.Go(func() { m.inst.flushLoop(ctx, m.store, m.log) })
+	wg.Go(func() { m.inst.flushLoop(ctx, m.store, m.cfg.Now) })
 	m.follow(ctx)
 	wg.Wait()
 	if t, ok := m.transport.(interface{ CloseIdleConnections() }); ok {

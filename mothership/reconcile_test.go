@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,7 +27,9 @@ func TestReconcileFreshDeploy(t *testing.T) {
 		mu     sync.Mutex
 		events []Event
 	)
-	rep, err := h.m.Reconcile(t.Context(), desired, ReconcileOptions{Artifact: "/bin/app", Progress: func(e Event) {
+	digest := "sha256:" + strings.Repeat("0a", 32)
+	bin := filepath.Join(h.dir, "artifacts", strings.Repeat("0a", 32), "app")
+	rep, err := h.m.Reconcile(t.Context(), desired, ReconcileOptions{Artifact: digest, Progress: func(e Event) {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
@@ -80,7 +83,7 @@ func TestReconcileFreshDeploy(t *testing.T) {
 	}
 	// Spec: replicas from workersMin, env, config, artifact.
 	for _, s := range h.prov.specs {
-		if s.Artifact != "/bin/app" || s.ConfigHash != desired.Resources[s.Resource].Hash() || len(s.Config) == 0 {
+		if s.Artifact != bin || s.ConfigHash != desired.Resources[s.Resource].Hash() || len(s.Config) == 0 {
 			t.Fatalf("spec %+v", s)
 		}
 		if s.Resource == "c" && (s.Replicas != 3 || s.Env["K"] != "v") {
@@ -94,11 +97,11 @@ func TestReconcileFreshDeploy(t *testing.T) {
 	if err != nil || len(deps) != 3 || deps[0].Status != "deployed" || deps[0].ConfigHash == "" {
 		t.Fatalf("deployment records %+v %v", deps, err)
 	}
-	steps := map[string][]string{}
+	steps := map[string][]Step{}
 	for _, e := range events {
 		steps[e.Resource] = append(steps[e.Resource], e.Step)
 	}
-	if want := []string{StepDeploying, StepDeployed, StepPublished}; !slices.Equal(steps["a"], want) {
+	if want := []Step{StepDeploying, StepDeployed, StepPublished}; !slices.Equal(steps["a"], want) {
 		t.Fatalf("events of a: %v, want %v", steps["a"], want)
 	}
 
@@ -508,7 +511,7 @@ func TestReportJSON(t *testing.T) {
 var _ adopter = (*local.Provider)(nil)
 
 func TestBehindListsOnlyRecentLaggards(t *testing.T) {
-	in := newInstances()
+	in := newInstances(DefaultMaxInstances, quiet)
 	now := time.Now()
 	in.all[instanceKey{"api", "a1"}] = store.Instance{Resource: "api", Instance: "a1", AppliedVersion: 4, LastSeen: now}
 	in.all[instanceKey{"api", "a2"}] = store.Instance{Resource: "api", Instance: "a2", AppliedVersion: 3, LastSeen: now}

@@ -12,9 +12,6 @@ import (
 	"github.com/flash-go/flash/internal/wire"
 )
 
-// HeaderRejectedReason carries why a child refused X-Flash-Rejected-Version.
-const HeaderRejectedReason = "X-Flash-Rejected-Reason"
-
 // longPoll is a parsed ?version=N&wait=S.
 type longPoll struct {
 	version    int64         // -1 when absent

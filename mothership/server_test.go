@@ -1,8 +1,10 @@
 package mothership
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/store"
 )
 
 func TestManifestNotFound(t *testing.T) {
@@ -255,7 +258,7 @@ func TestReportsRecorded(t *testing.T) {
 		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-0", wire.HeaderAppliedVersion: "1"})
 	h.get(t, "/manifest?version=1", map[string]string{
 		wire.HeaderResource: "gpu", wire.HeaderInstance: "gpu-1", wire.HeaderAppliedVersion: "1",
-		wire.HeaderRejectedVersion: "2", HeaderRejectedReason: "invalid manifest: bad route"})
+		wire.HeaderRejectedVersion: "2", wire.HeaderRejectedReason: "invalid manifest: bad route"})
 	eventually(t, "reports in the store", func() bool {
 		is, err := h.st.Instances(t.Context())
 		return err == nil && len(is) == 2
@@ -379,15 +382,29 @@ func mustJSON(t testing.TB, mf *manifest.Manifest) []byte {
 	return b
 }
 
-func TestPublishRetriesOnConflict(t *testing.T) {
+// TestPublishConflictReturnsToCaller: when another writer published first,
+// Publish does not overwrite it with the same manifest: it returns
+// store.ErrConflict, serves the store's latest, and the caller decides again.
+func TestPublishConflictReturnsToCaller(t *testing.T) {
 	h := newHarness(t)
-	// Another writer got ahead of what this mothership serves.
-	if _, err := h.st.Publish(t.Context(), 0, mustJSON(t, buildManifest(t, res{name: "x"}))); err != nil {
+	other := buildManifest(t, res{name: "x"})
+	if _, err := h.st.Publish(t.Context(), 0, mustJSON(t, other)); err != nil {
 		t.Fatal(err)
 	}
-	v, err := h.m.Publish(t.Context(), buildManifest(t, res{name: "gpu"}))
-	if err != nil || v != 2 {
-		t.Fatalf("publish: %d %v", v, err)
+	mine := buildManifest(t, res{name: "gpu"})
+	v, err := h.m.Publish(t.Context(), mine)
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("publish over another writer's version: %d %v, want ErrConflict", v, err)
+	}
+	if p, err := h.st.Latest(t.Context()); err != nil || p.Version != 1 || !bytes.Contains(p.Manifest, []byte(`"x"`)) {
+		t.Fatalf("the other writer's version was replaced: v%d %s %v", p.Version, p.Manifest, err)
+	}
+	if cur, v := h.m.Current(); v != 1 || cur.Resources["x"] == nil {
+		t.Fatalf("served v%d after the conflict, want the store's latest (1)", v)
+	}
+	// Deciding again from what is served now succeeds.
+	if v, err := h.m.Publish(t.Context(), mine); err != nil || v != 2 {
+		t.Fatalf("publish after re-reading: %d %v", v, err)
 	}
 	if _, err := h.m.Publish(t.Context(), nil); err == nil {
 		t.Fatal("nil manifest published")
@@ -415,7 +432,7 @@ func TestStatusShowsRestarts(t *testing.T) {
 
 // A child's unchanged report is not written to the store at every long poll.
 func TestUnchangedReportsAreNotRewritten(t *testing.T) {
-	in := newInstances()
+	in := newInstances(DefaultMaxInstances, quiet)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	report := func(applied string) {
@@ -444,7 +461,8 @@ func TestUnchangedReportsAreNotRewritten(t *testing.T) {
 	if n := len(in.take()); n != 1 {
 		t.Fatalf("stale last-seen: %d to write, want 1", n)
 	}
-	if got := in.snapshot()[instanceKey{"api", "a1"}].LastSeen; !got.Equal(now) {
+	if all, _ := in.snapshot(); !all[instanceKey{"api", "a1"}].LastSeen.Equal(now) {
+		got := all[instanceKey{"api", "a1"}].LastSeen
 		t.Fatalf("in-memory last seen %v, want %v", got, now)
 	}
 }

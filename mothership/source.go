@@ -17,10 +17,9 @@ import (
 
 // Bounds on store calls made where no caller context applies.
 const (
-	storeTimeout   = 10 * time.Second
-	publishRetries = 8
-	retryMin       = time.Second // first re-read after a failed refresh
-	retryMax       = 30 * time.Second
+	storeTimeout = 10 * time.Second
+	retryMin     = time.Second // first re-read after a failed refresh
+	retryMax     = 30 * time.Second
 )
 
 // snapshot is one immutable served state. Everything GET /manifest needs is
@@ -29,7 +28,7 @@ type snapshot struct {
 	mf       *manifest.Manifest // nil when none is known
 	version  int64              // 0: none, or the local file served while the store is down
 	body     []byte             // the manifest bytes exactly as published
-	served   []byte             // what GET /manifest sends: body with secret env values masked
+	served   []byte             // what GET /manifest sends: body with env values masked (envMask)
 	etag     string             // strong, quoted hash of served
 	verStr   string             // version as a header value
 	servable bool               // a manifest with at least one resource
@@ -40,8 +39,8 @@ func emptySnapshot() *snapshot {
 	return &snapshot{verStr: "0", changed: make(chan struct{})}
 }
 
-func newSnapshot(mf *manifest.Manifest, version int64, body []byte) *snapshot {
-	served := maskManifest(body)
+func (m *Mothership) newSnapshot(mf *manifest.Manifest, version int64, body []byte) *snapshot {
+	served := m.mask.manifest(body)
 	sum := sha256.Sum256(served)
 	return &snapshot{
 		mf:       mf,
@@ -95,12 +94,12 @@ func (m *Mothership) writeFile(s *snapshot) {
 // fromPublished decodes a published version into a snapshot. Decoding is
 // tolerant (shape only): the store's latest is what there is to serve, and
 // children validate what they apply.
-func fromPublished(p store.Published) (*snapshot, error) {
+func (m *Mothership) fromPublished(p store.Published) (*snapshot, error) {
 	mf, err := manifest.Decode(p.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("published manifest version %d: %w", p.Version, err)
 	}
-	return newSnapshot(mf, p.Version, p.Manifest), nil
+	return m.newSnapshot(mf, p.Version, p.Manifest), nil
 }
 
 // boot loads what to serve first: the store's latest, else the local file.
@@ -110,7 +109,7 @@ func (m *Mothership) boot(ctx context.Context) {
 	p, err := m.store.Latest(ctx)
 	switch {
 	case err == nil:
-		s, derr := fromPublished(p)
+		s, derr := m.fromPublished(p)
 		if derr == nil {
 			m.install(s)
 			return
@@ -139,7 +138,7 @@ func (m *Mothership) serveLocalFile() {
 		m.log.Warn("cannot encode the local manifest", "err", err)
 		return
 	}
-	m.install(newSnapshot(mf, 0, body))
+	m.install(m.newSnapshot(mf, 0, body))
 }
 
 // refresh re-reads the store's latest version; only one read runs at a time
@@ -174,7 +173,7 @@ func (m *Mothership) readLatest(ctx context.Context) (int64, error) {
 	if p.Version == cur.version && cur.mf != nil {
 		return cur.version, nil
 	}
-	s, err := fromPublished(p)
+	s, err := m.fromPublished(p)
 	if err != nil {
 		err = fmt.Errorf("mothership: refresh: %w", err)
 		m.log.Error("published manifest cannot be decoded; serving the last good copy", "err", err)
@@ -208,49 +207,6 @@ func (m *Mothership) Invalidate(ctx context.Context) error {
 		}
 	}
 	return r.Err
-}
-
-// Publish stores mf as the next version (compare-and-swap in the store,
-// re-reading and retrying when another writer won), serves it at once, wakes
-// parked long polls and writes the local file. It refuses an invalid manifest.
-func (m *Mothership) Publish(ctx context.Context, mf *manifest.Manifest) (int64, error) {
-	m.publishMu.Lock()
-	defer m.publishMu.Unlock()
-	return m.publishLocked(ctx, mf)
-}
-
-func (m *Mothership) publishLocked(ctx context.Context, mf *manifest.Manifest) (int64, error) {
-	if mf == nil {
-		return 0, errors.New("mothership: publish: nil manifest")
-	}
-	if err := mf.Validate(); err != nil {
-		return 0, fmt.Errorf("mothership: publish: %w", err)
-	}
-	body, err := mf.MarshalJSON()
-	if err != nil {
-		return 0, fmt.Errorf("mothership: publish: %w", err)
-	}
-	prev := m.snap.Load().version
-	for attempt := 0; ; attempt++ {
-		p, err := m.store.Publish(ctx, prev, body)
-		if err == nil {
-			m.install(newSnapshot(mf, p.Version, p.Manifest))
-			m.log.Info("manifest published", "version", p.Version)
-			return p.Version, nil
-		}
-		if !errors.Is(err, store.ErrConflict) || attempt >= publishRetries {
-			return 0, fmt.Errorf("mothership: publish after version %d: %w", prev, err)
-		}
-		latest, lerr := m.store.Latest(ctx)
-		switch {
-		case errors.Is(lerr, store.ErrNotFound):
-			prev = 0
-		case lerr != nil:
-			return 0, fmt.Errorf("mothership: publish: re-read after conflict: %w", lerr)
-		default:
-			prev = latest.Version
-		}
-	}
 }
 
 // follow refreshes on store notifications and every TTL until ctx ends;

@@ -4,22 +4,27 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
 )
 
 // Bounds on what children may make the mothership remember.
 const (
-	maxInstances    = 10000 // distinct (resource, instance) pairs kept in memory
 	maxLabelLen     = 128
 	maxReasonLen    = 512
 	flushStoreLimit = 5 * time.Second
+	// instanceRecent is how recently an instance must have reported to count
+	// as live: children re-poll at least this often. Older ones expire.
+	instanceRecent = 2 * time.Minute
 )
 
 type instanceKey struct{ resource, instance string }
@@ -27,17 +32,26 @@ type instanceKey struct{ resource, instance string }
 // instances holds what children report on GET /manifest. Recording is a map
 // update under a mutex; the store is written by flushLoop, off the request
 // path, coalescing every report that arrived while the previous write ran.
+// At most max instances are kept: those that stopped reporting expire, a
+// live one is never dropped (a new one past the bound is refused, loudly).
 type instances struct {
 	mu      sync.Mutex
+	max     int
+	log     *slog.Logger
 	all     map[instanceKey]store.Instance
+	gone    map[instanceKey]bool // their endpoint was undeployed: they cannot answer
 	dirty   map[instanceKey]struct{}
 	flushed map[instanceKey]time.Time // when a report was last queued for the store
+	warned  time.Time                 // when a full table was last logged
 	wake    chan struct{}             // capacity 1: "something is dirty"
 }
 
-func newInstances() instances {
+func newInstances(max int, log *slog.Logger) instances {
 	return instances{
+		max:     max,
+		log:     log,
 		all:     make(map[instanceKey]store.Instance),
+		gone:    make(map[instanceKey]bool),
 		dirty:   make(map[instanceKey]struct{}),
 		flushed: make(map[instanceKey]time.Time),
 		wake:    make(chan struct{}, 1),
@@ -60,7 +74,7 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 	k := instanceKey{res, inst}
 	applied := headerVersion(r.Header.Get(wire.HeaderAppliedVersion))
 	rejected := headerVersion(r.Header.Get(wire.HeaderRejectedVersion))
-	reason := r.Header.Get(HeaderRejectedReason)
+	reason := r.Header.Get(wire.HeaderRejectedReason)
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}
@@ -68,10 +82,19 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 
 	in.mu.Lock()
 	old, known := in.all[k]
-	if !known && len(in.all) >= maxInstances {
-		in.mu.Unlock()
-		return
+	if !known && len(in.all) >= in.max {
+		in.expireLocked(t)
+		if len(in.all) >= in.max {
+			if t.Sub(in.warned) > time.Minute {
+				in.warned = t
+				in.log.Warn("child reports refused: too many live instances (Config.MaxInstances)",
+					"max", in.max, "resource", res, "instance", inst)
+			}
+			in.mu.Unlock()
+			return
+		}
 	}
+	delete(in.gone, k) // it reports: it answers
 	i := store.Instance{Resource: res, Instance: inst, AppliedVersion: applied,
 		RejectedVersion: rejected, RejectReason: reason, LastSeen: t}
 	if i.AppliedVersion == 0 {
@@ -99,6 +122,48 @@ func (in *instances) record(r *http.Request, now func() time.Time) {
 	}
 }
 
+// expireLocked drops the instances that have not reported within
+// instanceRecent of now.
+func (in *instances) expireLocked(now time.Time) {
+	since := now.Add(-instanceRecent)
+	for k, i := range in.all {
+		if i.LastSeen.Before(since) {
+			in.dropLocked(k)
+		}
+	}
+}
+
+func (in *instances) dropLocked(k instanceKey) {
+	delete(in.all, k)
+	delete(in.gone, k)
+	delete(in.dirty, k)
+	delete(in.flushed, k)
+}
+
+// endpointGone marks the instances of an undeployed endpoint as gone: their
+// id is the endpoint's id, or starts with it and a slash (provider/local's
+// "<deployment id>/<replica>").
+func (in *instances) endpointGone(e provider.Endpoint) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for k := range in.all {
+		if k.resource == e.Resource && (k.instance == e.ID || strings.HasPrefix(k.instance, e.ID+"/")) {
+			in.gone[k] = true
+		}
+	}
+}
+
+// forget drops every instance of a removed resource.
+func (in *instances) forget(resource string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for k := range in.all {
+		if k.resource == resource {
+			in.dropLocked(k)
+		}
+	}
+}
+
 // lastSeenRefresh is how stale a stored last-seen time may get (the
 // in-memory one is always current).
 const lastSeenRefresh = 30 * time.Second
@@ -122,25 +187,42 @@ func (in *instances) take() []store.Instance {
 	defer in.mu.Unlock()
 	out := make([]store.Instance, 0, len(in.dirty))
 	for k := range in.dirty {
-		out = append(out, in.all[k])
+		if i, ok := in.all[k]; ok {
+			out = append(out, i)
+		}
 	}
 	clear(in.dirty)
 	return out
 }
 
-// snapshot returns every report known in memory.
-func (in *instances) snapshot() map[instanceKey]store.Instance {
+// snapshot returns every report known in memory, and which are gone.
+func (in *instances) snapshot() (map[instanceKey]store.Instance, map[instanceKey]bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	out := make(map[instanceKey]store.Instance, len(in.all))
-	for k, v := range in.all {
-		out[k] = v
+	return maps.Clone(in.all), maps.Clone(in.gone)
+}
+
+// behind lists the live instances (seen since `since`, not gone) that have
+// neither applied nor rejected version v or a newer one.
+func (in *instances) behind(v int64, since time.Time) []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []string
+	for k, i := range in.all {
+		if in.gone[k] || i.LastSeen.Before(since) || i.AppliedVersion >= v || i.RejectedVersion >= v {
+			continue
+		}
+		out = append(out, k.resource+"/"+k.instance)
 	}
 	return out
 }
 
-// flushLoop writes dirty reports to the store until ctx ends, then once more.
-func (in *instances) flushLoop(ctx context.Context, st store.Store, log *slog.Logger) {
+// flushLoop writes dirty reports to the store until ctx ends, then once
+// more; it also expires instances that stopped reporting.
+func (in *instances) flushLoop(ctx context.Context, st store.Store, now func() time.Time) {
+	log := in.log
+	expire := time.NewTicker(instanceRecent)
+	defer expire.Stop()
 	flush := func(ctx context.Context) {
 		for _, i := range in.take() {
 			if err := st.ReportInstance(ctx, i); err != nil {
@@ -159,6 +241,10 @@ func (in *instances) flushLoop(ctx context.Context, st store.Store, log *slog.Lo
 			fctx, cancel := context.WithTimeout(ctx, flushStoreLimit)
 			flush(fctx)
 			cancel()
+		case <-expire.C:
+			in.mu.Lock()
+			in.expireLocked(now())
+			in.mu.Unlock()
 		}
 	}
 }
@@ -226,13 +312,26 @@ func (e *endpointEvents) of(resource string) resourceEvents {
 
 // InstanceStatus is one child instance in Status.
 type InstanceStatus struct {
-	Resource        string    `json:"resource"`
-	Instance        string    `json:"instance"`
-	AppliedVersion  int64     `json:"applied_version"`
-	RejectedVersion int64     `json:"rejected_version"`
-	RejectReason    string    `json:"reject_reason"`
-	LastSeen        time.Time `json:"last_seen"`
+	// State is InstanceCurrent, InstanceBehind, InstanceRejected or InstanceGone.
+	State           InstanceState `json:"state"`
+	Resource        string        `json:"resource"`
+	Instance        string        `json:"instance"`
+	AppliedVersion  int64         `json:"applied_version"`
+	RejectedVersion int64         `json:"rejected_version"`
+	RejectReason    string        `json:"reject_reason"`
+	LastSeen        time.Time     `json:"last_seen"`
 }
+
+// InstanceState says where a child instance stands against the published version.
+type InstanceState string
+
+// Instance states.
+const (
+	InstanceCurrent  InstanceState = "current"  // applied the published version
+	InstanceBehind   InstanceState = "behind"   // live, on an older version
+	InstanceRejected InstanceState = "rejected" // refused the published version (see RejectReason)
+	InstanceGone     InstanceState = "gone"     // its endpoint was undeployed
+)
 
 // Status returns the published version, each resource's state and each known
 // child instance. Instances come from memory, completed by the store's records
@@ -247,11 +346,15 @@ func (m *Mothership) Status(ctx context.Context) Status {
 				urls = []string{}
 			}
 			ev := m.events.of(name)
+			for i, u := range urls {
+				urls[i] = RedactURLs(u)
+			}
 			st.Resources[name] = ResourceStatus{Type: r.Type, Status: string(r.Status), EndpointURL: firstOf(urls),
-				EndpointURLs: urls, ConfigHash: r.ConfigHash, Error: r.Error, Restarts: ev.restarts, LastEvent: ev.last}
+				EndpointURLs: urls, ConfigHash: r.ConfigHash, Error: RedactURLs(r.Error), Restarts: ev.restarts,
+				LastEvent: RedactURLs(ev.last)}
 		}
 	}
-	all := m.inst.snapshot()
+	all, gone := m.inst.snapshot()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if stored, err := m.store.Instances(sctx); err != nil {
@@ -265,12 +368,24 @@ func (m *Mothership) Status(ctx context.Context) Status {
 		}
 	}
 	since := m.cfg.Now().Add(-instanceRecent)
-	for _, i := range all {
+	for k, i := range all {
 		if i.LastSeen.Before(since) {
-			continue // gone: a live child reports at every long poll
+			continue // expired: a live child reports at every long poll
 		}
-		st.Instances = append(st.Instances, InstanceStatus{Resource: i.Resource, Instance: i.Instance,
-			AppliedVersion: i.AppliedVersion, RejectedVersion: i.RejectedVersion, RejectReason: i.RejectReason,
+		if mf == nil || mf.Resources[i.Resource] == nil {
+			continue // its resource was removed
+		}
+		state := InstanceBehind
+		switch {
+		case gone[k]:
+			state = InstanceGone
+		case i.AppliedVersion >= version:
+			state = InstanceCurrent
+		case i.RejectedVersion >= version:
+			state = InstanceRejected
+		}
+		st.Instances = append(st.Instances, InstanceStatus{State: state, Resource: i.Resource, Instance: i.Instance,
+			AppliedVersion: i.AppliedVersion, RejectedVersion: i.RejectedVersion, RejectReason: RedactURLs(i.RejectReason),
 			LastSeen: i.LastSeen.UTC()})
 	}
 	slices.SortFunc(st.Instances, func(a, b InstanceStatus) int {
@@ -281,4 +396,37 @@ func (m *Mothership) Status(ctx context.Context) Status {
 
 func (m *Mothership) serveStatus(w http.ResponseWriter, r *http.Request) {
 	wire.WriteJSON(w, http.StatusOK, m.Status(r.Context()))
+}
+
+// Bounds of waitApplied.
+const (
+	// applyWait bounds the wait for children to apply a version: a live child
+	// applies within a long-poll round trip (milliseconds); the bound only
+	// matters for instances that died without saying so.
+	applyWait = 3 * time.Second
+)
+
+// waitApplied waits until every child instance that can still answer (live,
+// and not of an undeployed endpoint) has applied (or rejected) version v or
+// a newer one, at most applyWait.
+func (m *Mothership) waitApplied(ctx context.Context, v int64) {
+	deadline := time.NewTimer(applyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		behind := m.inst.behind(v, m.cfg.Now().Add(-instanceRecent))
+		if len(behind) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			m.log.Warn("reconcile: children did not report the new version in time; undeploying the old endpoint anyway",
+				"version", v, "behind", strings.Join(behind, ", "))
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -143,6 +143,7 @@ func testFuncs(g *gate) []Func {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		})},
+		{Name: "lbblock", Method: "POST", Path: "/block", Bind: bindJSON(g.fn)},
 		{Name: "lbroot", Method: "DELETE", Path: "/things/", Bind: bindJSON(func(_ context.Context, in any) (any, error) { return map[string]bool{"deleted": true}, nil })},
 	}
 }

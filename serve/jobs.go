@@ -29,8 +29,13 @@ const (
 // Errors of job submission, rendered as 429 and 503.
 var (
 	ErrQueueFull    = errors.New("job queue full")
+	ErrResultsFull  = errors.New("no room to keep another /run result")
 	ErrShuttingDown = errors.New("server shutting down")
 )
+
+// resultOverhead is what a kept result costs beyond its bytes (the job, its
+// contexts and the table entries), counted against Config.MaxResultBytes.
+const resultOverhead = 2 << 10
 
 // errCancelled is the cancellation cause of a job cancelled through /cancel.
 var errCancelled = errors.New("job cancelled")
@@ -45,6 +50,7 @@ type job struct {
 	cancel  func(cause error)
 	unwatch func() bool   // stops the context watcher; nil for inline jobs
 	done    chan struct{} // closed when the state becomes final
+	kept    bool          // filed under its id for /status (a /run job)
 
 	status   string
 	result   json.RawMessage // json_result when COMPLETED
@@ -74,6 +80,8 @@ type jobTable struct {
 	workers  int
 	queueCap int
 	ttl      time.Duration
+	maxKept  int                                // results kept at most (count)
+	maxBytes int64                              // and their bytes, with resultOverhead each
 	onFinal  func(j *job, v jobView, err error) // metrics and logs; called without the lock
 
 	mu        sync.Mutex
@@ -81,16 +89,17 @@ type jobTable struct {
 	busy      int // occupied worker slots: a worker goroutine or an inline runsync, each running one job
 	active    map[*job]struct{}
 	byID      map[string]*job
-	nextSweep time.Time
+	finished  []*job // kept jobs in the order they became final, which is their expiry order
+	keptBytes int64
 	closed    bool
 	completed int64
 	failed    int64
 	wg        sync.WaitGroup
 }
 
-func newJobTable(workers, queueCap int, ttl time.Duration, now func() time.Time) *jobTable {
+func newJobTable(workers, queueCap int, ttl time.Duration, maxKept int, maxBytes int64, now func() time.Time) *jobTable {
 	return &jobTable{
-		now: now, workers: workers, queueCap: queueCap, ttl: ttl,
+		now: now, workers: workers, queueCap: queueCap, ttl: ttl, maxKept: maxKept, maxBytes: maxBytes,
 		active: make(map[*job]struct{}),
 		byID:   make(map[string]*job),
 	}
@@ -125,24 +134,27 @@ func (t *jobTable) newJob(parent context.Context, fn string, run Job, deadline t
 // stack); a queued one is run by a worker as usual.
 func (t *jobTable) submit(j *job, keep, inline bool) error {
 	t.mu.Lock()
+	now := t.now()
 	var err error
 	switch {
 	case t.closed:
 		err = ErrShuttingDown
 	case t.busy >= t.workers && len(t.queue) >= t.queueCap:
 		err = ErrQueueFull
+	case keep && t.keepFullLocked(now):
+		err = ErrResultsFull
 	}
 	if err != nil {
 		t.mu.Unlock()
 		j.cancel(err)
 		return err
 	}
-	now := t.now()
 	j.status, j.queued = StatusInQueue, now
 	t.active[j] = struct{}{}
 	if keep {
-		t.sweepLocked(now)
+		j.kept = true
 		t.byID[j.id] = j
+		t.keptBytes += resultOverhead
 	}
 	free := t.busy < t.workers
 	if free {
@@ -287,6 +299,17 @@ func (t *jobTable) finish(j *job, status string, result json.RawMessage, errType
 	if j.started.IsZero() {
 		j.started = now
 	}
+	if j.kept {
+		size := int64(len(result) + len(errMsg))
+		if t.keptBytes+size > t.maxBytes {
+			status, result, errType = StatusFailed, nil, "ResultTooLarge"
+			errMsg = fmt.Sprintf("the result (%d bytes) cannot be kept for /status: kept results already use %d of %d bytes; "+
+				"use /runsync for large results, or raise FLASH_MAX_RESULT_BYTES", size, t.keptBytes, t.maxBytes)
+			size = int64(len(errMsg))
+		}
+		t.keptBytes += size
+		t.finished = append(t.finished, j)
+	}
 	j.status, j.result, j.errType, j.errMsg, j.finished = status, result, errType, errMsg, now
 	switch status {
 	case StatusCompleted:
@@ -330,15 +353,8 @@ func (t *jobTable) cancelJob(id string) (v jobView, ok bool) {
 func (t *jobTable) lookup(id string) *job {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	j := t.byID[id]
-	if j == nil {
-		return nil
-	}
-	if now := t.now(); t.expiredLocked(j, now) {
-		delete(t.byID, id)
-		return nil
-	}
-	return j
+	t.sweepLocked(t.now())
+	return t.byID[id]
 }
 
 // view returns a snapshot of the async job id.
@@ -356,18 +372,39 @@ func (t *jobTable) expiredLocked(j *job, now time.Time) bool {
 	return final(j.status) && now.Sub(j.finished) >= t.ttl
 }
 
-// sweepLocked drops expired results, at most every ttl/4, so the cost is
-// amortised over submissions and no goroutine is needed.
+// sweepLocked drops expired results: the oldest first, so the cost is the
+// number dropped.
 func (t *jobTable) sweepLocked(now time.Time) {
-	if now.Before(t.nextSweep) {
-		return
+	for len(t.finished) > 0 && t.expiredLocked(t.finished[0], now) {
+		j := t.finished[0]
+		t.finished[0] = nil
+		t.finished = t.finished[1:]
+		delete(t.byID, j.id)
+		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg))
 	}
-	t.nextSweep = now.Add(t.ttl / 4)
-	for id, j := range t.byID {
-		if t.expiredLocked(j, now) {
-			delete(t.byID, id)
-		}
+}
+
+// keepFullLocked reports whether another result would pass a bound, after
+// dropping the expired ones.
+func (t *jobTable) keepFullLocked(now time.Time) bool {
+	t.sweepLocked(now)
+	return len(t.byID) >= t.maxKept || t.keptBytes+resultOverhead > t.maxBytes
+}
+
+// keepFull reports whether a /run now would get ErrResultsFull and, if so,
+// when the oldest kept result expires (at least a second from now).
+func (t *jobTable) keepFull() (full bool, retry time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if !t.keepFullLocked(now) {
+		return false, 0
 	}
+	retry = time.Second
+	if len(t.finished) > 0 {
+		retry = max(retry, t.finished[0].finished.Add(t.ttl).Sub(now))
+	}
+	return true, retry
 }
 
 func (j *job) viewLocked(now time.Time) jobView {

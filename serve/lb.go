@@ -11,11 +11,17 @@ import (
 )
 
 // lbHandler serves a load-balanced function on its own route: JSON body in,
-// JSON result out. It runs in the request's goroutine (the HTTP server is
-// the concurrency bound here), with the request's deadline and cancellation.
+// JSON result out. It runs in the request's goroutine, with the request's
+// deadline and cancellation, once admitted: at most Limits.LBConcurrency
+// calls run at once and Limits.LBQueue wait; a call beyond gets 429 before
+// its body is read.
 func (s *Server) lbHandler(f *Func) http.Handler {
 	params := wire.PathParams(f.Path)
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.lb.acquire(r.Context()); err != nil {
+			return admitError(err)
+		}
+		defer s.lb.release()
 		in := Input{}
 		if len(params) > 0 {
 			in.Params = make(map[string]string, len(params))
@@ -76,6 +82,19 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 	}
 	s.log.LogAttrs(ctx, level, "function failed", attrs...)
 	return &httpError{Status: status, Msg: msg, KV: []any{"error_type", typ}}
+}
+
+// admitError is the answer of a call that got no slot: 429 when the queue
+// was full, else its context ended while it waited.
+func admitError(err error) error {
+	switch {
+	case errors.Is(err, errBusy):
+		return &httpError{Status: http.StatusTooManyRequests, Msg: "too many calls in progress, retry later",
+			Header: http.Header{wire.HeaderRetryAfter: {"1"}}}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &httpError{Status: http.StatusGatewayTimeout, Msg: "timed out waiting for a free slot", KV: []any{"error_type", "TimeoutError"}}
+	}
+	return &httpError{Status: 499, Msg: "request cancelled", KV: []any{"error_type", "Cancelled"}}
 }
 
 // typedError gives an error an ErrorType.

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,7 +31,9 @@ func TestLB(t *testing.T) {
 		{name: "timeout", method: "POST", path: "/slow", body: `{}`, headers: []string{"X-Flash-Timeout: 10"}, code: 504, want: "map[error:execution timed out error_type:TimeoutError]"},
 		{name: "unknown route", method: "GET", path: "/nowhere", code: 404, want: "map[error:no such route]"},
 		{name: "wrong method", method: "DELETE", path: "/stats/x", code: 405, want: "map[error:method not allowed (allowed: POST)]"},
-		{name: "unclean path redirects", method: "GET", path: "/items/../items/1", code: 307, want: "map[error:moved to the canonical path location:/items/1]"},
+		{name: "unclean path served clean", method: "GET", path: "/items/../items/1", code: 200, want: "map[has_body:false id:1]"},
+		{name: "unclean POST served clean", method: "POST", path: "//stats//7d", body: `{}`, code: 200, want: "map[body:map[] window:7d]"},
+		{name: "subtree redirect is JSON", method: "DELETE", path: "/things", code: 307, want: "map[error:moved to the canonical path location:/things/]"},
 		{name: "QB routes absent without QB functions", method: "POST", path: "/runsync", body: envelopeFor("echo", 1), code: 404},
 	}
 	var lbOnly []Func
@@ -99,4 +102,47 @@ func TestLBBodyLimit(t *testing.T) {
 	if r := do(t, s, "POST", "/stats/x", `{"small":1}`); r.Code != 200 {
 		t.Fatalf("small body: %d %s", r.Code, r.Body)
 	}
+}
+
+// TestLBAdmission: LB calls beyond LBConcurrency wait, up to LBQueue; one
+// more gets 429 with Retry-After at once, without its body being read; and a
+// waiting call whose deadline passes gets 504.
+func TestLBAdmission(t *testing.T) {
+	g := newGate()
+	s := newServer(t, Config{Limits: Limits{LBConcurrency: 1, LBQueue: 1}}, g)
+	results := make(chan response, 2)
+	go func() { results <- do(t, s, "POST", "/block", `{"tag":"first"}`) }()
+	wait(t, g.started, "first call")
+	go func() { results <- do(t, s, "POST", "/block", `{"tag":"second"}`) }()
+	eventually(t, "second call waiting", func() bool { return s.lb.waiting.Load() == 1 })
+
+	body := &countingReader{r: strings.NewReader(`{"tag":"third"}`)}
+	r := serveRequest(s, httptest.NewRequest("POST", "/block", body))
+	if r.Code != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "1" || !json.Valid(r.Body) {
+		t.Fatalf("call beyond the queue: %d %v %s", r.Code, r.Header, r.Body)
+	}
+	if body.n.Load() != 0 {
+		t.Fatalf("%d body bytes read before refusing", body.n.Load())
+	}
+	// Another route of the same server shares the bound.
+	if r := do(t, s, "POST", "/stats/1h", `{}`); r.Code != http.StatusTooManyRequests {
+		t.Fatalf("other LB route while full: %d", r.Code)
+	}
+	close(g.release)
+	for range 2 {
+		if r := wait(t, results, "held calls"); r.Code != 200 {
+			t.Fatalf("admitted call: %d %s", r.Code, r.Body)
+		}
+	}
+
+	// A call that waits past its deadline gets 504.
+	g2 := newGate()
+	s2 := newServer(t, Config{Limits: Limits{LBConcurrency: 1, LBQueue: 1}}, g2)
+	go func() { results <- do(t, s2, "POST", "/block", `{"tag":"hold"}`) }()
+	wait(t, g2.started, "holding call")
+	if r := do(t, s2, "POST", "/block", `{}`, "X-Flash-Timeout: 20"); r.Code != http.StatusGatewayTimeout {
+		t.Fatalf("waiting past the deadline: %d %s", r.Code, r.Body)
+	}
+	close(g2.release)
+	wait(t, results, "holding call")
 }

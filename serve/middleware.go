@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -57,7 +58,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			s.metrics.observeRequest(route, status, d)
-			if level := requestLogLevel(r.URL.Path, status); s.log.Enabled(r.Context(), level) {
+			if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
 				s.log.LogAttrs(r.Context(), level, "request",
 					slog.String("method", r.Method), slog.String("path", r.URL.Path),
 					slog.Int("status", status), slog.Duration("duration", d),
@@ -68,16 +69,23 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	})
 }
 
-// requestLogLevel keeps the log readable: health checks, metrics scrapes and
-// manifest long polls arrive all the time, so they log at Debug unless they fail.
-func requestLogLevel(path string, status int) slog.Level {
-	if status < 400 {
-		switch path {
-		case "/ping", "/metrics", "/manifest":
-			return slog.LevelDebug
-		}
+// requestLogLevel keeps the log bounded: request lines are Debug, except
+// server errors (Warn), client errors and requests slower than slow (Info).
+// 429s stay at Debug: under overload they are the bulk of the traffic, and
+// flash_http_requests_total counts them. Manifest long polls are slow by
+// design.
+func requestLogLevel(path string, status int, d, slow time.Duration) slog.Level {
+	switch {
+	case status >= 500:
+		return slog.LevelWarn
+	case status == http.StatusTooManyRequests:
+		return slog.LevelDebug
+	case status >= 400:
+		return slog.LevelInfo
+	case d >= slow && path != "/manifest":
+		return slog.LevelInfo
 	}
-	return slog.LevelInfo
+	return slog.LevelDebug
 }
 
 // validRequestID accepts a caller's X-Request-Id when it is short visible
@@ -123,8 +131,18 @@ func (s *Server) checkHeaders(next http.Handler) http.Handler {
 }
 
 // route dispatches through the mux. ServeMux answers unknown paths and
-// wrong methods in plain text; those answers are rewritten as JSON.
+// wrong methods in plain text; those answers are rewritten as JSON. A path
+// with empty or dot segments ("//run", "/a/../ping") is served as its clean
+// form rather than redirected there: ServeMux's redirect of a POST has no
+// body, and clients concatenating URLs often produce "//".
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if clean := cleanPath(r.URL.Path); clean != r.URL.Path && r.URL.RawPath == "" {
+		u := *r.URL
+		u.Path = clean
+		r2 := *r
+		r2.URL = &u
+		r = &r2
+	}
 	sw, _ := w.(*statusWriter)
 	if sw != nil {
 		sw.jsonErrors = true
@@ -133,6 +151,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		defer func() { sw.route = r.Pattern }()
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is ServeMux's canonical form of p: rooted, no empty or dot
+// segments, the trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
 
 // statusWriter records the status and route for logs and metrics. It also
@@ -147,6 +178,12 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An informational answer (100 Continue relayed by a proxy, 103
+		// Early Hints) precedes the real one: pass it on, record nothing.
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	if w.status != 0 {
 		return
 	}
@@ -175,7 +212,8 @@ func (w *statusWriter) rewrite(code int) (string, bool) {
 		return "no such route", true
 	case code == http.StatusMethodNotAllowed && strings.HasPrefix(ct, "text/plain"):
 		return "method not allowed (allowed: " + w.Header().Get("Allow") + ")", true
-	case code >= 300 && code < 400 && strings.HasPrefix(ct, "text/html"):
+	case code >= 300 && code < 400 && w.Header().Get("Location") != "" && (ct == "" || strings.HasPrefix(ct, "text/html")):
+		// ServeMux's redirects: HTML for GET, no body at all for a POST.
 		return "moved to the canonical path", true
 	}
 	return "", false

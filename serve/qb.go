@@ -84,6 +84,14 @@ func (s *Server) bind(ctx context.Context, f *Func, in Input) (run Job, err erro
 	return run, nil
 }
 
+// resultsFull is the answer of a /run that could not be kept: 429, retry
+// when the oldest result expires.
+func resultsFull(retry time.Duration) error {
+	secs := int64(max(retry, time.Second)+time.Second-1) / int64(time.Second)
+	return &httpError{Status: http.StatusTooManyRequests, Msg: resultsFullMsg,
+		Header: http.Header{wire.HeaderRetryAfter: {strconv.FormatInt(secs, 10)}}}
+}
+
 func submitError(err error) error {
 	if err == ErrQueueFull {
 		return &httpError{Status: http.StatusTooManyRequests, Msg: overloadedMsg,
@@ -94,6 +102,7 @@ func submitError(err error) error {
 }
 
 const (
+	resultsFullMsg = "too many /run results kept (FLASH_MAX_RESULTS, FLASH_MAX_RESULT_BYTES), retry after the oldest expire, or use /runsync"
 	overloadedMsg  = "job queue full, retry later"
 	overloadedBody = `{"error":"` + overloadedMsg + `"}`
 )
@@ -205,6 +214,9 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 	if s.refuseOverload(w) {
 		return nil
 	}
+	if full, retry := s.jobs.keepFull(); full {
+		return resultsFull(retry)
+	}
 	sub, err := s.bindJob(w, r)
 	if err != nil {
 		return err
@@ -248,6 +260,10 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 	}
 	j := s.jobs.newJob(context.WithoutCancel(r.Context()), sub.f.Name, sub.run, deadline)
 	if err := s.jobs.submit(j, true, false); err != nil {
+		if err == ErrResultsFull {
+			_, retry := s.jobs.keepFull()
+			return resultsFull(retry)
+		}
 		return submitError(err)
 	}
 	if e != nil {

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/flash-go/flash/flasherr"
@@ -414,5 +415,44 @@ func TestDownstreamTimeoutIsTimedOut(t *testing.T) {
 	m := do(t, s, "POST", "/runsync", envelopeFor("relay", map[string]any{})).json(t)
 	if m["status"] != StatusTimedOut || !strings.HasPrefix(fmt.Sprint(m["error"]), "TimeoutError: call slow") {
 		t.Fatalf("answer %v", m)
+	}
+}
+
+// TestResultsBounded: /run keeps at most MaxResults results and
+// MaxResultBytes bytes; beyond, it answers 429 with a Retry-After that says
+// when the oldest result expires, before reading the body, and accepts again
+// once results expire.
+func TestResultsBounded(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newServer(t, Config{ResultTTL: time.Minute, Now: clock.Now, Limits: Limits{MaxResults: 3}}, newGate())
+	for i := range 3 {
+		waitStatus(t, s, submitAsync(t, s, "echo", i), StatusCompleted)
+		clock.Advance(10 * time.Second)
+	}
+	body := &countingReader{r: strings.NewReader(envelopeFor("echo", 9))}
+	r := serveRequest(s, httptest.NewRequest("POST", "/run", body))
+	if r.Code != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "30" || !json.Valid(r.Body) {
+		t.Fatalf("/run with full results: %d (Retry-After %q) %s", r.Code, r.Header.Get("Retry-After"), r.Body)
+	}
+	if body.n.Load() != 0 {
+		t.Fatalf("%d body bytes read before refusing", body.n.Load())
+	}
+	// runsync keeps nothing, so it is still served.
+	if r := do(t, s, "POST", "/runsync", envelopeFor("echo", 1)); r.Code != 200 {
+		t.Fatalf("/runsync with full results: %d %s", r.Code, r.Body)
+	}
+	clock.Advance(30 * time.Second) // the first result expires
+	waitStatus(t, s, submitAsync(t, s, "echo", 4), StatusCompleted)
+
+	// Bytes: a result that would pass the byte bound is not kept; the job
+	// fails with a clear error instead.
+	big := strings.Repeat("x", 4<<10)
+	s2 := newServer(t, Config{Limits: Limits{MaxResultBytes: 2*resultOverhead + 6<<10}}, newGate())
+	first := submitAsync(t, s2, "echo", big)
+	waitStatus(t, s2, first, StatusCompleted)
+	second := submitAsync(t, s2, "echo", big)
+	m := waitStatus(t, s2, second, StatusFailed)
+	if out := m["output"].(map[string]any); out["error_type"] != "ResultTooLarge" {
+		t.Fatalf("result over the byte bound: %v", m)
 	}
 }

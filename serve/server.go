@@ -75,6 +75,8 @@ type Config struct {
 	QueueSize int
 	// ResultTTL is how long async results are kept for /status; default 30 min.
 	ResultTTL time.Duration
+	// Limits are the bounds an operator may set through the environment.
+	Limits
 	// Logger receives one line per request and job failures; default slog.Default().
 	Logger *slog.Logger
 	// Ready reports readiness; nil means ready. /ping answers 204 while it
@@ -114,7 +116,8 @@ const (
 // Jobs (runsync too) run on a bounded worker pool. Their deadline is the
 // earlier of the caller's X-Flash-Timeout and the envelope's
 // policy.executionTimeout, both counted from when the request arrived.
-// Async results are kept in memory for Config.ResultTTL; runsync results
+// Async results are kept in memory for Config.ResultTTL, within
+// Config.MaxResults and Config.MaxResultBytes; runsync results
 // are not kept, except as idempotent outcomes: a /run or /runsync carrying
 // an Idempotency-Key (else an explicit X-Request-Id) runs once per key,
 // function and body within Config.IdempotencyTTL, a repeat that arrives
@@ -129,6 +132,7 @@ type Server struct {
 	qb      map[string]*Func
 	qbNames []string
 	jobs    *jobTable
+	lb      *admission
 	idem    *idemTable // nil: idempotency disabled
 	metrics *metrics
 }
@@ -138,9 +142,10 @@ type Server struct {
 func New(cfg Config, funcs []Func) (*Server, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 ||
+	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 || cfg.MaxResults < 0 || cfg.MaxResultBytes < 0 ||
+		cfg.LBConcurrency < 0 || cfg.LBQueue < 0 || cfg.SlowRequest < 0 ||
 		cfg.IdempotencyEntries < 0 || cfg.IdempotencyMaxBytes < 0 {
-		bad("config: MaxBody, Workers, QueueSize, ResultTTL, IdempotencyEntries and IdempotencyMaxBytes must not be negative")
+		bad("config: sizes, limits and durations must not be negative")
 	}
 	cfg = withDefaults(cfg)
 
@@ -151,8 +156,9 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 		qb:  make(map[string]*Func),
 	}
 	s.metrics = newMetrics(cfg.Identity, s)
-	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.Now)
+	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.MaxResults, cfg.MaxResultBytes, cfg.Now)
 	s.jobs.onFinal = s.jobFinal
+	s.lb = newAdmission(cfg.LBConcurrency, cfg.LBQueue)
 	if cfg.IdempotencyTTL > 0 {
 		s.idem = newIdemTable(cfg.IdempotencyTTL, cfg.IdempotencyEntries, cfg.IdempotencyMaxBytes, cfg.Now)
 	}
@@ -238,6 +244,21 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.ResultTTL <= 0 {
 		cfg.ResultTTL = DefaultResultTTL
+	}
+	if cfg.MaxResults <= 0 {
+		cfg.MaxResults = DefaultMaxResults
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if cfg.LBConcurrency <= 0 {
+		cfg.LBConcurrency = cfg.Workers
+	}
+	if cfg.LBQueue <= 0 {
+		cfg.LBQueue = cfg.LBConcurrency
+	}
+	if cfg.SlowRequest <= 0 {
+		cfg.SlowRequest = DefaultSlowRequest
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -325,7 +346,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Dura
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(jsonErrorListener{ln}) }()
 
 	var serveErr error
 	select {

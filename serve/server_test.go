@@ -152,7 +152,7 @@ func TestHops(t *testing.T) {
 
 func TestRequestMetaAndLogs(t *testing.T) {
 	var buf syncBuffer
-	s := newServer(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}, newGate())
+	s := newServer(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, newGate())
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 	r := do(t, s, "POST", "/runsync", envelopeFor("meta", 1), "X-Request-Id: req-123", "Traceparent: "+tp, "X-Flash-Timeout: 60000")
@@ -186,7 +186,7 @@ func TestRequestMetaAndLogs(t *testing.T) {
 		t.Fatalf("want one log line per request, got %d: %s", len(lines), buf.Bytes())
 	}
 	first := lines[0]
-	for k, want := range map[string]any{"msg": "request", "level": "INFO", "method": "POST", "path": "/runsync", "status": 200.0,
+	for k, want := range map[string]any{"msg": "request", "level": "DEBUG", "method": "POST", "path": "/runsync", "status": 200.0,
 		"request_id": "req-123", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "resource": "standalone"} {
 		if first[k] != want {
 			t.Errorf("log %s = %v, want %v", k, first[k], want)

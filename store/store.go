@@ -1,8 +1,8 @@
 // Package store defines where a mothership keeps its state: published
-// manifest versions, per-resource deployment records, the endpoints a
+// manifest versions, the desired state deploys record, per-resource deployment records, the endpoints a
 // provider started, and what each child instance last reported.
 //
-// Backends live in subpackages (store/sqlite; store/etcd later) and must
+// Backends live in subpackages (store/sqlite, store/etcd) and must
 // pass the conformance suite in store/storetest.
 package store
 
@@ -56,6 +56,14 @@ type Endpoint struct {
 	Meta       map[string]string
 }
 
+// Desired is a recorded desired state (SPEC §4.3): what the last deploy asked for.
+type Desired struct {
+	Version    int64  // 1, 2, …: grows by one per recorded deploy
+	Manifest   []byte // the desired manifest JSON
+	Artifact   string // digest ("sha256:<hex>") of the binary the local provider runs; "" = the mothership's own
+	RecordedAt time.Time
+}
+
 // Instance is what one child instance last reported to the mothership.
 type Instance struct {
 	Resource        string
@@ -77,6 +85,12 @@ type Store interface {
 	// Publish stores manifest as version prev+1 if and only if the latest version
 	// is prev (0 = none yet); otherwise it returns ErrConflict and changes nothing.
 	Publish(ctx context.Context, prev int64, manifest []byte) (Published, error)
+
+	// Desired returns the latest recorded desired state, or ErrNotFound when none was recorded.
+	Desired(ctx context.Context) (Desired, error)
+	// PutDesired records the desired state as version prev+1 if and only if the latest recorded
+	// version is prev (0 = none yet); otherwise it returns ErrConflict and changes nothing.
+	PutDesired(ctx context.Context, prev int64, manifest []byte, artifact string) (Desired, error)
 
 	// PutDeployment inserts or replaces the record of d.Resource.
 	PutDeployment(ctx context.Context, d Deployment) error

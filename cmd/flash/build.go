@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ type buildResult struct {
 	Binary   string             `json:"binary"`
 	Manifest string             `json:"manifest"`
 	Artifact string             `json:"artifact"`
+	Image    *imageResult       `json:"image,omitempty"`
 	App      *manifest.Manifest `json:"-"`
 	Took     time.Duration      `json:"-"`
 }
@@ -34,8 +36,10 @@ type buildResult struct {
 func runBuild(e *env) int {
 	fs := flag.NewFlagSet("flash build", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	imageRef := fs.String("image", "", "also make the app's linux/amd64 OCI image, tagged `REF` (REGISTRY/REPO[:TAG])")
+	push := fs.Bool("push", false, "push the image to its registry (else write it under "+buildDir+"/image)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash build [--json] [PKG]\n\nBuilds the app (default: the package in the current directory), writes\n"+
+		fmt.Fprintln(e.stderr, "Usage: flash build [--json] [--image REF [--push]] [PKG]\n\nBuilds the app (default: the package in the current directory), writes\n"+
 			buildDir+"/app, its flash_manifest.json and artifact.tar.gz (binary + manifest).")
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -45,14 +49,21 @@ func runBuild(e *env) int {
 	if len(args) > 1 {
 		return fail(e, usageError{"build: give at most one package"})
 	}
+	if err := checkImageFlags(*imageRef, *push); err != nil {
+		return fail(e, err)
+	}
 	pkg := "."
 	if len(args) == 1 {
 		pkg = args[0]
 	}
-	fmt.Fprintf(e.stderr, "building %s …\n", pkg)
 	res, err := build(e, pkg)
 	if err != nil {
 		return fail(e, err)
+	}
+	if *imageRef != "" {
+		if res.Image, err = buildImage(e, pkg, res.App.ProjectName, *imageRef, *push); err != nil {
+			return fail(e, err)
+		}
 	}
 	if *asJSON {
 		writeJSON(e, res)
@@ -60,8 +71,14 @@ func runBuild(e *env) int {
 	}
 	fmt.Fprintf(e.stdout, "built %s in %s: %d resource(s)\n  binary    %s\n  manifest  %s\n  artifact  %s\n",
 		res.App.ProjectName, res.Took.Round(time.Millisecond), len(res.App.Resources), res.Binary, res.Manifest, res.Artifact)
+	if res.Image != nil {
+		printImage(e, res.Image)
+	}
 	return exitOK
 }
+
+// describeTimeout bounds how long a built binary may take to print its manifest.
+const describeTimeout = 20 * time.Second
 
 // build compiles pkg, asks the binary for its manifest and writes the artifact.
 func build(e *env, pkg string) (*buildResult, error) {
@@ -78,34 +95,39 @@ func build(e *env, pkg string) (*buildResult, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	bin := filepath.Join(dir, "app")
-	tmp := bin + ".new"
-	cmd := exec.CommandContext(e.ctx, goTool, "build", "-o", tmp, pkg)
-	if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
-		// A directory may be a module of its own: build it from inside.
-		cmd = exec.CommandContext(e.ctx, goTool, "build", "-o", tmp, ".")
-		cmd.Dir = pkg
+	f, err := os.CreateTemp(dir, "app-*.new") // two builds in one directory do not collide
+	if err != nil {
+		return nil, err
 	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp) // renamed away on success
+	goCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(e.ctx, goTool, append(args, pkg)...)
+		if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
+			// A directory may be a module of its own: build it from inside.
+			cmd = exec.CommandContext(e.ctx, goTool, append(args, ".")...)
+			cmd.Dir = pkg
+		}
+		return cmd
+	}
+	cmd := goCmd("build", "-o", tmp)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		os.Remove(tmp)
+	stop := showProgress(e.stderr, "building "+pkg, start)
+	err = cmd.Run()
+	stop()
+	if err != nil {
 		return nil, fmt.Errorf("go build %s failed:\n%s", pkg, indent(out.String()))
 	}
-	var mout, merr bytes.Buffer
-	describe := exec.CommandContext(e.ctx, tmp, flash.ManifestFlag)
-	describe.Stdout, describe.Stderr = &mout, &merr
-	if err := describe.Run(); err != nil {
-		os.Remove(tmp)
-		msg := strings.TrimSpace(merr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, fmt.Errorf("the app in %s is not a valid flash app (does main call app.Main()?):\n%s", pkg, indent(msg))
+	if fi, err := os.Stat(tmp); err != nil || fi.Mode()&0o111 == 0 {
+		name, _ := goCmd("list", "-f", "{{.Name}}").Output()
+		return nil, fmt.Errorf("%s is package %s, not a program: flash runs a command (package main).\n"+
+			"Point it at the directory of your main package, whose func main calls app.Main()", pkg, strings.TrimSpace(string(name)))
 	}
-	m, err := manifest.Parse(mout.Bytes())
+	m, err := describeBinary(e.ctx, tmp, pkg)
 	if err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("the app's manifest: %w", err)
+		return nil, err
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		return nil, err
@@ -118,7 +140,79 @@ func build(e *env, pkg string) (*buildResult, error) {
 	if err := writeArtifact(art, bin, m.Pretty()); err != nil {
 		return nil, err
 	}
-	return &buildResult{Binary: bin, Manifest: mpath, Artifact: art, App: m, Took: time.Since(start)}, nil
+	took := time.Since(start)
+	fmt.Fprintf(e.stderr, "built %s in %s: %d resource(s)\n", m.ProjectName, took.Round(100*time.Millisecond), len(m.Resources))
+	return &buildResult{Binary: bin, Manifest: mpath, Artifact: art, App: m, Took: took}, nil
+}
+
+// describeBinary runs bin with --flash-manifest and parses what it prints,
+// explaining the usual mistake: a main that never calls app.Main().
+func describeBinary(ctx context.Context, bin, pkg string) (*manifest.Manifest, error) {
+	ctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	defer cancel()
+	var mout, merr bytes.Buffer
+	describe := exec.CommandContext(ctx, bin, flash.ManifestFlag)
+	describe.Stdout, describe.Stderr = &mout, &merr
+	describe.WaitDelay = time.Second
+	const fix = "its func main must call app.Main() on the flash app it builds, before doing anything else:\n" +
+		"    app := flash.NewApp(\"myapp\")\n    … resources and functions …\n    app.Main()"
+	err := describe.Run()
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return nil, fmt.Errorf("%s did not print its manifest within %s when run with %s: %s", pkg, describeTimeout, flash.ManifestFlag, fix)
+	case err != nil:
+		msg := strings.TrimSpace(merr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("the app in %s is not a valid flash app (does main call app.Main()?):\n%s", pkg, indent(msg))
+	case len(bytes.TrimSpace(mout.Bytes())) == 0:
+		return nil, fmt.Errorf("%s printed no manifest when run with %s: %s", pkg, flash.ManifestFlag, fix)
+	}
+	m, err := manifest.Parse(mout.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("%s printed something other than a flash manifest when run with %s (%w): %s", pkg, flash.ManifestFlag, err, fix)
+	}
+	return m, nil
+}
+
+// showProgress tells a person that slow work goes on: on a terminal, a
+// counter updated in place; otherwise the label at once and a line every
+// 10 s. stop ends it.
+func showProgress(w io.Writer, label string, start time.Time) (stop func()) {
+	tty := isTerminal(w)
+	every := 10 * time.Second
+	if tty {
+		every = time.Second
+	}
+	fmt.Fprintf(w, "%s …", label)
+	if !tty {
+		fmt.Fprintln(w)
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				if tty {
+					fmt.Fprint(w, "\r\x1b[2K")
+				}
+				return
+			case <-t.C:
+				took := time.Since(start).Round(time.Second)
+				if tty {
+					fmt.Fprintf(w, "\r\x1b[2K%s … %s", label, took)
+				} else {
+					fmt.Fprintf(w, "still %s (%s) …\n", label, took)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // writeArtifact writes a gzip'd tar of the binary ("app") and the manifest,

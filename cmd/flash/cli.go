@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 )
@@ -24,6 +25,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	self   string // how the user called this CLI, for hints (selfCommand)
 }
 
 type command struct {
@@ -54,8 +56,9 @@ func (u usageError) Error() string { return u.msg }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := commands()
+	self := selfCommand(os.Args[0])
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printHelp(stdout, cmds)
+		printHelp(stdout, cmds, self)
 		if len(args) == 0 {
 			return exitUsage
 		}
@@ -67,13 +70,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	c, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "flash: unknown command %q\nRun 'flash help' to see the commands.\n", args[0])
+		fmt.Fprintf(stderr, "flash: unknown command %q\nRun '%s help' to see the commands.\n", args[0], self)
 		return exitUsage
 	}
-	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr})
+	return c.run(&env{ctx: ctx, args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, self: self})
 }
 
-func printHelp(w io.Writer, cmds map[string]command) {
+func printHelp(w io.Writer, cmds map[string]command, self string) {
 	fmt.Fprintln(w, "flash — run Go functions spread across several endpoints")
 	fmt.Fprintln(w, "\nUsage: flash COMMAND [ARGS]\n\nCommands:")
 	names := make([]string, 0, len(cmds))
@@ -84,7 +87,7 @@ func printHelp(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'flash COMMAND -h' for a command's options.")
+	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for a command's options.\n", self)
 }
 
 // parseFlags parses a command's flags, allowing flags after positional

@@ -51,7 +51,7 @@ func TestUnreachableMothership(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	code, _, errOut := runCLI(t, "status", "--mothership", "http://"+addr)
-	if code != exitFail || !strings.Contains(errOut, "nothing is listening") || !strings.Contains(errOut, "flash run") {
+	if code != exitFail || !strings.Contains(errOut, "nothing is listening") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
@@ -73,5 +73,12 @@ func TestInvalidAppListsEveryProblem(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(buildDir, "app")); err == nil {
 		t.Error("an invalid build left a binary behind")
+	}
+}
+
+func TestBadLogLevelIsAUsageError(t *testing.T) {
+	t.Setenv("FLASH_LOG_LEVEL", "loud")
+	if code, _, errOut := runCLI(t, "run", "--port", "1", "."); code != exitUsage || !strings.Contains(errOut, "FLASH_LOG_LEVEL") {
+		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

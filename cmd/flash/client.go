@@ -6,44 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/mothership"
 )
 
-// apiKeyFile is where flash run keeps the key it generated.
-const apiKeyFile = ".flash/api_key"
-
-// defaultMothership is where flash run starts the mothership by default.
-const defaultMothership = "http://127.0.0.1:8080"
-
-// mothershipURL picks the mothership: the flag, else FLASH_MOTHERSHIP_URL, else the local default.
-func mothershipURL(flagValue string) string {
-	for _, u := range []string{flagValue, os.Getenv("FLASH_MOTHERSHIP_URL")} {
-		if u != "" {
-			return strings.TrimRight(u, "/")
-		}
-	}
-	return defaultMothership
-}
-
-// apiKey returns FLASH_API_KEY, else RUNPOD_API_KEY, else the key flash run wrote.
+// apiKey returns FLASH_API_KEY, else RUNPOD_API_KEY, else the directory's key
+// that flash run keeps in .flash/api_key.
 func apiKey() string {
 	for _, k := range []string{os.Getenv("FLASH_API_KEY"), os.Getenv("RUNPOD_API_KEY")} {
 		if k != "" {
 			return k
 		}
 	}
-	b, _ := os.ReadFile(apiKeyFile)
+	b, _ := os.ReadFile(layout.In("").APIKey())
 	return strings.TrimSpace(string(b))
 }
 
 // statusView is GET /flash/status.
 type statusView = mothership.Status
+
+// statusResource is one resource of statusView.
+type statusResource = mothership.ResourceStatus
 
 // getJSON GETs base+path with the API key and decodes the JSON answer.
 func getJSON(ctx context.Context, base, path, key string, v any) error {
@@ -68,9 +58,12 @@ func callJSON(ctx context.Context, method, base, path, key string, v any) error 
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err := notFlash(base, resp); err != nil {
+		return err
+	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("the mothership at %s refused the API key (401): set FLASH_API_KEY to the key it runs with (flash run writes it to %s)", base, apiKeyFile)
+		return refusedKey(base)
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("%s %s%s answered %d: %s", method, base, path, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
@@ -80,10 +73,32 @@ func callJSON(ctx context.Context, method, base, path, key string, v any) error 
 	return nil
 }
 
+// notFlash recognises an answer that no mothership gives: every answer of
+// flash's API, errors included, is JSON. Other servers' pages stay unprinted.
+func notFlash(base string, resp *http.Response) error {
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if ct == "application/json" || ct == "application/x-ndjson" {
+		return nil
+	}
+	if ct == "" {
+		ct = "no content type"
+	}
+	return fmt.Errorf("the server at %s is not a flash mothership (it answered %d with %s); check the address (--mothership, FLASH_MOTHERSHIP_URL)",
+		base, resp.StatusCode, ct)
+}
+
+func refusedKey(base string) error {
+	return fmt.Errorf("the mothership at %s refused the API key (401): it runs with another key; set FLASH_API_KEY to it (flash run keeps this directory's key in %s)",
+		base, layout.In("").APIKey())
+}
+
+// errUnreachable marks a mothership that could not be reached at all.
+var errUnreachable = errors.New("mothership unreachable")
+
 // unreachable explains a failed connection to the mothership.
 func unreachable(base string, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("cannot reach the mothership at %s: nothing is listening there; start the app with `flash run`, or pass --mothership URL: %w", base, err)
+		return fmt.Errorf("cannot reach the mothership at %s: nothing is listening there (is the app running? check --mothership or FLASH_MOTHERSHIP_URL): %w: %w", base, errUnreachable, err)
 	}
-	return fmt.Errorf("cannot reach the mothership at %s: %w", base, err)
+	return fmt.Errorf("cannot reach the mothership at %s: %w: %w", base, errUnreachable, err)
 }

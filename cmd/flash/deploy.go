@@ -19,7 +19,7 @@ import (
 
 func runDeploy(e *env) int {
 	fs := flag.NewFlagSet("flash deploy", flag.ContinueOnError)
-	ms := fs.String("mothership", "", "mothership base URL (default $FLASH_MOTHERSHIP_URL, else "+defaultMothership+")")
+	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print progress events and the report as JSON lines")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash deploy [--mothership URL] [--json] [PKG | MANIFEST.json]\n\n"+
@@ -37,6 +37,9 @@ func runDeploy(e *env) int {
 	if len(args) == 1 {
 		target = args[0]
 	}
+	if _, err := findMothership(*ms, "", e.self); err != nil {
+		return fail(e, err) // before a build that could not be deployed
+	}
 	var body []byte
 	var contentType string
 	if strings.HasSuffix(target, ".json") {
@@ -46,7 +49,6 @@ func runDeploy(e *env) int {
 		}
 		body, contentType = m.Pretty(), "application/json"
 	} else {
-		fmt.Fprintf(e.stderr, "building %s …\n", target)
 		b, err := build(e, target)
 		if err != nil {
 			return fail(e, err)
@@ -56,7 +58,11 @@ func runDeploy(e *env) int {
 		}
 		contentType = "application/gzip"
 	}
-	report, err := postDeploy(e.ctx, mothershipURL(*ms), apiKey(), body, contentType, newProgress(e.stdout, *asJSON))
+	base, err := findMothership(*ms, "", e.self)
+	if err != nil {
+		return fail(e, err)
+	}
+	report, err := postDeploy(e.ctx, base, apiKey(), body, contentType, newProgress(e.stdout, *asJSON))
 	if err != nil {
 		return fail(e, err)
 	}
@@ -82,11 +88,14 @@ func postDeploy(ctx context.Context, base, key string, body []byte, contentType 
 		return report, unreachable(base, err)
 	}
 	defer resp.Body.Close()
+	if err := notFlash(base, resp); err != nil {
+		return report, err
+	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
-			return report, fmt.Errorf("the mothership at %s refused the API key (401): set FLASH_API_KEY", base)
+			return report, refusedKey(base)
 		case http.StatusConflict:
 			return report, fmt.Errorf("the mothership at %s is already deploying; try again when it is done", base)
 		}
@@ -170,7 +179,7 @@ func (p *progress) done(r mothership.Report) {
 	}
 	failed := 0
 	for _, rr := range r.Resources {
-		if rr.Status == string(manifest.StatusFailed) || rr.Error != "" {
+		if rr.Status == manifest.StatusFailed || rr.Error != "" {
 			failed++
 		}
 	}

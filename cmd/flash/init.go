@@ -75,7 +75,7 @@ func runInit(e *env) int {
 			fmt.Fprintf(e.stderr, "warning: `go mod tidy` in %s failed; run it yourself:\n%s\n", dir, indent(string(out)))
 		}
 	}
-	fmt.Fprintf(e.stdout, "created %s (app %q)\n\nnext:\n  flash run %s     # the whole topology here\n  cd %s && go test ./...\n", dir, name, args[0], args[0])
+	fmt.Fprintf(e.stdout, "created %s (app %q)\n\nnext:\n  %s run %s     # the whole topology here\n  cd %s && go test ./...\n", dir, name, e.self, args[0], args[0])
 	return exitOK
 }
 

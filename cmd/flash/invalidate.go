@@ -6,10 +6,10 @@ import (
 	"net/http"
 )
 
-// runInvalidate makes the mothership re-read the state store now (SPEC §4.2).
+// runInvalidate makes the mothership re-read the state store now .
 func runInvalidate(e *env) int {
 	fs := flag.NewFlagSet("flash invalidate", flag.ContinueOnError)
-	ms := fs.String("mothership", "", "mothership base URL (default $FLASH_MOTHERSHIP_URL, else "+defaultMothership+")")
+	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash invalidate [--mothership URL] [--json]\n\nMakes the mothership re-read its state store now and serve the latest published manifest.")
@@ -22,7 +22,10 @@ func runInvalidate(e *env) int {
 	if len(args) > 0 {
 		return fail(e, usageError{"invalidate: takes no arguments"})
 	}
-	base := mothershipURL(*ms)
+	base, err := findMothership(*ms, "", e.self)
+	if err != nil {
+		return fail(e, err)
+	}
 	var answer struct {
 		Version int64 `json:"version"`
 	}

@@ -4,26 +4,69 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // logStreamer writes the logs of every process of a topology to one output,
-// each line prefixed with its source, coloured on a terminal.
+// each line prefixed with its source, coloured on a terminal. Unless verbose,
+// it shows only what a person needs: one line per reconcile step, warnings
+// and errors, and lines that are not structured logs (a panic's trace).
 type logStreamer struct {
-	mu     sync.Mutex
-	out    io.Writer
-	color  bool
-	colors map[string]string
+	mu       sync.Mutex
+	out      io.Writer
+	color    bool
+	colors   map[string]string
+	verbose  bool
+	shown    slog.Level      // with verbose, structured lines below it are dropped
+	observe  func(logRecord) // sees every structured line of the mothership
+	stopping atomic.Bool     // while stopping, the expected complaints are not shown
 }
 
 var palette = []string{"\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m"}
 
-func newLogStreamer(out io.Writer, color bool) *logStreamer {
-	return &logStreamer{out: out, color: color, colors: map[string]string{}}
+func newLogStreamer(out io.Writer, color, verbose bool, observe func(logRecord)) *logStreamer {
+	return &logStreamer{out: out, color: color, colors: map[string]string{}, verbose: verbose, observe: observe}
 }
+
+// emit shows one line of a process, or not (see logStreamer).
+func (l *logStreamer) emit(source string, text []byte) {
+	rec, structured := parseLogLine(text)
+	if structured && source == mothershipSource && l.observe != nil {
+		l.observe(rec)
+	}
+	switch {
+	case l.verbose:
+		if !structured || rec.level() >= l.shown {
+			l.line(source, text)
+		}
+	case l.stopping.Load():
+	case !structured:
+		if !bytes.HasPrefix(text, []byte("flash: ")) { // the local provider's note at each start
+			l.line(source, text)
+		}
+	case rec.get("msg") == msgReconcile:
+		if s := reconcileLine(rec); s != "" {
+			l.notice(s)
+		}
+	case strings.HasPrefix(rec.get("msg"), "endpoint "):
+		if s := endpointLine(rec); s != "" {
+			l.notice(s)
+		} else if rec.important() {
+			l.line(source, []byte(rec.short(source)))
+		}
+	case rec.important():
+		l.line(source, []byte(rec.short(source)))
+	}
+}
+
+// mothershipSource is the prefix of the mothership's lines.
+const mothershipSource = "mothership"
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -69,7 +112,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.l.line(w.source, w.buf[:i])
+		w.l.emit(w.source, w.buf[:i])
 		w.buf = w.buf[i+1:]
 	}
 	return len(p), nil

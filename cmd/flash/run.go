@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flash-go/flash"
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
@@ -28,24 +30,21 @@ import (
 	"github.com/flash-go/flash/store/sqlite"
 )
 
-// Paths flash run uses under the working directory.
+// Bounds of flash run's waits.
 const (
-	stateFile = ".flash/state.db"
+	upTimeout       = 90 * time.Second // every resource healthy after the mothership started
+	previousTimeout = 15 * time.Second // an earlier run's mothership finishing its exit
+	watchEvery      = 2 * time.Second  // status polls after start-up, for moved endpoints
 )
-
-// logDir is where the local provider writes the children's logs of app.
-func logDir(app string) string { return layout.In("").App(app).Logs() }
-
-// upTimeout bounds how long flash run waits for every resource to be healthy.
-const upTimeout = 90 * time.Second
 
 func runRun(e *env) int {
 	fs := flag.NewFlagSet("flash run", flag.ContinueOnError)
 	port := fs.Int("port", 8080, "the mothership's port")
 	asJSON := fs.Bool("json", false, "print the topology as one JSON object (logs go to stderr)")
+	verbose := fs.Bool("verbose", false, "show every log line of every process (FLASH_LOG_LEVEL sets their level)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
-			"process per resource. Ctrl-C stops everything.")
+		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [--verbose] [--json] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
+			"process per resource. Ctrl-C (or closing the terminal) stops everything.")
 		fs.PrintDefaults()
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -62,19 +61,49 @@ func runRun(e *env) int {
 	if len(args) == 1 {
 		pkg = args[0]
 	}
+	shown := slog.LevelInfo
+	if v := os.Getenv("FLASH_LOG_LEVEL"); v != "" {
+		if err := shown.UnmarshalText([]byte(v)); err != nil {
+			return fail(e, usageError{fmt.Sprintf("FLASH_LOG_LEVEL=%q: want debug, info, warn or error", v)})
+		}
+	}
+	dir := layout.In("")
+	for _, r := range runningHere(dir, "") {
+		if u, err := url.Parse(r.Mothership); err == nil && u.Port() == strconv.Itoa(*port) {
+			return fail(e, alreadyRunning{app: r.App, rec: r, cmd: e.self})
+		}
+	}
+	for _, name := range dir.Apps() {
+		if app := dir.App(name); !locked(app) {
+			if err := waitPrevious(e, app); err != nil {
+				return fail(e, err)
+			}
+		}
+	}
 	if err := checkPort(*port); err != nil {
 		return fail(e, err)
 	}
-	fmt.Fprintf(e.stderr, "building %s …\n", pkg)
 	b, err := build(e, pkg)
 	if err != nil {
 		return fail(e, err)
 	}
-	key, generated, err := runKey()
+	app := dir.App(b.App.ProjectName)
+	lock, err := lockRun(app, b.App.ProjectName, e.self)
 	if err != nil {
 		return fail(e, err)
 	}
-	if err := runTopology(e, b, *port, key, generated, *asJSON); err != nil {
+	defer lock.release()
+	key, keySource, err := dirKey(dir)
+	if err != nil {
+		return fail(e, err)
+	}
+	bin, err := install(b.Binary, app)
+	if err != nil {
+		return fail(e, err)
+	}
+	t := topologyRun{e: e, m: b.App, bin: bin, app: app, lock: lock, port: *port, key: key, keySource: keySource, json: *asJSON,
+		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
+	if err := t.run(); err != nil {
 		return fail(e, err)
 	}
 	return exitOK
@@ -84,58 +113,168 @@ func runRun(e *env) int {
 func checkPort(port int) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("port %d is already in use (another `flash run`?): stop what uses it, or pick another port with --port", port)
+		return fmt.Errorf("port %d is already in use: stop what uses it, or pick another port with --port", port)
 	}
 	return ln.Close()
 }
 
-// runKey returns the API key for the topology: FLASH_API_KEY or RUNPOD_API_KEY
-// when set, else a new random key written to .flash/api_key (0600).
-func runKey() (key string, generated bool, err error) {
-	for _, k := range []string{os.Getenv("FLASH_API_KEY"), os.Getenv("RUNPOD_API_KEY")} {
-		if k != "" {
-			return k, false, nil
+// dirKey returns the topology's API key: FLASH_API_KEY or RUNPOD_API_KEY when
+// set, else the directory's key in .flash/api_key, made (0600) on first use
+// and reused by every later run, so that endpoints one run adopts from an
+// earlier one share its key.
+func dirKey(dir layout.Dir) (key, source string, err error) {
+	for _, name := range []string{"FLASH_API_KEY", "RUNPOD_API_KEY"} {
+		if k := os.Getenv(name); k != "" {
+			return k, "from " + name, nil
 		}
+	}
+	path := dir.APIKey()
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", "", fmt.Errorf("keep %s private: %w", path, err)
+		}
+		return string(bytes.TrimSpace(b)), "kept in " + path + " (0600), reused by every run here", nil
 	}
 	buf := make([]byte, 24)
 	rand.Read(buf)
 	key = "fl_" + hex.EncodeToString(buf)
-	if err := os.MkdirAll(filepath.Dir(apiKeyFile), 0o700); err != nil {
-		return "", false, err
+	if err := os.MkdirAll(dir.Path(), 0o700); err != nil {
+		return "", "", err
 	}
-	if err := os.WriteFile(apiKeyFile, []byte(key+"\n"), 0o600); err != nil {
-		return "", false, fmt.Errorf("write %s: %w", apiKeyFile, err)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write %s: %w", path, err)
 	}
-	os.Chmod(apiKeyFile, 0o600)
-	return key, true, nil
+	return key, "generated, kept in " + path + " (0600), reused by every run here", nil
 }
 
-// runTopology starts the mothership from the built binary, waits for every
-// resource, prints how to call them, streams logs, and on Ctrl-C stops
-// everything it started.
-func runTopology(e *env, b *buildResult, port int, key string, generated, asJSON bool) error {
-	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	logOut := e.stdout
-	if asJSON {
-		logOut = e.stderr // stdout stays one JSON object
+// install links the built binary into the app's directory and returns its
+// path there: the mothership restarts children from its own executable, so
+// a later build of another app in this directory must not replace it.
+func install(built string, app layout.App) (string, error) {
+	dst := filepath.Join(app.Path(), "app")
+	tmp := dst + ".new"
+	os.Remove(tmp)
+	if err := os.Link(built, tmp); err != nil {
+		data, rerr := os.ReadFile(built)
+		if rerr != nil {
+			return "", rerr
+		}
+		if err := os.WriteFile(tmp, data, 0o755); err != nil {
+			return "", err
+		}
 	}
-	logs := newLogStreamer(logOut, isTerminal(logOut))
-	mout := logs.writer("mothership")
-	tail := logs.tail(abs(logDir(b.App.ProjectName)), b.App.ResourceNames())
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dst)
+}
+
+// waitPrevious waits for the mothership of an earlier, ended run of the app
+// to finish exiting (it stops by itself once that run's CLI is gone), so that
+// its port and endpoints are free.
+func waitPrevious(e *env, app layout.App) error {
+	rec, err := readRecord(app)
+	if err != nil || rec.MothershipPID <= 0 || !isMothershipOf(rec.MothershipPID, app) {
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "waiting for the mothership of an earlier run (pid %d) to stop …\n", rec.MothershipPID)
+	deadline := time.After(previousTimeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for isMothershipOf(rec.MothershipPID, app) {
+		select {
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("the mothership of an earlier run (pid %d) is still running; stop it (`kill %d`) and try again", rec.MothershipPID, rec.MothershipPID)
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// isMothershipOf reports whether pid runs the app's installed binary.
+func isMothershipOf(pid int, app layout.App) bool {
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return false
+	}
+	want, _ := filepath.Abs(filepath.Join(app.Path(), "app"))
+	return strings.TrimSuffix(exe, " (deleted)") == want
+}
+
+// topologyRun is one `flash run` of a built app.
+type topologyRun struct {
+	e         *env
+	m         *manifest.Manifest
+	bin       string
+	app       layout.App
+	lock      *runLock
+	port      int
+	key       string
+	keySource string
+	json      bool
+	verbose   bool
+	shown     slog.Level // FLASH_LOG_LEVEL: with verbose, what is shown
+}
+
+// reconciled is the end of one reconciliation of a mothership, read from its log.
+type reconciled struct{ msg, detail string }
+
+// run starts the mothership, waits for its reconciliation, prints how to
+// call the app, reports what changes, and on Ctrl-C, SIGTERM or SIGHUP stops
+// everything it started.
+func (t *topologyRun) run() error {
+	e := t.e
+	base := fmt.Sprintf("http://127.0.0.1:%d", t.port)
+	out := e.stdout
+	if t.json {
+		out = e.stderr // stdout stays one JSON object
+	}
+	done := make(chan reconciled, 8)
+	logs := newLogStreamer(out, isTerminal(out), t.verbose, func(r logRecord) {
+		if msg := r.get("msg"); strings.HasPrefix(msg, msgReconcilePrefix) {
+			select {
+			case done <- reconciled{msg: msg, detail: r.get("failed") + r.get("err")}:
+			default:
+			}
+		}
+	})
+	logs.shown = t.shown
+	tail := logs.tail(t.app.Logs(), t.m.ResourceNames())
+	stateAbs, _ := filepath.Abs(t.app.State())
+	cacheAbs, _ := filepath.Abs(t.app.Cache())
+	// The mothership logs at Info at least: flash run follows its Info lines.
+	// A higher FLASH_LOG_LEVEL applies to what is shown.
+	level := min(t.shown, slog.LevelInfo).String()
+	rec := runRecord{App: t.m.ProjectName, Mothership: base, PID: os.Getpid(), Started: time.Now().UTC()}
 	start := func() (*exec.Cmd, <-chan error, error) {
-		cmd := exec.Command(b.Binary)
+		cmd := exec.Command(t.bin)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
-			"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
-			"FLASH_API_KEY="+key, "FLASH_STATE_URL=sqlite://"+abs(stateFile), "FLASH_PROVIDER=local")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is ours to handle
+			"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(t.port),
+			"FLASH_API_KEY="+t.key, "FLASH_STATE_URL=sqlite://"+stateAbs, "FLASH_CACHE_DIR="+cacheAbs,
+			"FLASH_PROVIDER=local", "FLASH_LOG_LEVEL="+level,
+			// The mothership and its children stop by themselves when this
+			// process is gone, however it ended.
+			flash.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C and SIGHUP are ours to handle
+		mout := logs.writer(mothershipSource)
 		cmd.Stdout, cmd.Stderr = mout, mout
 		if err := cmd.Start(); err != nil {
-			return nil, nil, fmt.Errorf("start the mothership %s: %w", b.Binary, err)
+			return nil, nil, fmt.Errorf("start the mothership %s: %w", t.bin, err)
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		rec.MothershipPID = cmd.Process.Pid
+		if err := t.lock.record(rec); err != nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+			return nil, nil, fmt.Errorf("record the run for other commands: %w", err)
+		}
 		return cmd, exited, nil
+	}
+	if !t.json {
+		fmt.Fprintf(out, "starting %s: mothership %s\n", t.m.ProjectName, base)
 	}
 	cmd, exited, err := start()
 	if err != nil {
@@ -143,43 +282,53 @@ func runTopology(e *env, b *buildResult, port int, key string, generated, asJSON
 		return err
 	}
 	stopAll := func() error {
-		logs.notice("stopping: the mothership, then every endpoint it started …")
+		logs.stopping.Store(true)
+		fmt.Fprintln(out, "stopping: the mothership, then every endpoint it started …")
 		if cmd != nil {
 			cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-exited:
-			case <-time.After(35 * time.Second):
+			case <-time.After(flash.ShutdownGrace + 5*time.Second):
 				cmd.Process.Kill()
 				<-exited
 			}
 		}
-		err := undeployAll(context.Background(), b.App.ProjectName, e.stderr)
+		err := undeployAll(context.Background(), t.m.ProjectName, t.app, out)
 		tail()
 		return err
 	}
 
-	up, gone, err := waitUp(e.ctx, base, key, b.App, exited)
+	st, gone, err := t.waitUp(base, done, exited)
 	if err != nil {
 		if gone {
 			cmd = nil // already exited: nothing to stop but its endpoints
 		}
 		return errors.Join(err, stopAll())
 	}
-	topo := describeTopology(base, key, b.App, up)
-	if asJSON {
+	topo := describeTopology(base, t.key, t.m, st)
+	if t.json {
 		writeJSON(e, topo)
 	} else {
-		printTopology(e.stdout, topo, generated)
+		printTopology(out, topo, t.keySource, e.self)
 	}
-	logs.notice("streaming logs; press Ctrl-C to stop everything")
 
 	// A mothership that dies is started again: it adopts the running
 	// endpoints, which kept serving meanwhile. Repeated crashes give up.
 	var crashes []time.Time
+	watch := time.NewTicker(watchEvery)
+	defer watch.Stop()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return stopAll()
+		case <-watch.C:
+			var now statusView
+			if getJSON(e.ctx, base, "/flash/status", t.key, &now) == nil {
+				for _, line := range statusChanges(st, now, base, t.m) {
+					logs.notice(line)
+				}
+				st = now
+			}
 		case err := <-exited:
 			cmd = nil
 			now := time.Now()
@@ -201,7 +350,8 @@ func withoutFlashEnv(env []string) []string {
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST", "FLASH_STATE_URL", "FLASH_PROVIDER":
+		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST",
+			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv:
 			continue
 		}
 		out = append(out, kv)
@@ -209,65 +359,79 @@ func withoutFlashEnv(env []string) []string {
 	return out
 }
 
-// waitUp polls the mothership's status until every resource is deployed or
-// failed. A failed resource is an error naming it and why.
-// gone reports that the mothership exited.
-func waitUp(ctx context.Context, base, key string, m *manifest.Manifest, exited <-chan error) (st statusView, gone bool, err error) {
-	deadline := time.After(upTimeout)
-	tick := time.NewTicker(150 * time.Millisecond)
-	defer tick.Stop()
-	var last statusView
-	var lastErr error
-	for {
-		select {
-		case <-ctx.Done():
-			return last, false, errors.New("interrupted before the topology was up")
-		case err := <-exited:
-			return last, true, fmt.Errorf("the mothership exited before the topology was up: %v (see its log lines above)", err)
-		case <-deadline:
-			if lastErr != nil {
-				return last, false, fmt.Errorf("the topology was not up after %s: %w", upTimeout, lastErr)
-			}
-			return last, false, fmt.Errorf("the topology was not up after %s; resources: %s", upTimeout, pendingList(last, m))
-		case <-tick.C:
+// waitUp waits for the end of this boot's reconciliation, as the
+// mothership's log says it, then reads the status it produced. A failed
+// resource is an error naming it and why; gone reports that the mothership exited.
+func (t *topologyRun) waitUp(base string, done <-chan reconciled, exited <-chan error) (st statusView, gone bool, err error) {
+	ctx := t.e.ctx
+	select {
+	case <-ctx.Done():
+		return st, false, errors.New("interrupted before the topology was up")
+	case err := <-exited:
+		return st, true, fmt.Errorf("the mothership exited before the topology was up: %v (see its lines above)", err)
+	case <-time.After(upTimeout):
+		return st, false, fmt.Errorf("the topology was not up after %s (see the lines above; rerun with --verbose for every log line)", upTimeout)
+	case r := <-done:
+		if err := getJSON(ctx, base, "/flash/status", t.key, &st); err != nil {
+			return st, false, err
 		}
-		var st statusView
-		if err := getJSON(ctx, base, "/flash/status", key, &st); err != nil {
-			lastErr = err
-			continue
-		}
-		last, lastErr = st, nil
-		done, failed := 0, []string{}
-		for _, name := range m.ResourceNames() {
-			r, ok := st.Resources[name]
-			switch {
+		var failed []string
+		for _, name := range t.m.ResourceNames() {
+			switch r, ok := st.Resources[name]; {
 			case !ok:
-			case r.Status == "failed":
+				failed = append(failed, name+": not deployed")
+			case r.Status == string(manifest.StatusFailed):
 				failed = append(failed, fmt.Sprintf("%s: %s", name, r.Error))
-				done++
-			case (r.Status == "deployed" || r.Status == "updated") && (r.EndpointURL != "" || len(r.EndpointURLs) > 0):
-				done++
+			case len(endpointURLs(r)) == 0:
+				failed = append(failed, name+": no endpoint")
 			}
 		}
-		if done == len(m.Resources) {
-			if len(failed) > 0 {
-				return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), logDir(m.ProjectName))
-			}
-			return st, false, nil
+		if len(failed) > 0 {
+			return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), t.app.Logs())
 		}
+		if r.msg != msgReconcilePrefix+"done" {
+			return st, false, fmt.Errorf("the mothership's %s: %s", r.msg, r.detail)
+		}
+		return st, false, nil
 	}
 }
 
-func pendingList(st statusView, m *manifest.Manifest) string {
-	var parts []string
-	for _, n := range m.ResourceNames() {
-		s := "unknown"
-		if r, ok := st.Resources[n]; ok && r.Status != "" {
-			s = r.Status
-		}
-		parts = append(parts, n+"="+s)
+func endpointURLs(r statusResource) []string {
+	if len(r.EndpointURLs) > 0 {
+		return r.EndpointURLs
 	}
-	return strings.Join(parts, ", ")
+	if r.EndpointURL != "" {
+		return []string{r.EndpointURL}
+	}
+	return nil
+}
+
+// statusChanges describes what changed between two status reads after
+// start-up: an endpoint that moved or restarted, a resource that failed.
+func statusChanges(before, after statusView, base string, m *manifest.Manifest) []string {
+	var lines []string
+	for _, name := range m.ResourceNames() {
+		a, b := before.Resources[name], after.Resources[name]
+		was, now := strings.Join(endpointURLs(a), " "), strings.Join(endpointURLs(b), " ")
+		switch {
+		case b.Status == string(manifest.StatusFailed) && a.Status != b.Status:
+			lines = append(lines, fmt.Sprintf("%s failed: %s", name, b.Error))
+		case was != now && now != "":
+			lines = append(lines, fmt.Sprintf("%s moved to %s (its public address %s is unchanged)", name, now, publicURL(base, name, m.Resources[name])))
+		case b.Restarts > a.Restarts:
+			lines = append(lines, fmt.Sprintf("%s restarted, at the same address (restarts so far: %d)", name, b.Restarts))
+		}
+	}
+	return lines
+}
+
+// publicURL is the mothership gateway's stable address of a resource: LB
+// routes under /{resource}, the Runpod API of a QB resource under /v2/{resource}.
+func publicURL(base, name string, r *manifest.Resource) string {
+	if r != nil && r.LoadBalanced {
+		return base + "/" + name
+	}
+	return base + "/v2/" + name
 }
 
 // topology is what flash run prints once everything is up.
@@ -275,48 +439,43 @@ type topology struct {
 	App        string             `json:"app"`
 	Mothership string             `json:"mothership"`
 	Version    int64              `json:"version"`
-	KeyFile    string             `json:"api_key_file,omitempty"`
 	Resources  []topologyResource `json:"resources"`
 	Examples   []string           `json:"examples"`
 }
 
 type topologyResource struct {
-	Name   string   `json:"name"`
-	Kind   string   `json:"kind"` // http or queue
-	URLs   []string `json:"urls"`
-	Serves []string `json:"serves"` // routes of an http resource, functions of a queue one
-	Status string   `json:"status"`
+	Name      string   `json:"name"`
+	Kind      string   `json:"kind"`      // http or queue
+	URL       string   `json:"url"`       // the stable address on the mothership's gateway
+	Endpoints []string `json:"endpoints"` // where its processes listen now (they move on restarts)
+	Serves    []string `json:"serves"`    // routes of an http resource, functions of a queue one
+	Status    string   `json:"status"`
 }
 
 // describeTopology pairs the build's manifest with the mothership's status
-// and makes a ready-to-paste call for one route and one queue function.
+// and makes a ready-to-paste call for one route and one queue function, all
+// through the mothership's gateway.
 func describeTopology(base, key string, m *manifest.Manifest, st statusView) topology {
 	t := topology{App: m.ProjectName, Mothership: base, Version: st.Version, Examples: []string{}}
-	if _, err := os.Stat(apiKeyFile); err == nil {
-		t.KeyFile = apiKeyFile
-	}
 	var lbCall, qbCall string
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
 		s := st.Resources[name]
-		tr := topologyResource{Name: name, Kind: "queue", URLs: s.EndpointURLs, Status: s.Status, Serves: []string{}}
-		if len(tr.URLs) == 0 && s.EndpointURL != "" {
-			tr.URLs = []string{s.EndpointURL}
-		}
+		tr := topologyResource{Name: name, Kind: "queue", URL: publicURL(base, name, r), Endpoints: endpointURLs(s), Status: s.Status, Serves: []string{}}
 		if r.LoadBalanced {
 			tr.Kind = "http"
 		}
 		for _, f := range r.Functions {
 			if r.LoadBalanced {
 				tr.Serves = append(tr.Serves, f.HTTPMethod+" "+f.HTTPPath)
-				if lbCall == "" && len(tr.URLs) > 0 {
-					lbCall = curlLB(tr.URLs[0], key, f)
+				if lbCall == "" {
+					lbCall = curlLB(tr.URL, key, f)
 				}
 				continue
 			}
 			tr.Serves = append(tr.Serves, f.Name)
-			if qbCall == "" && len(tr.URLs) > 0 {
-				qbCall = curlQB(tr.URLs[0], key, f)
+			if qbCall == "" {
+				qbCall = curlQB(tr.URL, key, f)
 			}
 		}
 		t.Resources = append(t.Resources, tr)
@@ -330,24 +489,20 @@ func describeTopology(base, key string, m *manifest.Manifest, st statusView) top
 }
 
 // printTopology prints the table of resources and ready-to-paste calls.
-func printTopology(w io.Writer, t topology, generated bool) {
-	fmt.Fprintf(w, "\n%s is up: mothership %s (manifest v%d)\n\n", t.App, t.Mothership, t.Version)
+func printTopology(w io.Writer, t topology, keySource, self string) {
+	fmt.Fprintf(w, "\n%s is up on %s (manifest v%d)\n\n", t.App, t.Mothership, t.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
 	for _, r := range t.Resources {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, orDash(strings.Join(r.URLs, " ")), strings.Join(r.Serves, ", "), r.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.URL, strings.Join(r.Serves, ", "), r.Status)
 	}
 	tw.Flush()
-	if generated {
-		fmt.Fprintf(w, "\nAPI key: generated, saved in %s (0600)\n", apiKeyFile)
-	} else {
-		fmt.Fprintln(w, "\nAPI key: from FLASH_API_KEY")
-	}
+	fmt.Fprintf(w, "\nAPI key: %s\n", keySource)
 	fmt.Fprintln(w, "\nTry it:")
 	for _, c := range t.Examples {
 		fmt.Fprintf(w, "  %s\n", c)
 	}
-	fmt.Fprintf(w, "  flash status --mothership %s\n\n", t.Mothership)
+	fmt.Fprintf(w, "  %s status\n\nCtrl-C stops everything; --verbose shows every log line.\n", self)
 }
 
 func example(f manifest.Function) string {
@@ -377,15 +532,16 @@ func curlQB(url, key string, f manifest.Function) string {
 	return fmt.Sprintf("curl -s -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' %s/runsync", key, body, url)
 }
 
-// undeployAll stops every endpoint of app recorded in the local state store.
-func undeployAll(ctx context.Context, app string, w io.Writer) error {
-	st, err := sqlite.Open(ctx, stateFile)
+// undeployAll stops every endpoint of the app recorded in its local state,
+// reporting each on w.
+func undeployAll(ctx context.Context, name string, app layout.App, w io.Writer) error {
+	st, err := sqlite.Open(ctx, app.State())
 	if err != nil {
-		return fmt.Errorf("open %s to stop the endpoints: %w", stateFile, err)
+		return fmt.Errorf("open %s to stop the endpoints: %w", app.State(), err)
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := local.New(local.Config{App: app, Store: st, LogDir: logDir(app), Logger: quiet})
+	p, err := local.New(local.Config{App: name, Store: st, LogDir: app.Logs(), Logger: quiet})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/store/sqlite"
 )
 
@@ -43,8 +45,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// runningTopology starts `flash run` on pkg in a fresh working directory and
-// returns once it printed its curl lines.
+// runningTopology is a `flash run` started by a test.
 type runningTopology struct {
 	cmd    *exec.Cmd
 	dir    string
@@ -54,16 +55,35 @@ type runningTopology struct {
 	exited chan error
 }
 
+// startFlashRun starts `flash run` on pkg in a fresh working directory and
+// returns once it printed its table.
 func startFlashRun(t *testing.T, pkg string) *runningTopology {
+	t.Helper()
+	return startFlashRunIn(t, t.TempDir(), pkg, freePort(t))
+}
+
+// startFlashRunIn starts `flash run --port port pkg` in dir.
+func startFlashRunIn(t *testing.T, dir, pkg string, port int) *runningTopology {
+	t.Helper()
+	rt, err := launchFlashRun(t, dir, pkg, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// launchFlashRun is startFlashRunIn returning the failure of a run that
+// exited before its table, with its output.
+// env is added to the CLI's environment.
+func launchFlashRun(t *testing.T, dir, pkg string, port int, env ...string) (*runningTopology, error) {
 	t.Helper()
 	bin, err := flashBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(freePort(t)), pkg)
+	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(port), pkg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=")
+	cmd.Env = append(append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL="), env...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -86,7 +106,7 @@ func startFlashRun(t *testing.T, pkg string) *runningTopology {
 			if strings.HasPrefix(strings.TrimSpace(line), "curl ") {
 				rt.curls = append(rt.curls, strings.TrimSpace(line))
 			}
-			if strings.Contains(line, "flash status --mothership") {
+			if strings.HasPrefix(line, "Ctrl-C stops everything") {
 				once.Do(func() { close(ready) })
 			}
 			rt.mu.Unlock()
@@ -97,21 +117,21 @@ func startFlashRun(t *testing.T, pkg string) *runningTopology {
 	select {
 	case <-ready:
 	case err := <-rt.exited:
-		t.Fatalf("flash run exited early (%v):\n%s", err, rt.out())
+		return nil, fmt.Errorf("flash run exited early (%v):\n%s", err, rt.out())
 	case <-time.After(120 * time.Second):
 		t.Fatalf("flash run printed no table in time:\n%s", rt.out())
 	}
-	return rt
+	return rt, nil
 }
 
 // mothership returns the base URL flash run printed.
 func (rt *runningTopology) mothership() string {
 	out := rt.out()
-	i := strings.Index(out, "mothership http://")
+	i := strings.Index(out, " is up on http://")
 	if i < 0 {
 		return ""
 	}
-	return strings.Fields(out[i+len("mothership "):])[0]
+	return strings.Fields(out[i+len(" is up on "):])[0]
 }
 
 func (rt *runningTopology) out() string {
@@ -120,10 +140,33 @@ func (rt *runningTopology) out() string {
 	return rt.output.String()
 }
 
-// recordedPIDs are the endpoint processes the state store knows of.
+// stop sends sig to flash run and waits for it to exit.
+func (rt *runningTopology) stop(t *testing.T, sig os.Signal) error {
+	t.Helper()
+	rt.cmd.Process.Signal(sig)
+	select {
+	case err := <-rt.exited:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("flash run did not stop on %v:\n%s", sig, rt.out())
+		return nil
+	}
+}
+
+// record is the run.json of app in the topology's directory.
+func (rt *runningTopology) record(t *testing.T, app string) runRecord {
+	t.Helper()
+	r, err := readRecord(layout.In(rt.dir).App(app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// recordedPIDs are the endpoint processes the app's state store knows of.
 func recordedPIDs(t *testing.T, dir, app string) []int {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, stateFile))
+	st, err := sqlite.Open(context.Background(), layout.In(dir).App(app).State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,16 +184,42 @@ func recordedPIDs(t *testing.T, dir, app string) []int {
 
 // killRecorded is the cleanup of last resort for a failed test.
 func killRecorded(dir string) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, stateFile))
-	if err != nil {
-		return
-	}
-	defer st.Close()
-	for _, app := range []string{"pipeline", "hello-app"} {
+	d := layout.In(dir)
+	for _, app := range d.Apps() {
+		if r, err := readRecord(d.App(app)); err == nil && r.MothershipPID > 0 {
+			syscall.Kill(r.MothershipPID, syscall.SIGKILL)
+		}
+		st, err := sqlite.Open(context.Background(), d.App(app).State())
+		if err != nil {
+			continue
+		}
 		eps, _ := st.Endpoints(context.Background(), app)
 		for _, e := range eps {
 			syscall.Kill(-e.PID, syscall.SIGKILL)
 		}
+		st.Close()
+	}
+}
+
+// waitGone waits until none of pids runs; it fails the test after a bound
+// generous enough for a loaded machine.
+func waitGone(t *testing.T, what string, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []int
+		for _, pid := range pids {
+			if alive(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: processes %v still running", what, left)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -261,7 +330,7 @@ func TestFlashRunPipeline(t *testing.T) {
 			}
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(rt.dir, apiKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(layout.In(rt.dir).APIKey()); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("api key file: %v %v", fi, err)
 	}
 	pids := recordedPIDs(t, rt.dir, "pipeline")
@@ -272,27 +341,21 @@ func TestFlashRunPipeline(t *testing.T) {
 	// The other commands against the running mothership (key from .flash/api_key).
 	t.Chdir(rt.dir)
 	base := rt.mothership()
-	code, out, errOut := runCLI(t, "status", "--mothership", base)
+	code, out, errOut := runCLI(t, "status") // found through run.json
 	if code != exitOK || !strings.Contains(out, "up to date") || strings.Count(out, "deployed") != 3 {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, errOut := runCLI(t, "invalidate", "--mothership", base, "--json"); code != exitOK || !strings.Contains(out, `"version"`) {
+	if code, out, errOut := runCLI(t, "invalidate", "--mothership", strings.TrimPrefix(base, "http://"), "--json"); code != exitOK || !strings.Contains(out, `"version"`) {
 		t.Fatalf("invalidate: exit %d %s %s", code, out, errOut)
 	}
 	// Deploying the same build again changes nothing and calls no provider.
-	code, out, errOut = runCLI(t, "deploy", "--mothership", base, filepath.Join(buildDir, "flash_manifest.json"))
+	code, out, errOut = runCLI(t, "deploy", filepath.Join(buildDir, "flash_manifest.json"))
 	if code != exitOK || !strings.Contains(out, "provider calls: 0 deploy, 0 undeploy") {
 		t.Fatalf("deploy of the same manifest: exit %d\n%s%s", code, out, errOut)
 	}
 
-	rt.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-rt.exited:
-		if err != nil {
-			t.Fatalf("flash run exit: %v\n%s", err, rt.out())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("flash run did not stop:\n%s", rt.out())
+	if err := rt.stop(t, os.Interrupt); err != nil {
+		t.Fatalf("flash run exit: %v\n%s", err, rt.out())
 	}
 	for _, pid := range pids {
 		if alive(pid) {
@@ -333,7 +396,7 @@ func TestInitThenRun(t *testing.T) {
 
 	// flash undeploy removes the endpoints through the running mothership.
 	t.Chdir(rt.dir)
-	if code, out, errOut := runCLI(t, "undeploy", "--mothership", rt.mothership()); code != exitOK {
+	if code, out, errOut := runCLI(t, "undeploy"); code != exitOK {
 		t.Fatalf("undeploy: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, pid := range pids {
@@ -341,8 +404,7 @@ func TestInitThenRun(t *testing.T) {
 			t.Errorf("process %d survived flash undeploy", pid)
 		}
 	}
-	rt.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-rt.exited; err != nil {
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("flash run exit: %v", err)
 	}
 	for _, pid := range pids {

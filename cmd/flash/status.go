@@ -8,11 +8,14 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/mothership"
 )
 
 func runStatus(e *env) int {
 	fs := flag.NewFlagSet("flash status", flag.ContinueOnError)
-	ms := fs.String("mothership", "", "mothership base URL (default $FLASH_MOTHERSHIP_URL, else "+defaultMothership+")")
+	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, "Usage: flash status [--mothership URL] [--json]"); fs.PrintDefaults() }
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -22,7 +25,10 @@ func runStatus(e *env) int {
 	if len(args) > 0 {
 		return fail(e, usageError{"status: takes no arguments"})
 	}
-	base := mothershipURL(*ms)
+	base, err := findMothership(*ms, "", e.self)
+	if err != nil {
+		return fail(e, err)
+	}
 	var st statusView
 	if err := getJSON(e.ctx, base, "/flash/status", apiKey(), &st); err != nil {
 		return fail(e, err)
@@ -72,6 +78,8 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 	for _, in := range st.Instances {
 		note := ""
 		switch {
+		case in.State == mothership.InstanceGone || now.Sub(in.LastSeen) > instanceGoneAfter:
+			note = "gone"
 		case in.RejectedVersion > 0:
 			note = fmt.Sprintf("rejected v%d: %s", in.RejectedVersion, in.RejectReason)
 		case in.AppliedVersion < st.Version:
@@ -83,6 +91,13 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 	}
 	tw.Flush()
 }
+
+// instanceGoneAfter is how long an instance may stay unseen before status
+// calls it gone: a live child asks for the manifest again at the end of every
+// long poll (child.DefaultPollWait), so one missed poll means it stopped.
+// The mothership marks the instances of endpoints it undeployed as gone, and
+// drops instances unseen for two minutes from its answer.
+const instanceGoneAfter = child.DefaultPollWait + 15*time.Second
 
 func short(h string) string {
 	if len(h) > 12 {

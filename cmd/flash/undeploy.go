@@ -5,22 +5,25 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/mothership"
 )
 
 func runUndeploy(e *env) int {
 	fs := flag.NewFlagSet("flash undeploy", flag.ContinueOnError)
-	ms := fs.String("mothership", "", "mothership base URL (default $FLASH_MOTHERSHIP_URL, else "+defaultMothership+")")
-	app := fs.String("app", "", "the app whose endpoints to remove (default: the project_name of "+buildDir+"/"+manifest.FileName+")")
+	ms := fs.String("mothership", "", mothershipFlagHelp)
+	app := fs.String("app", "", "the app whose endpoints to remove (default: the app `flash run` runs here, else the project_name of "+buildDir+"/"+manifest.FileName+")")
 	asJSON := fs.Bool("json", false, "print progress events and the report as JSON lines")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash undeploy [--mothership URL] [--app NAME] [--json]\n\n"+
-			"Removes this app's endpoints, and nothing else: through the running mothership when it answers,\n"+
-			"else directly from the local state ("+stateFile+").")
+			"Removes this app's endpoints, and nothing else, through its mothership. When no mothership\n"+
+			"is named and no `flash run` runs here, it stops the endpoints recorded in the app's local\n"+
+			"state ("+layout.Root+"/apps/NAME/) directly.")
 		fs.PrintDefaults()
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -30,37 +33,60 @@ func runUndeploy(e *env) int {
 	if len(args) > 0 {
 		return fail(e, usageError{"undeploy: takes no arguments"})
 	}
-	name := *app
-	if name == "" {
-		m, err := manifest.Load(filepath.Join(buildDir, manifest.FileName))
-		if err != nil {
-			return fail(e, fmt.Errorf("which app? %w; run `flash build` first or pass --app NAME", err))
-		}
-		name = m.ProjectName
+	name, err := undeployTarget(*app, e.self)
+	if err != nil {
+		return fail(e, err)
 	}
-	base := mothershipURL(*ms)
+	base, err := findMothership(*ms, name, e.self)
+	var none noMothership
+	if errors.As(err, &none) {
+		st := layout.In("").App(name).State()
+		if _, err := os.Stat(st); err != nil {
+			return fail(e, fmt.Errorf("%w\n(and %s has no local state in %s to clean up)", none, name, st))
+		}
+		fmt.Fprintf(e.stderr, "no `flash run` of %s runs here; stopping the endpoints recorded in %s\n", name, st)
+		if err := undeployAll(e.ctx, name, layout.In("").App(name), e.stdout); err != nil {
+			return fail(e, err)
+		}
+		return exitOK
+	}
+	if err != nil {
+		return fail(e, err)
+	}
 	// An empty desired manifest makes the mothership remove every resource
 	// (make-before-break does not apply: nothing replaces them).
 	empty, _ := json.Marshal(map[string]any{"version": manifest.SupportedVersion, "project_name": name, "resources": map[string]any{}})
 	report, err := postDeploy(e.ctx, base, apiKey(), empty, "application/json", newProgress(e.stdout, *asJSON))
-	switch {
-	case err == nil:
-		var left []string
-		for _, r := range report.Resources {
-			if r.Status != "removed" {
-				left = append(left, fmt.Sprintf("%s (%s): %s", r.Name, r.Status, r.Error))
-			}
-		}
-		if len(left) > 0 || report.Failed() {
-			return fail(e, fmt.Errorf("these endpoints survived:\n  %s", strings.Join(append(left, report.Errors...), "\n  ")))
-		}
-		return exitOK
-	case !errors.Is(err, syscall.ECONNREFUSED):
-		return fail(e, err)
+	if err != nil {
+		return fail(e, err) // an unreachable mothership is a failure, never "nothing to do"
 	}
-	fmt.Fprintf(e.stderr, "no mothership at %s; removing %s's endpoints recorded in %s\n", base, name, stateFile)
-	if err := undeployAll(e.ctx, name, e.stdout); err != nil {
-		return fail(e, err)
+	var left []string
+	for _, r := range report.Resources {
+		if r.Status != mothership.StatusRemoved {
+			left = append(left, fmt.Sprintf("%s (%s): %s", r.Name, r.Status, r.Error))
+		}
+	}
+	if len(left) > 0 || report.Failed() {
+		return fail(e, fmt.Errorf("these endpoints survived:\n  %s", strings.Join(append(left, report.Errors...), "\n  ")))
 	}
 	return exitOK
+}
+
+// undeployTarget names the app to undeploy: --app, else the app a `flash run`
+// runs here, else the last build's, else the only app with state here.
+func undeployTarget(flagValue, self string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	dir := layout.In("")
+	if recs := runningHere(dir, ""); len(recs) == 1 {
+		return recs[0].App, nil
+	}
+	if m, err := manifest.Load(filepath.Join(buildDir, manifest.FileName)); err == nil {
+		return m.ProjectName, nil
+	}
+	if apps := dir.Apps(); len(apps) == 1 {
+		return apps[0], nil
+	}
+	return "", usageError{fmt.Sprintf("undeploy: which app? pass --app NAME (or run `%s build` first)", self)}
 }

@@ -22,6 +22,7 @@ const (
 	HeaderInstance        = "X-Flash-Instance"
 	HeaderAppliedVersion  = "X-Flash-Applied-Version"
 	HeaderRejectedVersion = "X-Flash-Rejected-Version"
+	HeaderRejectedReason  = "X-Flash-Rejected-Reason" // why, next to HeaderRejectedVersion
 	HeaderManifestVersion = "X-Flash-Manifest-Version"
 	HeaderAuthorization   = "Authorization"
 	HeaderWWWAuthenticate = "WWW-Authenticate"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -243,4 +244,29 @@ func DecodeJobAnswer(data []byte) (JobAnswer, error) {
 type ErrorBody struct {
 	Error     string `json:"error"`
 	ErrorType string `json:"error_type,omitempty"`
+}
+
+// JobError splits a FAILED job's "error" into the error's type and
+// message. It reads the shapes in use: a Python worker's JSON text
+// {"error_type": "<class 'ValueError'>", "error_message": "…", …} (Runpod's
+// SDK; the traceback and host are dropped), flash's "<Type>: <message>",
+// and any other text, whose type is "".
+func JobError(s string) (typ, msg string) {
+	if t := bytes.TrimSpace([]byte(s)); len(t) > 0 && t[0] == '{' {
+		var e struct {
+			Type    string `json:"error_type"`
+			Message string `json:"error_message"`
+		}
+		if json.Unmarshal(t, &e) == nil && (e.Type != "" || e.Message != "") {
+			typ = e.Type
+			if inner, ok := strings.CutPrefix(typ, "<class '"); ok {
+				typ = strings.TrimSuffix(inner, "'>")
+			}
+			return typ, e.Message
+		}
+	}
+	if typ, msg, ok := strings.Cut(s, ": "); ok && typ != "" && !strings.ContainsAny(typ, " \t\n{") {
+		return typ, msg
+	}
+	return "", s
 }

@@ -204,3 +204,36 @@ func FuzzDecodeJobAnswer(f *testing.F) {
 		}
 	})
 }
+
+func TestJobError(t *testing.T) {
+	tests := []struct{ in, typ, msg string }{
+		{"ValueError: bad text", "ValueError", "bad text"},
+		{`{"error_type": "<class 'ValueError'>", "error_message": "bad text", "error_traceback": "Traceback…", "hostname": "h", "worker_id": "w", "runpod_version": "1.7"}`, "ValueError", "bad text"},
+		{`{"error_type": "<class 'torch.cuda.OutOfMemoryError'>", "error_message": "CUDA out of memory"}`, "torch.cuda.OutOfMemoryError", "CUDA out of memory"},
+		{`{"error_message": "no type"}`, "", "no type"},
+		{"handler crashed", "", "handler crashed"},
+		{"worker lost: timeout", "", "worker lost: timeout"},
+		{`{"not":"an error"}`, "", `{"not":"an error"}`},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		if typ, msg := JobError(tt.in); typ != tt.typ || msg != tt.msg {
+			t.Errorf("JobError(%q) = %q, %q; want %q, %q", tt.in, typ, msg, tt.typ, tt.msg)
+		}
+	}
+}
+
+func FuzzJobError(f *testing.F) {
+	f.Add("ValueError: x")
+	f.Add(`{"error_type": "<class 'KeyError'>", "error_message": "k"}`)
+	f.Add("{")
+	f.Fuzz(func(t *testing.T, s string) {
+		typ, msg := JobError(s)
+		if strings.ContainsAny(typ, " \t\n") && !strings.HasPrefix(strings.TrimSpace(s), "{") {
+			t.Fatalf("type %q with spaces from %q", typ, s)
+		}
+		if len(typ)+len(msg) > len(s) {
+			t.Fatalf("JobError(%q) made text up: %q %q", s, typ, msg)
+		}
+	})
+}

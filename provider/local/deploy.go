@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +22,8 @@ import (
 // storeTimeout bounds store writes made where no caller context applies.
 const storeTimeout = 10 * time.Second
 
-// Deploy starts max(1, s.Replicas) processes of the binary, each on a free
-// loopback port, records each in the store, and returns once every one answers
+// Deploy starts max(1, s.Replicas) processes of the binary, each serving on
+// a free loopback port it inherits already open, records each in the store, and returns once every one answers
 // GET /ping with 200. On failure it stops what it started, deletes the records
 // and returns a *DeployError carrying the end of the log. Each call creates a
 // new deployment, so old and new ones of a resource coexist (make-before-break).
@@ -42,10 +43,6 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 		return provider.Endpoint{}, err
 	}
 	n := max(1, s.Replicas)
-	ports, err := p.ports.take(n)
-	if err != nil {
-		return provider.Endpoint{}, err
-	}
 	d := &deployment{
 		id:         p.newID(s.Resource),
 		resource:   s.Resource,
@@ -71,20 +68,28 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 		return provider.Endpoint{}, &DeployError{Resource: s.Resource, LogFile: logFile, LogTail: logTail(logFile, offset), Err: err}
 	}
 
-	for i, port := range ports {
-		r := &replica{index: i, id: d.id + "/" + strconv.Itoa(i), port: port}
+	for i := range n {
+		ln, err := listenLoopback(0)
+		if err != nil {
+			return fail(err)
+		}
+		r := &replica{index: i, id: d.id + "/" + strconv.Itoa(i), port: ln.Addr().(*net.TCPAddr).Port}
+		d.replicas = append(d.replicas, r) // from now on, a failure deletes its record
 		// Record the replica before its process exists: a mothership killed
 		// between start and record would otherwise leave a process no record
 		// names. A record without a pid is resolved by its instance id.
 		if err := p.record(ctx, d, r); err != nil {
+			ln.Close()
 			return fail(err)
 		}
-		pr, err := p.start(d, r, port)
+		pr, err := p.start(d, r, ln)
+		ln.Close() // the child has the socket now (or nobody needs it)
 		if err != nil {
 			return fail(err)
 		}
+		p.mu.Lock()
 		r.proc = pr
-		d.replicas = append(d.replicas, r)
+		p.mu.Unlock()
 		if err := p.record(ctx, d, r); err != nil {
 			return fail(err)
 		}

@@ -9,6 +9,7 @@
 //
 // The package uses process groups, signals and /proc, so it is for Unix (Linux
 // in particular: on systems without /proc, liveness falls back to signal 0).
+// It builds everywhere, so that apps do; elsewhere New returns ErrUnsupported.
 package local
 
 import (
@@ -35,6 +36,8 @@ const ProviderName = "local"
 // Defaults used when the Config field is zero.
 const (
 	DefaultHealthTimeout = 30 * time.Second
+	DefaultLogMaxSize    = 64 << 20 // bytes
+	DefaultLogKeep       = 3
 	DefaultStopGrace     = 10 * time.Second
 )
 
@@ -44,6 +47,8 @@ var (
 	ErrClosed = errors.New("local: provider closed")
 	// ErrUnhealthy means a process did not answer GET /ping with 200 within HealthTimeout.
 	ErrUnhealthy = errors.New("local: endpoint not healthy in time")
+	// ErrUnsupported is returned by New on systems without process groups and signals.
+	ErrUnsupported = errors.New("local: the local provider runs on unix only; use FLASH_PROVIDER=none or another provider here")
 	// ErrExited means a process exited before it became healthy.
 	ErrExited = errors.New("local: process exited before it was healthy")
 )
@@ -85,6 +90,11 @@ type Config struct {
 	// LogDir receives <resource>.log (appended to). Default: the app's logs
 	// directory under the working directory's .flash (internal/layout).
 	LogDir string
+	// LogMaxSize is the size beyond which a log is rotated: copied to
+	// <resource>.log.1 (older copies shift to .2, …) and emptied. Default 64 MiB.
+	LogMaxSize int64
+	// LogKeep is how many rotated copies are kept. Default 3.
+	LogKeep int
 	// Env is the base environment for every child (FLASH_MOTHERSHIP_URL,
 	// FLASH_API_KEY, …), on top of this process's environment.
 	Env map[string]string
@@ -109,19 +119,20 @@ type Provider struct {
 	cfg    Config
 	log    *slog.Logger
 	client *http.Client
-	ports  portBook // free ports handed to children
 
 	ctx    context.Context // ends on Close; stops every monitor
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // monitors
 
 	// Tunables, fixed after New (tests shorten them).
-	pollEvery  time.Duration // liveness poll of adopted processes
-	minBackoff time.Duration
-	maxBackoff time.Duration
-	resetAfter time.Duration // a process that ran this long restarts with minBackoff again
+	pollEvery   time.Duration // liveness poll of adopted processes
+	rotateEvery time.Duration // log size check
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	resetAfter  time.Duration // a process that ran this long restarts with minBackoff again
 
 	adoptMu sync.Mutex // serialises Adopt
+	rotator sync.Once  // starts rotateLogs with the first monitor
 
 	mu        sync.Mutex
 	closed    bool
@@ -135,6 +146,9 @@ var _ provider.Provider = (*Provider)(nil)
 // New returns a Provider for cfg. It starts nothing: call Adopt to take over the
 // processes a previous mothership left running.
 func New(cfg Config) (*Provider, error) {
+	if !supported {
+		return nil, ErrUnsupported
+	}
 	if cfg.App == "" {
 		return nil, errors.New("local: Config.App is required")
 	}
@@ -143,6 +157,12 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.LogDir == "" {
 		cfg.LogDir = layout.In("").App(cfg.App).Logs()
+	}
+	if cfg.LogMaxSize <= 0 {
+		cfg.LogMaxSize = DefaultLogMaxSize
+	}
+	if cfg.LogKeep <= 0 {
+		cfg.LogKeep = DefaultLogKeep
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = DefaultHealthTimeout
@@ -159,16 +179,17 @@ func New(cfg Config) (*Provider, error) {
 		cfg: cfg,
 		log: log.With("provider", ProviderName, "app", cfg.App),
 		// No keep-alive: health checks are rare and must leave no idle connection behind.
-		client:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-		ctx:        ctx,
-		cancel:     cancel,
-		pollEvery:  time.Second,
-		minBackoff: 500 * time.Millisecond,
-		maxBackoff: 30 * time.Second,
-		resetAfter: time.Minute,
-		deps:       make(map[string]*deployment),
-		deploying:  make(map[string]chan struct{}),
-		stopping:   make(map[string]chan struct{}),
+		client:      &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		ctx:         ctx,
+		cancel:      cancel,
+		pollEvery:   time.Second,
+		rotateEvery: 5 * time.Second,
+		minBackoff:  500 * time.Millisecond,
+		maxBackoff:  30 * time.Second,
+		resetAfter:  time.Minute,
+		deps:        make(map[string]*deployment),
+		deploying:   make(map[string]chan struct{}),
+		stopping:    make(map[string]chan struct{}),
 	}, nil
 }
 

@@ -749,3 +749,79 @@ func TestClosed(t *testing.T) {
 		t.Errorf("UndeployAll: %v", err)
 	}
 }
+
+// TestPortHeldUntilChildServes: from the moment a port is chosen until the
+// child serves on it, no other process can bind it (the child inherits the
+// open socket), at deploy and at restart. The test child exits when it finds
+// its port free at start.
+func TestPortHeldUntilChildServes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newTestStore(t)
+	ev := &events{}
+	p := newProvider(t, testConfig(t, "app", st, ev))
+	ep, err := p.Deploy(ctx, provider.Spec{Resource: "api", Replicas: 2, Env: map[string]string{"TESTCHILD_PORT_HELD": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ep.URLs {
+		if !pingOK(u) {
+			t.Errorf("%s does not answer", u)
+		}
+	}
+	pid := records(t, st, "app")[0].PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the restart", func() bool { _, ok := ev.find(EventRestarted, ep.ID, 0); return ok })
+	waitFor(t, 10*time.Second, "the restarted child answering", func() bool {
+		l, _ := p.List(ctx)
+		return len(l) == 1 && pingOK(l[0].URLs[0])
+	})
+	if _, ok := ev.find(EventExited, ep.ID, 1); ok {
+		t.Error("the other replica exited")
+	}
+}
+
+// TestLogRotation: a child's log is rotated by size while the child runs;
+// LogKeep copies are kept, and the child's later lines start the fresh file.
+func TestLogRotation(t *testing.T) {
+	t.Parallel()
+	st := newTestStore(t)
+	cfg := testConfig(t, "app", st, nil)
+	cfg.LogMaxSize, cfg.LogKeep = 4096, 2
+	p := newProvider(t, cfg)
+	p.rotateEvery = 10 * time.Millisecond
+	ep, err := p.Deploy(context.Background(), provider.Spec{Resource: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(cfg.LogDir, "api.log")
+	say := func(text string, pad int) {
+		t.Helper()
+		if code, _ := get(fmt.Sprintf("%s/log?text=%s&pad=%d", ep.URLs[0], text, pad)); code != http.StatusOK {
+			t.Fatalf("GET /log = %d", code)
+		}
+	}
+	for round := range 3 {
+		say(fmt.Sprintf("round%d", round), 5000)
+		waitFor(t, 10*time.Second, fmt.Sprintf("rotation %d", round), func() bool {
+			b, _ := os.ReadFile(logFile + ".1")
+			return strings.Contains(string(b), fmt.Sprintf("round%d", round)) && logSize(logFile) < 4096
+		})
+	}
+	if _, err := os.Stat(logFile + ".3"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a third rotated copy exists with LogKeep 2: %v", err)
+	}
+	if !strings.Contains(readFile(t, logFile+".2"), "round1") {
+		t.Errorf("%s.2 does not hold the previous rotation", logFile)
+	}
+	say("fresh", 0)
+	waitFor(t, 10*time.Second, "the child's next line in the emptied log", func() bool {
+		b := readFile(t, logFile)
+		return strings.HasPrefix(b, "fresh\n") || strings.Contains(b, "\nfresh\n")
+	})
+	if b := readFile(t, logFile); strings.ContainsRune(b, 0) {
+		t.Errorf("the log has a hole of NUL bytes: the child does not append")
+	}
+}

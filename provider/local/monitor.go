@@ -3,12 +3,18 @@ package local
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"time"
 )
 
-// startMonitorsLocked starts one monitor per replica of d. p.mu is held and p is open.
+// startMonitorsLocked starts one monitor per replica of d, and the log
+// rotation the first time. p.mu is held and p is open.
 func (p *Provider) startMonitorsLocked(d *deployment) {
+	p.rotator.Do(func() {
+		p.wg.Add(1)
+		go p.rotateLogs()
+	})
 	for _, r := range d.replicas {
 		r.stop = make(chan struct{})
 		r.done = make(chan struct{})
@@ -126,15 +132,15 @@ func (p *Provider) restart(d *deployment, r *replica) error {
 	p.mu.Lock()
 	old := r.port
 	p.mu.Unlock()
-	port := old
-	if !portFree(port) {
-		ports, err := p.ports.take(1)
-		if err != nil {
+	ln, err := listenLoopback(old)
+	if err != nil {
+		if ln, err = listenLoopback(0); err != nil {
 			return err
 		}
-		port = ports[0]
 	}
-	pr, err := p.start(d, r, port)
+	port := ln.Addr().(*net.TCPAddr).Port
+	pr, err := p.start(d, r, ln)
+	ln.Close()
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -66,7 +65,7 @@ func (d *deployment) endpointLocked() provider.Endpoint {
 
 // childEnv is os.Environ() with base then extra layered on top, the child's
 // identity set and FLASH_IS_MOTHERSHIP removed: children are never motherships.
-// PORT and FLASH_INSTANCE_ID are left out: they differ per replica.
+// PORT, FLASH_LISTEN_FD and FLASH_INSTANCE_ID are left out: they differ per process.
 func childEnv(base, extra map[string]string, resource string) []string {
 	m := make(map[string]string)
 	for _, kv := range os.Environ() {
@@ -78,6 +77,7 @@ func childEnv(base, extra map[string]string, resource string) []string {
 	maps.Copy(m, extra)
 	delete(m, "FLASH_IS_MOTHERSHIP")
 	delete(m, "PORT")
+	delete(m, "FLASH_LISTEN_FD")
 	delete(m, "FLASH_INSTANCE_ID")
 	m["FLASH_RESOURCE_NAME"] = resource
 	m["FLASH_HOST"] = "127.0.0.1"
@@ -115,10 +115,11 @@ func (p *Provider) logPath(resource string) string {
 	return filepath.Join(p.cfg.LogDir, resource+".log")
 }
 
-// start starts one process of d for r on port. Its output goes straight to the
-// log file (no pipe through us, so our death cannot hurt it) and it gets its
-// own process group (the terminal's Ctrl-C does not reach it).
-func (p *Provider) start(d *deployment, r *replica, port int) (*proc, error) {
+// start starts one process of d for r, serving on ln (r.port), which it
+// inherits; the caller closes its own copy of ln afterwards. Its output goes
+// straight to the log file (no pipe through us, so our death cannot hurt it)
+// and it gets its own process group (the terminal's Ctrl-C does not reach it).
+func (p *Provider) start(d *deployment, r *replica, ln *net.TCPListener) (*proc, error) {
 	if err := os.MkdirAll(p.cfg.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("local: log dir: %w", err)
 	}
@@ -127,10 +128,17 @@ func (p *Provider) start(d *deployment, r *replica, port int) (*proc, error) {
 		return nil, fmt.Errorf("local: log file: %w", err)
 	}
 	defer f.Close() // the child has its own copy of the descriptor
+	sock, err := ln.File()
+	if err != nil {
+		return nil, fmt.Errorf("local: pass the socket: %w", err)
+	}
+	defer sock.Close() // likewise
+	port := ln.Addr().(*net.TCPAddr).Port
 	cmd := exec.Command(d.binary)
-	cmd.Env = append(slices.Clip(d.env), "PORT="+strconv.Itoa(port), "FLASH_INSTANCE_ID="+r.id)
+	cmd.Env = append(slices.Clip(d.env), "PORT="+strconv.Itoa(port), "FLASH_LISTEN_FD="+strconv.Itoa(listenFD), "FLASH_INSTANCE_ID="+r.id)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = []*os.File{sock}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("local: start %s: %w", d.binary, err)
 	}
@@ -179,7 +187,7 @@ func alive(pid int, binary, instance string) bool {
 	if pid <= 0 {
 		return false
 	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !signalZero(pid) {
 		return false
 	}
 	dir := "/proc/" + strconv.Itoa(pid)
@@ -238,19 +246,6 @@ func findInstance(binary, instance string) int {
 		}
 	}
 	return 0
-}
-
-// signalGroup sends sig to pid's process group (it leads one: Setpgid), or to
-// pid alone when it leads none. A missing process is not an error.
-func signalGroup(pid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		err = syscall.Kill(pid, sig)
-	}
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %d: %w", pid, err)
-	}
-	return nil
 }
 
 // killWait bounds the wait for a process to vanish after SIGKILL.
@@ -347,64 +342,20 @@ func (p *Provider) ping(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// portHold is how long a port handed to a child stays reserved: the kernel
-// may offer a just-closed port again at once, and two deploys in parallel
-// must not both pass it to a child before either child has bound it.
-const portHold = 2 * time.Minute
-
-// portBook hands out free loopback ports, never one it handed out within
-// portHold. The zero value is ready.
-type portBook struct {
-	mu    sync.Mutex
-	given map[int]time.Time
-}
-
-// take returns n distinct free loopback ports. The listeners are held until
-// all are chosen, so the kernel cannot hand the same port out twice.
-func (b *portBook) take(n int) ([]int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	if b.given == nil {
-		b.given = map[int]time.Time{}
-	}
-	for port, at := range b.given {
-		if now.Sub(at) > portHold {
-			delete(b.given, port)
-		}
-	}
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries >= 64+4*n {
-			return nil, fmt.Errorf("local: free port: no new free port after %d tries", tries)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("local: free port: %w", err)
-		}
-		defer ln.Close()
-		port := ln.Addr().(*net.TCPAddr).Port
-		if _, recent := b.given[port]; recent {
-			continue
-		}
-		b.given[port] = now
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
-
-// portFree reports whether port can be listened on now.
-func portFree(port int) bool {
-	if port <= 0 {
-		return false
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+// listenLoopback opens 127.0.0.1:port (0: any free port). The open socket is
+// handed to the child (FLASH_LISTEN_FD), so the port is never free between
+// being chosen and being served: no other process can take it in between.
+func listenLoopback(port int) (*net.TCPListener, error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
-		return false
+		return nil, fmt.Errorf("local: listen on 127.0.0.1:%d: %w", port, err)
 	}
-	ln.Close()
-	return true
+	return ln, nil
 }
+
+// listenFD is the child's descriptor of the inherited socket: the first of
+// exec.Cmd.ExtraFiles.
+const listenFD = 3
 
 // Log tail bounds.
 const (

@@ -146,20 +146,3 @@ func TestFindInstance(t *testing.T) {
 		t.Fatal("an unknown instance was found")
 	}
 }
-
-func TestPortBookNeverRepeatsARecentPort(t *testing.T) {
-	var b portBook
-	seen := map[int]bool{}
-	for range 50 {
-		ports, err := b.take(2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ports {
-			if seen[p] {
-				t.Fatalf("port %d handed out twice", p)
-			}
-			seen[p] = true
-		}
-	}
-}

@@ -227,6 +227,14 @@ var migrations = []string{
 		last_seen        TEXT NOT NULL,
 		PRIMARY KEY (resource, instance)
 	) STRICT, WITHOUT ROWID;`,
+	// Only the latest desired state is needed; older ones are kept as a
+	// short history for people reading the file.
+	`CREATE TABLE desired (
+		version     INTEGER PRIMARY KEY,
+		manifest    BLOB NOT NULL,
+		artifact    TEXT NOT NULL,
+		recorded_at TEXT NOT NULL
+	) STRICT;`,
 }
 
 // setup checks the file read-only first, so that a foreign or corrupt file is
@@ -450,6 +458,73 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 	}
 	s.advance(p.Version)
 	return p, nil
+}
+
+// ---- desired state ----
+
+// KeepDesired is how many recorded desired states PutDesired keeps.
+const KeepDesired = 10
+
+// Desired returns the latest recorded desired state, or store.ErrNotFound.
+func (s *Store) Desired(ctx context.Context) (store.Desired, error) {
+	const op = "desired"
+	if err := s.checkOpen(op); err != nil {
+		return store.Desired{}, err
+	}
+	var (
+		d  store.Desired
+		at string
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT version, manifest, artifact, recorded_at FROM desired
+		ORDER BY version DESC LIMIT 1`).Scan(&d.Version, &d.Manifest, &d.Artifact, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Desired{}, fmt.Errorf("store/sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err == nil {
+		d.RecordedAt, err = parseTime(at)
+	}
+	if err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	return d, nil
+}
+
+// PutDesired records the desired state as version prev+1 if the latest is
+// prev (0 = none yet), in one transaction; otherwise it returns
+// store.ErrConflict and changes nothing.
+func (s *Store) PutDesired(ctx context.Context, prev int64, manifest []byte, artifact string) (store.Desired, error) {
+	op := fmt.Sprintf("put desired after version %d", prev)
+	if err := s.checkOpen(op); err != nil {
+		return store.Desired{}, err
+	}
+	d := store.Desired{Version: prev + 1, Manifest: bytes.Clone(manifest), Artifact: artifact,
+		RecordedAt: time.Now().UTC().Round(0)}
+	if d.Manifest == nil {
+		d.Manifest = []byte{}
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	defer tx.Rollback()
+	var latest int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM desired`).Scan(&latest); err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	if latest != prev {
+		return store.Desired{}, fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO desired (version, manifest, artifact, recorded_at) VALUES (?, ?, ?, ?)`,
+		d.Version, d.Manifest, d.Artifact, formatTime(d.RecordedAt)); err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM desired WHERE version <= ?`, d.Version-KeepDesired); err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return store.Desired{}, s.fail(op, err)
+	}
+	return d, nil
 }
 
 // ---- deployments ----

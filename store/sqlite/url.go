@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -49,10 +48,10 @@ func ParseURL(u string) (string, error) {
 
 // OpenURL opens the store a FLASH_STATE_URL value names (see ParseURL): the
 // store.Opener of this backend.
-func OpenURL(ctx context.Context, u string, log *slog.Logger) (store.Store, error) {
+func OpenURL(ctx context.Context, u string, o store.Options) (store.Store, error) {
 	path, err := ParseURL(u)
 	if err != nil {
 		return nil, err
 	}
-	return OpenConfig(ctx, Config{Path: path, Logger: log})
+	return OpenConfig(ctx, Config{Path: path, Logger: o.Logger})
 }

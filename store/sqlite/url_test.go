@@ -1,11 +1,14 @@
 package sqlite_test
 
 import (
+	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/flash-go/flash/store"
 	"github.com/flash-go/flash/store/sqlite"
 )
 
@@ -73,4 +76,19 @@ func FuzzParseURL(f *testing.F) {
 			t.Fatalf("ParseURL(%q) = %q, %v; want %q (from %q)", u, again, err, p, in)
 		}
 	})
+}
+
+func TestOpenURL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "state.db")
+	s, err := sqlite.OpenURL(t.Context(), "sqlite://"+path, store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the URL's file was not created: %v", err)
+	}
+	if _, err := sqlite.OpenURL(t.Context(), "sqlite://"+path+"?mode=ro", store.Options{}); err == nil {
+		t.Error("a URL with a query was accepted")
+	}
 }

@@ -22,6 +22,7 @@ type MemStore struct {
 	deps      map[string]store.Deployment
 	endpoints map[string]store.Endpoint
 	insts     map[[2]string]store.Instance
+	desired   []store.Desired
 	latestErr error
 }
 
@@ -110,6 +111,35 @@ func (s *MemStore) Publish(ctx context.Context, prev int64, mf []byte) (store.Pu
 	p := store.Published{Version: prev + 1, Manifest: slices.Clone(mf), PublishedAt: time.Now()}
 	s.versions = append(s.versions, p)
 	return clonePublished(p), nil
+}
+
+// Desired returns the latest recorded desired state.
+func (s *MemStore) Desired(ctx context.Context) (store.Desired, error) {
+	if err := s.lock(); err != nil {
+		return store.Desired{}, err
+	}
+	defer s.mu.Unlock()
+	if len(s.desired) == 0 {
+		return store.Desired{}, store.ErrNotFound
+	}
+	d := s.desired[len(s.desired)-1]
+	d.Manifest = slices.Clone(d.Manifest)
+	return d, nil
+}
+
+// PutDesired records the desired state as version prev+1 when the latest is prev.
+func (s *MemStore) PutDesired(ctx context.Context, prev int64, mf []byte, artifact string) (store.Desired, error) {
+	if err := s.lock(); err != nil {
+		return store.Desired{}, err
+	}
+	defer s.mu.Unlock()
+	if int64(len(s.desired)) != prev {
+		return store.Desired{}, store.ErrConflict
+	}
+	d := store.Desired{Version: prev + 1, Manifest: slices.Clone(mf), Artifact: artifact, RecordedAt: time.Now()}
+	s.desired = append(s.desired, d)
+	d.Manifest = slices.Clone(mf)
+	return d, nil
 }
 
 // PutDeployment inserts or replaces the record of d.Resource.

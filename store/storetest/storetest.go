@@ -20,6 +20,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("HistoryNewestFirst", func(t *testing.T) { testHistory(t, newStore(t)) })
 		t.Run("HistoryKeepsMinHistory", func(t *testing.T) { testMinHistory(t, newStore(t)) })
 		t.Run("BytesExact", func(t *testing.T) { testBytesExact(t, newStore(t)) })
+	})
+	t.Run("Desired", func(t *testing.T) {
+		t.Run("EmptyIsNotFound", func(t *testing.T) { testDesiredEmpty(t, newStore(t)) })
+		t.Run("Sequence", func(t *testing.T) { testDesiredSequence(t, newStore(t)) })
+		t.Run("ConflictChangesNothing", func(t *testing.T) { testDesiredConflict(t, newStore(t)) })
+		t.Run("RaceOneWinner", func(t *testing.T) { testDesiredRace(t, newStore(t)) })
+		t.Run("IndependentOfPublished", func(t *testing.T) { testDesiredIndependent(t, newStore(t)) })
+		t.Run("ClosedReturnsErrClosed", func(t *testing.T) { testDesiredClosed(t, newStore(t)) })
 	})
 	t.Run("Deployments", func(t *testing.T) { testDeployments(t, newStore(t)) })
 	t.Run("Endpoints", func(t *testing.T) { testEndpoints(t, newStore(t)) })
@@ -502,6 +511,119 @@ func testInstances(t *testing.T, s store.Store) {
 	r1i1b := store.Instance{Resource: "r1", Instance: "i1", AppliedVersion: 4, LastSeen: ts(9)}
 	report(r1i1b)
 	check(slashInInstance, slashInResource, r1i1b, r1i2, r2i1)
+}
+
+// ---- desired state ----
+
+func mustPutDesired(t *testing.T, s store.Store, prev int64, m []byte, artifact string) store.Desired {
+	t.Helper()
+	d, err := s.PutDesired(t.Context(), prev, m, artifact)
+	if err != nil {
+		t.Fatalf("PutDesired(prev=%d): %v", prev, err)
+	}
+	if d.Version != prev+1 || !bytes.Equal(d.Manifest, m) || d.Artifact != artifact {
+		t.Fatalf("PutDesired(prev=%d) = {v%d %q %q}, want {v%d %q %q}", prev, d.Version, d.Manifest, d.Artifact, prev+1, m, artifact)
+	}
+	return d
+}
+
+func sameDesired(t *testing.T, what string, got, want store.Desired) {
+	t.Helper()
+	if got.Version != want.Version || !bytes.Equal(got.Manifest, want.Manifest) || got.Artifact != want.Artifact ||
+		!got.RecordedAt.Equal(want.RecordedAt) {
+		t.Errorf("%s = {v%d %q %q %v}, want {v%d %q %q %v}", what, got.Version, got.Manifest, got.Artifact, got.RecordedAt,
+			want.Version, want.Manifest, want.Artifact, want.RecordedAt)
+	}
+}
+
+func testDesiredEmpty(t *testing.T, s store.Store) {
+	_, err := s.Desired(t.Context())
+	wantErr(t, "Desired on empty", err, store.ErrNotFound)
+}
+
+func testDesiredSequence(t *testing.T, s store.Store) {
+	before := time.Now()
+	d1 := mustPutDesired(t, s, 0, []byte(`{"a":1}`), "")
+	if d1.RecordedAt.Before(before.Add(-time.Minute)) || d1.RecordedAt.After(time.Now().Add(time.Minute)) {
+		t.Errorf("RecordedAt = %v, not close to now", d1.RecordedAt)
+	}
+	got, err := s.Desired(t.Context())
+	if err != nil {
+		t.Fatalf("Desired: %v", err)
+	}
+	sameDesired(t, "Desired after the first record", got, d1)
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	d2 := mustPutDesired(t, s, 1, []byte(`{"a":2}`), digest)
+	if got, err = s.Desired(t.Context()); err != nil {
+		t.Fatalf("Desired: %v", err)
+	}
+	sameDesired(t, "Desired after the second record", got, d2)
+}
+
+func testDesiredConflict(t *testing.T, s store.Store) {
+	d1 := mustPutDesired(t, s, 0, []byte(`{"a":1}`), "sha256:x")
+	for _, prev := range []int64{0, 2, 7, -1} {
+		_, err := s.PutDesired(t.Context(), prev, []byte(`{"loser":true}`), "")
+		wantErr(t, fmt.Sprintf("PutDesired(prev=%d) with latest 1", prev), err, store.ErrConflict)
+	}
+	got, err := s.Desired(t.Context())
+	if err != nil {
+		t.Fatalf("Desired: %v", err)
+	}
+	sameDesired(t, "Desired after losing records", got, d1)
+	mustPutDesired(t, s, 1, []byte(`{"a":2}`), "") // the store still works
+}
+
+func testDesiredRace(t *testing.T, s store.Store) {
+	const racers = 8
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		won  []int
+		errs []error
+	)
+	for i := range racers {
+		wg.Go(func() {
+			_, err := s.PutDesired(t.Context(), 0, fmt.Appendf(nil, `{"racer":%d}`, i), "")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won = append(won, i)
+			case !errors.Is(err, store.ErrConflict):
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 || len(won) != 1 {
+		t.Fatalf("%d racers recorded version 1 (%v), other errors %v; want exactly one winner", len(won), won, errs)
+	}
+	got, err := s.Desired(t.Context())
+	if err != nil || got.Version != 1 || string(got.Manifest) != fmt.Sprintf(`{"racer":%d}`, won[0]) {
+		t.Errorf("Desired = {v%d %q}, %v; want the winner's", got.Version, got.Manifest, err)
+	}
+}
+
+func testDesiredIndependent(t *testing.T, s store.Store) {
+	mustPublish(t, s, 0, []byte(`{"published":1}`))
+	mustPublish(t, s, 1, []byte(`{"published":2}`))
+	_, err := s.Desired(t.Context())
+	wantErr(t, "Desired with published versions only", err, store.ErrNotFound)
+	mustPutDesired(t, s, 0, []byte(`{"desired":1}`), "")
+	if p, err := s.Latest(t.Context()); err != nil || p.Version != 2 {
+		t.Errorf("Latest after PutDesired = v%d, %v; want v2", p.Version, err)
+	}
+}
+
+func testDesiredClosed(t *testing.T, s store.Store) {
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, err := s.Desired(t.Context())
+	wantErr(t, "Desired after Close", err, store.ErrClosed)
+	_, err = s.PutDesired(t.Context(), 0, []byte(`{}`), "")
+	wantErr(t, "PutDesired after Close", err, store.ErrClosed)
 }
 
 // ---- close ----

@@ -126,6 +126,14 @@ func (c *fakeChild) runsync(w http.ResponseWriter, r *http.Request, hops int) {
 		wire.WriteJSON(w, 200, map[string]any{"id": "job-never", "status": "IN_PROGRESS"})
 	case "garbage":
 		wire.WriteRawJSON(w, 200, []byte(`{"id":"j4","status":"COMPLETED","output":{"success":true,"json_result":"not a vector"}}`))
+	case "python":
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j6","status":"COMPLETED","output":{"result":"gASVCwAAAAAAAACMB2hlbGxvlC4="}}`))
+	case "bare":
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j7","status":"COMPLETED","output":"hello"}`))
+	case "noresult":
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j8","status":"COMPLETED","output":{"success":true}}`))
+	case "nooutput":
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j9","status":"COMPLETED"}`))
 	case "notjson":
 		w.Write([]byte("<html>oops</html>"))
 	case "busy":
@@ -249,7 +257,7 @@ func TestInvokeQB(t *testing.T) {
 func TestInvokeUnreachable(t *testing.T) {
 	srv, client := startServer(t, http.NotFoundHandler())
 	srv.Close()
-	err := newTestInvoker(t, client).Invoke(context.Background(), qbTarget("embed", srv.URL), embedIn{}, nil)
+	err := fastRetries(newTestInvoker(t, client)).Invoke(context.Background(), qbTarget("embed", srv.URL), embedIn{}, nil)
 	if !errors.Is(err, flasherr.ErrEndpointNotReady) || !flasherr.Retryable(err) {
 		t.Fatalf("got %v", err)
 	}
@@ -311,6 +319,33 @@ func TestInvokeLB(t *testing.T) {
 	unknown := &Target{Function: "x", Resource: "api", LB: true, Method: "POST", Path: "/nothing", URLs: []string{srv.URL}}
 	if err := iv.Invoke(ctx, unknown, in, nil); !errors.Is(err, flasherr.ErrFunctionNotFound) {
 		t.Fatalf("unknown route: %v", err)
+	}
+}
+
+// TestInvokeOutputWithoutResult: a COMPLETED job whose output is not a
+// flash result fails with an *flasherr.OutputError naming what came back,
+// never a zero Out with a nil error.
+func TestInvokeOutputWithoutResult(t *testing.T) {
+	srv, client := startServer(t, newFakeChild())
+	iv := newTestInvoker(t, client)
+	for _, tc := range []struct{ fn, names string }{
+		{"python", `{"result":"gASV`},
+		{"bare", `"hello"`},
+		{"noresult", `{"success":true}`},
+		{"nooutput", "without an output"},
+	} {
+		t.Run(tc.fn, func(t *testing.T) {
+			for _, out := range []any{&embedOut{}, nil} {
+				err := iv.Invoke(context.Background(), qbTarget(tc.fn, srv.URL), embedIn{}, out)
+				var oe *flasherr.OutputError
+				if !errors.As(err, &oe) || !errors.Is(err, flasherr.ErrSerialization) || !strings.Contains(err.Error(), tc.names) {
+					t.Fatalf("out %T: got %v; want an OutputError naming %s", out, err, tc.names)
+				}
+				if oe.Function != tc.fn || oe.Resource != "embedder" {
+					t.Fatalf("OutputError %+v", oe)
+				}
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,6 +35,14 @@ const (
 type InvokerConfig struct {
 	// APIKey is sent as Authorization: Bearer on every call.
 	APIKey string
+	// RunpodAPIKey, when set, is sent instead of APIKey to endpoints that
+	// Runpod hosts, whose gateway checks the Runpod account's key: URLs on
+	// api.runpod.ai (queue-based https://api.runpod.ai/v2/{id},
+	// load-balanced https://{id}.api.runpod.ai) or under RunpodBaseURL.
+	RunpodAPIKey string
+	// RunpodBaseURL is another base of Runpod's client API, such as
+	// RUNPOD_ENDPOINT_BASE_URL or a local emulator's http://host:port/v2.
+	RunpodBaseURL string
 	// Client makes the calls; nil → one client on wire.NewTransport().
 	Client *http.Client
 	// DefaultTimeout bounds calls whose ctx has no deadline; default 60 s.
@@ -54,6 +63,8 @@ type InvokerConfig struct {
 // concurrent use; create one per process so connections are shared.
 type Invoker struct {
 	key     string
+	rpKey   string // for Runpod's URLs (see InvokerConfig.RunpodAPIKey)
+	rpBase  string
 	client  *http.Client
 	timeout time.Duration
 	maxResp int64
@@ -64,7 +75,8 @@ type Invoker struct {
 
 // NewInvoker returns an Invoker for cfg.
 func NewInvoker(cfg InvokerConfig) *Invoker {
-	iv := &Invoker{key: cfg.APIKey, client: cfg.Client, timeout: cfg.DefaultTimeout,
+	iv := &Invoker{key: cfg.APIKey, rpKey: cfg.RunpodAPIKey, rpBase: strings.TrimRight(cfg.RunpodBaseURL, "/"),
+		client: cfg.Client, timeout: cfg.DefaultTimeout,
 		maxResp: cfg.MaxResponse, log: cfg.Logger, retry: cfg.Retry.withDefaults()}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -100,6 +112,12 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 // queue-based call, the same Idempotency-Key, so that the endpoint runs
 // the function once.
 func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
+	return iv.invoke(ctx, t, in, out, nil)
+}
+
+// invoke is Invoke that gives up waiting for a refusing endpoint when
+// moved is closed (see send).
+func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) error {
 	if t == nil {
 		return errors.New("child: Invoke with a nil target")
 	}
@@ -111,7 +129,7 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
 		defer cancel()
 	}
-	c := call{t: t, idx: -1}
+	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)
 	// Fixed here, not per send: every attempt is the same call (one
 	// request id, one trace; each attempt is a span of its own).
@@ -129,35 +147,6 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	// (a function calling g twice); the key names this call alone.
 	c.idem = wire.NewRequestID()
 	return iv.callQB(ctx, &c, in, out)
-}
-
-// call is one Invoke in progress.
-type call struct {
-	t    *Target
-	meta wire.Meta // what every send of the call carries
-	idem string    // Idempotency-Key of the first request ("" for none)
-	idx  int       // replica counted in flight, -1 for none
-	base string    // URL of the replica in use
-}
-
-// use moves the call to replica i, counting it there as in flight.
-func (c *call) use(i int) {
-	if c.base == c.t.URLs[i] && (c.idx == i || c.idx < 0) {
-		return
-	}
-	c.release()
-	c.base = c.t.URLs[i]
-	if len(c.t.URLs) > 1 && len(c.t.inflight) == len(c.t.URLs) {
-		c.t.inflight[i].Add(1)
-		c.idx = i
-	}
-}
-
-func (c *call) release() {
-	if c.idx >= 0 {
-		c.t.inflight[c.idx].Add(-1)
-		c.idx = -1
-	}
 }
 
 func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
@@ -190,16 +179,19 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	delay := pollStart
 	for {
 		switch job.Status {
-		case "COMPLETED":
+		case wire.StatusCompleted:
 			return iv.cleanRemote(t.decodeResult(job, out))
-		case "FAILED":
+		case wire.StatusFailed:
 			return iv.cleanRemote(t.remoteError(job))
-		case "TIMED_OUT":
+		case wire.StatusTimedOut: // expired in the queue, or ran past its execution timeout
+			if job.Error != "" {
+				return t.errorf("%w: the endpoint reported TIMED_OUT: %s", flasherr.ErrTimeout, iv.clean(truncate(job.Error, maxReasonLen)))
+			}
 			return t.errorf("%w: the endpoint reported TIMED_OUT", flasherr.ErrTimeout)
-		case "CANCELLED":
+		case wire.StatusCancelled:
 			return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: "Cancelled",
 				Message: "the job was cancelled on the endpoint"}
-		case "IN_QUEUE", "IN_PROGRESS":
+		case wire.StatusInQueue, wire.StatusInProgress:
 		default:
 			return t.errorf("%w: unknown job status %q", flasherr.ErrSerialization, truncate(job.Status, 40))
 		}
@@ -239,16 +231,13 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 
 func (t *Target) decodeResult(job wire.JobAnswer, out any) error {
 	o := job.Output
-	if o == nil && len(job.RawOutput) > 0 {
-		return t.errorf("%w: COMPLETED with an output flash cannot read", flasherr.ErrSerialization)
-	}
-	if o == nil {
-		return t.errorf("%w: COMPLETED without output", flasherr.ErrSerialization)
-	}
-	if o.Failed() {
+	if o != nil && o.Failed() {
 		return t.remoteError(job)
 	}
-	if out == nil || len(o.JSONResult) == 0 {
+	if o == nil || len(o.JSONResult) == 0 {
+		return &flasherr.OutputError{Function: t.Function, Resource: t.Resource, Output: excerpt(job.RawOutput)}
+	}
+	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(o.JSONResult, out); err != nil {
@@ -257,15 +246,27 @@ func (t *Target) decodeResult(job wire.JobAnswer, out any) error {
 	return nil
 }
 
+// maxExcerpt bounds the part of an unreadable output an error shows.
+const maxExcerpt = 120
+
+// excerpt is the start of raw, printable, marked when cut.
+func excerpt(raw []byte) string {
+	if len(raw) <= maxExcerpt {
+		return truncate(string(raw), maxExcerpt)
+	}
+	return truncate(string(raw), maxExcerpt) + "..."
+}
+
 func (t *Target) remoteError(job wire.JobAnswer) error {
 	e := &flasherr.RemoteError{Function: t.Function, Resource: t.Resource}
 	if job.Output != nil {
 		e.Type, e.Message = job.Output.ErrorType, job.Output.Error
 	}
 	if e.Message == "" {
-		e.Message = job.Error // "<type>: <message>" as Runpod shows it
-		if typ, msg, ok := strings.Cut(job.Error, ": "); ok && e.Type == "" && !strings.Contains(typ, " ") {
-			e.Type, e.Message = typ, msg
+		typ, msg := wire.JobError(job.Error)
+		e.Message = msg
+		if e.Type == "" {
+			e.Type = typ
 		}
 	}
 	if e.Type == "" {
@@ -324,9 +325,9 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return answer{}, t.errorf("build request for %s: %w", redactURL(target), iv.scrub(err))
+		return answer{}, t.errorf("build request: %w", iv.scrub(err))
 	}
-	wire.SetMetaHeaders(ctx, req.Header, iv.key, c.meta)
+	wire.SetMetaHeaders(ctx, req.Header, iv.keyFor(target), c.meta)
 	if c.idem != "" {
 		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}
@@ -339,7 +340,8 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 		if ctx.Err() != nil {
 			return answer{}, t.ctxError(ctx)
 		}
-		return answer{}, t.errorf("%w: %s unreachable: %w", flasherr.ErrEndpointNotReady, redactURL(target), iv.scrub(err))
+		iv.log.Debug("endpoint unreachable", "function", t.Function, "url", redactURL(target), "err", iv.scrub(err))
+		return answer{}, t.errorf("%w: unreachable: %w", flasherr.ErrEndpointNotReady, iv.scrub(err))
 	}
 	defer func() {
 		// Drain a little so the connection goes back to the pool.
@@ -363,20 +365,40 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 			return answer{}, t.ctxError(ctx)
 		}
 		if errors.Is(err, errTooLarge) {
-			return answer{}, t.errorf("%w: reading the answer of %s: %w", flasherr.ErrSerialization, redactURL(target), err)
+			return answer{}, t.errorf("%w: reading the answer: %w", flasherr.ErrSerialization, err)
 		}
-		return answer{}, t.errorf("reading the answer of %s: %w", redactURL(target), iv.scrub(err))
+		return answer{}, t.errorf("reading the answer: %w", iv.scrub(err))
 	}
 	return a, nil
 }
 
-// scrub keeps the API key out of an error's text, whatever produced it,
-// while errors.Is and errors.As still see the original.
+// scrub keeps the API key and the endpoint's address out of an error's
+// text, whatever produced it, while errors.Is and errors.As still see the
+// original: error texts travel to callers outside the app (an LB route's
+// answer, a job's error), who must not learn internal URLs.
 func (iv *Invoker) scrub(err error) error {
-	if err == nil || iv.key == "" || !strings.Contains(err.Error(), iv.key) {
-		return err
+	if err == nil {
+		return nil
 	}
-	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), iv.key, "***")}
+	return &scrubbed{err: err, msg: iv.clean(addressless(err))}
+}
+
+// addressless describes a transport error without the URL and addresses
+// net/http and net put in its text ("dial: connect: connection refused").
+func addressless(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + addressless(op.Err)
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return "lookup: " + dns.Err
+	}
+	return err.Error()
 }
 
 type scrubbed struct {
@@ -425,13 +447,40 @@ func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) 
 	return t.errorf("%w", &flasherr.StatusError{URL: redactURL(target), Code: code, Message: msg, Kind: kind})
 }
 
-// clean keeps the API key out of a text an endpoint sent back (an endpoint
-// that echoes headers must not put the key into our errors and logs).
-func (iv *Invoker) clean(s string) string {
-	if iv.key == "" || !strings.Contains(s, iv.key) {
-		return s
+// keyFor is the key a request to target carries: the Runpod key for
+// Runpod's URLs when one is set, the app's key otherwise.
+func (iv *Invoker) keyFor(target string) string {
+	if iv.rpKey != "" && runpodURL(target, iv.rpBase) {
+		return iv.rpKey
 	}
-	return strings.ReplaceAll(s, iv.key, "***")
+	return iv.key
+}
+
+// runpodURL reports whether target is on Runpod's client API: host
+// api.runpod.ai or one of its subdomains, or under base.
+func runpodURL(target, base string) bool {
+	if base != "" && strings.HasPrefix(target, base) && (len(target) == len(base) || target[len(base)] == '/') {
+		return true
+	}
+	rest, ok := strings.CutPrefix(target, "https://")
+	if !ok {
+		return false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	host, _, _ = strings.Cut(host, ":")
+	host = strings.ToLower(host)
+	return host == "api.runpod.ai" || strings.HasSuffix(host, ".api.runpod.ai")
+}
+
+// clean keeps the API keys out of a text an endpoint sent back (an endpoint
+// that echoes headers must not put a key into our errors and logs).
+func (iv *Invoker) clean(s string) string {
+	for _, k := range [...]string{iv.key, iv.rpKey} {
+		if k != "" && strings.Contains(s, k) {
+			s = strings.ReplaceAll(s, k, "***")
+		}
+	}
+	return s
 }
 
 // cleanRemote is clean for a function error's message.
@@ -466,4 +515,13 @@ func encodeJSON(buf *bytes.Buffer, v any) error {
 	}
 	buf.Truncate(buf.Len() - 1)
 	return nil
+}
+
+// redactURL hides a password in a URL's user info, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }

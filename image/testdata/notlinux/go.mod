@@ -1,0 +1,3 @@
+module example.com/notlinux
+
+go 1.26

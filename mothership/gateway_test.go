@@ -1,0 +1,175 @@
+package mothership
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/manifest"
+)
+
+// replica is a QB endpoint that keeps its jobs in its own memory, like a
+// child process: only it knows them.
+type replica struct {
+	*httptest.Server
+	name string
+	mu   sync.Mutex
+	jobs map[string]bool
+	hits int
+}
+
+func newReplica(t *testing.T, name string) *replica {
+	r := &replica{name: name, jobs: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /run", func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		id := fmt.Sprintf("%s-job-%d", r.name, len(r.jobs))
+		r.jobs[id] = true
+		r.hits++
+		r.mu.Unlock()
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"id": id, "status": "IN_QUEUE"})
+	})
+	known := func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		ok := r.jobs[req.PathValue("id")]
+		r.mu.Unlock()
+		if !ok {
+			wire.WriteError(w, http.StatusNotFound, "job not found")
+			return
+		}
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"id": req.PathValue("id"), "status": "COMPLETED", "replica": r.name})
+	}
+	mux.HandleFunc("GET /status/{id}", known)
+	mux.HandleFunc("POST /cancel/{id}", known)
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.hits++
+		r.mu.Unlock()
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"replica": r.name, "path": req.URL.Path, "query": req.URL.RawQuery})
+	})
+	r.Server = httptest.NewServer(mux)
+	t.Cleanup(r.Close)
+	return r
+}
+
+// TestGatewayJobReachesItsReplica: with three replicas, a job submitted
+// through /v2/{resource}/run is found by status and cancel every time (round
+// robin would answer 404 two times in three), also by a mothership that did
+// not see the submission (it asks the replicas).
+func TestGatewayJobReachesItsReplica(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Provider = nil })
+	h.run(t)
+	var urls []string
+	for i := range 3 {
+		urls = append(urls, newReplica(t, fmt.Sprint("r", i)).URL)
+	}
+	mf := buildManifest(t, res{name: "gpu", min: 3}).WithRuntime("gpu",
+		manifest.Runtime{EndpointURLs: urls, Status: manifest.StatusDeployed})
+	if _, err := h.m.Publish(t.Context(), mf); err != nil {
+		t.Fatal(err)
+	}
+	call := func(base, method, path string) (int, map[string]string) {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(`{"input":{}}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &out)
+		return resp.StatusCode, out
+	}
+	var ids []string
+	for i := range 9 {
+		code, job := call(h.srv.URL, "POST", "/v2/gpu/run")
+		if code != http.StatusOK || job["id"] == "" {
+			t.Fatalf("run %d: %d %v", i, code, job)
+		}
+		ids = append(ids, job["id"])
+		for _, c := range []struct{ method, path string }{{"GET", "/v2/gpu/status/"}, {"POST", "/v2/gpu/cancel/"}} {
+			if code, out := call(h.srv.URL, c.method, c.path+job["id"]); code != http.StatusOK || out["id"] != job["id"] {
+				t.Fatalf("%s %s%s: %d %v", c.method, c.path, job["id"], code, out)
+			}
+		}
+	}
+
+	// Another mothership on the same store never saw these jobs.
+	m2, err := New(t.Context(), Config{App: "app", Store: h.st, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	m2.Register(mux.Handle)
+	srv2 := httptest.NewServer(mux)
+	defer srv2.Close()
+	for _, id := range ids {
+		if code, out := call(srv2.URL, "GET", "/v2/gpu/status/"+id); code != http.StatusOK || out["id"] != id {
+			t.Fatalf("status of %s through a mothership that did not see it: %d %v", id, code, out)
+		}
+	}
+	if code, _ := call(srv2.URL, "GET", "/v2/gpu/status/nobody-has-this"); code != http.StatusNotFound {
+		t.Fatalf("unknown job: %d, want 404", code)
+	}
+	m2.transport.(*http.Transport).CloseIdleConnections()
+}
+
+// TestGatewayLBStableAddress: an LB resource's routes answer at
+// /{resource}/… on the mothership, forwarded to its replicas, path and query
+// kept; a redeploy that moves the replicas does not move that address.
+func TestGatewayLBStableAddress(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Provider = nil })
+	h.run(t)
+	a, b := newReplica(t, "a"), newReplica(t, "b")
+	publish := func(urls ...string) {
+		mf := buildManifest(t, res{name: "web", lb: true}, res{name: "gpu"}).
+			WithRuntime("web", manifest.Runtime{EndpointURLs: urls, Status: manifest.StatusDeployed}).
+			WithRuntime("gpu", manifest.Runtime{EndpointURLs: []string{a.URL}, Status: manifest.StatusDeployed})
+		if _, err := h.m.Publish(t.Context(), mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path string) (int, map[string]string) {
+		resp, err := http.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	publish(a.URL, b.URL)
+	seen := map[string]bool{}
+	for range 4 {
+		code, out := get("/web/hello/there?x=1")
+		if code != http.StatusOK || out["path"] != "/hello/there" || out["query"] != "x=1" {
+			t.Fatalf("GET /web/hello/there?x=1: %d %v", code, out)
+		}
+		seen[out["replica"]] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Fatalf("replicas used: %v, want both", seen)
+	}
+	// Redeployed elsewhere: the same address reaches the new replica.
+	c := newReplica(t, "c")
+	publish(c.URL)
+	if code, out := get("/web/hello"); code != http.StatusOK || out["replica"] != "c" {
+		t.Fatalf("after the move: %d %v", code, out)
+	}
+	for _, p := range []string{"/gpu/x", "/nope/x"} {
+		if code, _ := get(p); code != http.StatusNotFound {
+			t.Fatalf("GET %s: %d, want 404 (not a load-balanced resource)", p, code)
+		}
+	}
+	// The mothership's own routes are not shadowed.
+	if code, _ := get("/flash/status"); code != http.StatusOK {
+		t.Fatalf("/flash/status: %d", code)
+	}
+}
