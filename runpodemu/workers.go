@@ -234,15 +234,13 @@ func crashBackoff(n int) time.Duration {
 // with args, or, when the image could not be pulled, args alone.
 func (e *Emulator) command(run *endpointRun) (string, []string, error) {
 	ep := run.rec.Endpoint
-	if st := run.img; st != nil && st.done && st.img.err == nil {
-		if line, ok := imageCommand(st.img, ep.Args); ok {
-			return line, st.img.env, nil
-		}
+	if st := run.img; st != nil && st.img != nil {
+		return imageCommand(st.img, ep.Args), st.img.Env, nil
 	}
 	if strings.TrimSpace(ep.Args) == "" {
-		why := "no entrypoint"
-		if st := run.img; st != nil && st.img.err != nil {
-			why = st.img.err.Error()
+		why := "not pulled yet"
+		if st := run.img; st != nil && st.err != nil {
+			why = st.err.Error()
 		}
 		return "", nil, fmt.Errorf("image %q cannot be run (%s) and args is empty: set args to the worker's start command", ep.Image, why)
 	}
