@@ -127,7 +127,7 @@ func Start(cfg Config, addr string) (*Emulator, error) {
 		return nil, fmt.Errorf("runpodemu: %w", err)
 	}
 	e := &Emulator{cfg: cfg, log: cfg.Logger, runs: map[string]*endpointRun{}, byKey: map[string]*worker{},
-		hooks: make(chan webhook, maxPendingWebhooks)}
+		hooks: make(chan webhook, maxPendingHooks)}
 	if e.key, err = loadKey(dir, cfg.APIKey); err != nil {
 		return nil, err
 	}

@@ -38,14 +38,12 @@ const (
 	defaultSyncWait  = 90 * time.Second
 	minSyncWait      = time.Second
 	maxSyncWait      = 300 * time.Second
-	maxPendingHooks  = 1000
+	maxPendingHooks  = 1000 // webhooks waiting to be sent; more are dropped with a warning
 	webhookSenders   = 4
 	webhookAttempts  = 3 // the first and two retries
 	webhookTimeout   = 10 * time.Second
 	maxWebhookURLLen = 2048
 )
-
-const maxPendingWebhooks = maxPendingHooks
 
 // job is one request on a queue endpoint.
 type job struct {

@@ -271,13 +271,11 @@ func TestWorkerWithoutCommandIsReported(t *testing.T) {
 	})
 }
 
-// A request of a worker that died may still be in flight: it must get no
-// job (the job would be lost with the worker), but 204.
-func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
-	e := startEmu(t, testConfig(t))
-	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+// pollingWorker waits for a worker of the endpoint that has polled for jobs.
+func pollingWorker(t *testing.T, e *Emulator, id string) *worker {
+	t.Helper()
 	var w *worker
-	waitFor(t, "the worker to poll", func() bool {
+	waitFor(t, "a worker polling", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, wk := range e.runs[id].workers {
@@ -287,6 +285,15 @@ func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
 		}
 		return w != nil
 	})
+	return w
+}
+
+// A request of a worker that died may still be in flight: it must get no
+// job (the job would be lost with the worker), but 204.
+func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+	w := pollingWorker(t, e, id)
 	type answer struct {
 		status int
 		body   map[string]any
@@ -373,15 +380,7 @@ func TestWebhookIsRetried(t *testing.T) {
 func TestUnhealthyPing(t *testing.T) {
 	e := startEmu(t, testConfig(t))
 	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
-	var w *worker
-	waitFor(t, "a worker", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, wk := range e.runs[id].workers {
-			w = wk
-		}
-		return w != nil
-	})
+	w := pollingWorker(t, e, id)
 	if st, _ := callKey(t, e, w.key, "GET", "/v2/"+id+"/ping/"+w.id+"?status=unhealthy&check=memory&reason=low", nil); st != 200 {
 		t.Fatalf("ping: %d", st)
 	}
