@@ -97,6 +97,8 @@ type Emulator struct {
 	mgmt *http.ServeMux
 	jobs *http.ServeMux
 
+	lbTransport *http.Transport // to load-balanced workers
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	loops  sync.WaitGroup // supervisor, webhooks, health checks, process reapers
@@ -127,7 +129,7 @@ func Start(cfg Config, addr string) (*Emulator, error) {
 		return nil, fmt.Errorf("runpodemu: %w", err)
 	}
 	e := &Emulator{cfg: cfg, log: cfg.Logger, runs: map[string]*endpointRun{}, byKey: map[string]*worker{},
-		hooks: make(chan webhook, maxPendingHooks)}
+		hooks: make(chan webhook, maxPendingHooks), lbTransport: newLBTransport()}
 	if e.key, err = loadKey(dir, cfg.APIKey); err != nil {
 		return nil, err
 	}
@@ -202,6 +204,7 @@ func (e *Emulator) Close() error {
 	err := e.srv.Shutdown(ctx)
 	e.cancel()
 	e.loops.Wait()
+	e.lbTransport.CloseIdleConnections()
 	if serr := e.saveJobs(); serr != nil {
 		err = errors.Join(err, serr)
 	}
