@@ -675,7 +675,8 @@ func (e *Emulator) sendWebhooks() {
 }
 
 // Jobs are kept across a restart in jobs.json, written when the emulator
-// closes. Jobs that were running go back to the queue: their workers ended
+// closes (a crash of the emulator loses the jobs since the last close). Jobs
+// that were running go back to the queue: their workers ended
 // with the emulator, as a crashed worker's jobs are requeued.
 func (e *Emulator) jobsPath() string { return filepath.Join(e.cfg.Dir, "jobs.json") }
 
