@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -189,64 +188,72 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 	return p.endpoint(ep, s.Resource, s.ConfigHash), nil
 }
 
-// apply makes the endpoint look like want: create, patch, or nothing.
-func (p *Provider) apply(ctx context.Context, resource string, want EndpointRequest) (ep Endpoint, created bool, err error) {
-	mine, err := p.owned(ctx, resource)
+// apply makes the resource's endpoint look like want.
+func (p *Provider) apply(ctx context.Context, resource string, want EndpointRequest) (Endpoint, bool, error) {
+	ep, action, err := Ensure(ctx, p.cfg.Client, p.cfg.App, resource, want)
+	if err == nil && action != ActionUnchanged {
+		p.log.Info("runpod: endpoint "+action, "resource", resource, "endpoint", ep.ID)
+	}
+	return ep, action == ActionCreated, err
+}
+
+// What Ensure did.
+const (
+	ActionCreated   = "created"
+	ActionUpdated   = "updated"
+	ActionUnchanged = "unchanged"
+)
+
+// Ensure makes app's endpoint of resource ("" = the mothership's) look
+// like want: it creates it, or patches only the fields that differ (a
+// rolling release), or calls nothing when none does. Endpoints that are
+// not app's are never touched.
+func Ensure(ctx context.Context, c *Client, app, resource string, want EndpointRequest) (ep Endpoint, action string, err error) {
+	mine, err := Find(ctx, c, app, resource)
 	if err != nil {
-		return ep, false, err
+		return ep, "", err
 	}
 	if len(mine) == 0 {
-		ep, err = p.cfg.Client.CreateEndpoint(ctx, want)
+		ep, err = c.CreateEndpoint(ctx, want)
 		var ae *APIError
 		if err != nil && !(errors.As(err, &ae) && !ae.Retryable()) {
 			// A create that failed on the way may have happened: look before anything else.
-			if again, lerr := p.owned(ctx, resource); lerr == nil && len(again) > 0 {
+			if again, lerr := Find(ctx, c, app, resource); lerr == nil && len(again) > 0 {
 				mine, err = again, nil
 			}
 		}
 		if err != nil {
-			return ep, false, err
+			return ep, "", err
 		}
 		if len(mine) == 0 {
-			p.log.Info("runpod: endpoint created", "resource", resource, "endpoint", ep.ID, "type", ep.Type)
-			return ep, true, nil
+			return ep, ActionCreated, nil
 		}
 	}
 	cur := mine[0] // others are duplicates: the mothership undeploys them
 	if why := mismatch(cur, want); why != "" {
-		return ep, false, fmt.Errorf("endpoint %s cannot be updated in place (%s): undeploy the resource, then deploy it again", cur.ID, why)
+		return cur, "", fmt.Errorf("endpoint %s cannot be updated in place (%s): undeploy it, then deploy again", cur.ID, why)
 	}
 	diff := patch(cur, want)
 	if len(diff) == 0 {
-		return cur, false, nil
+		return cur, ActionUnchanged, nil
 	}
-	ep, err = p.cfg.Client.UpdateEndpoint(ctx, cur.ID, diff)
-	if err != nil {
-		return ep, false, err
+	if ep, err = c.UpdateEndpoint(ctx, cur.ID, diff); err != nil {
+		return cur, "", err
 	}
-	p.log.Info("runpod: endpoint updated", "resource", resource, "endpoint", ep.ID, "fields", strings.Join(sortedKeys(diff), ","))
-	return ep, false, nil
+	return ep, ActionUpdated, nil
 }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// owned lists this app's endpoints of resource ("" = every resource).
-func (p *Provider) owned(ctx context.Context, resource string) ([]Endpoint, error) {
-	all, err := p.cfg.Client.ListEndpoints(ctx)
+// Find lists app's endpoints of resource: "" = the mothership's, "*" =
+// every resource's but the mothership's.
+func Find(ctx context.Context, c *Client, app, resource string) ([]Endpoint, error) {
+	all, err := c.ListEndpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Endpoint
 	for _, ep := range all {
 		r := ep.Env[EnvResource]
-		if r != "" && (resource == "" || r == resource) && Owned(ep, p.cfg.App, r) {
+		if (resource == "*" && r != "" || r == resource) && Owned(ep, app, r) {
 			out = append(out, ep)
 		}
 	}
@@ -334,7 +341,7 @@ func (p *Provider) Undeploy(ctx context.Context, e provider.Endpoint) error {
 
 // List returns this app's endpoints (never the mothership's own).
 func (p *Provider) List(ctx context.Context) ([]provider.Endpoint, error) {
-	mine, err := p.owned(ctx, "")
+	mine, err := Find(ctx, p.cfg.Client, p.cfg.App, "*")
 	if err != nil {
 		return nil, fmt.Errorf("runpod: list: %w", err)
 	}

@@ -261,3 +261,27 @@ func orEmptyMap(m map[string]string) map[string]string {
 	}
 	return m
 }
+
+// MothershipRequest is the endpoint app's mothership runs on: load-balanced,
+// one always-on worker (its SQLite state allows one writer; children hold
+// long polls on it anyway), with volume (a network volume id, "" = none)
+// mounted at /runpod-volume, which pins it to that volume's data center.
+func MothershipRequest(app, image string, env map[string]string, volume, dataCenter string) EndpointRequest {
+	e := maps.Clone(env)
+	if e == nil {
+		e = map[string]string{}
+	}
+	maps.Copy(e, map[string]string{EnvApp: app, EnvMothership: "true", "FLASH_PROVIDER": "runpod", "FLASH_HOST": "0.0.0.0",
+		"PORT": WorkerPort, "PORT_HEALTH": WorkerPort, "HEALTH_CHECK_PATH": "/ping"})
+	one, idle, n := int64(1), int64(60), int64(1000)
+	req := EndpointRequest{Name: EndpointName(app, ""), Type: TypeLoadBalancer, Image: image, Env: e, Disk: defaultDisk,
+		Ports: []string{WorkerPort + "/http"}, CPU: []CPU{{ID: "cpu3c", VCPUCount: 2}},
+		Workers: Workers{Min: one, Max: one, IdleTimeout: &idle}, Scaling: Scaling{Type: ScaleRequests, RequestCount: &n}}
+	if volume != "" {
+		req.NetworkVolumes = []string{volume}
+		if dataCenter != "" {
+			req.DataCenterIDs = []string{dataCenter}
+		}
+	}
+	return req
+}
