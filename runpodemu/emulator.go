@@ -7,6 +7,30 @@
 // uncertain, it does what Runpod's own SDKs expect, and says so where it
 // decides.
 //
+// Where RUNPOD.md marks a fact uncertain, the emulator chooses as follows
+// (each choice is also noted where it is made):
+//   - the job API accepts a Bearer or a raw key; the worker API each
+//     worker's own key, raw, as the worker SDK sends it, and the key (not
+//     the path, which may carry a literal $RUNPOD_POD_ID) names the worker;
+//   - a job past its execution timeout ends TIMED_OUT (the job-states page)
+//     and its worker is told through the stop channel; past its TTL a job is
+//     gone (404), as the SDK clients then see it;
+//   - job-done bodies are JSON whatever their Content-Type; a non-string
+//     error fails the job with its JSON text; results for jobs a worker no
+//     longer holds are answered 200 and dropped;
+//   - a crashed or lost worker's jobs go back to the queue in their order;
+//   - template names are unique (v1's rule; the SDKs use names as handles);
+//     a template an endpoint was made from cannot be deleted;
+//   - /health's worker keys: initializing = started, not yet polling;
+//     idle = ready = polling without a job; running = holding a job;
+//     unhealthy = reported so by its heartbeat;
+//   - "no workers available" is answered 503; REQUEST_COUNT queue endpoints,
+//     which have no idle timeout in v2, use v1's default of 5 s.
+//
+// Not emulated: GraphQL, REST v1, /v2/registries and private pulls, the
+// catalog routes, rate limits, and job ownership by heartbeat (a worker's
+// death is seen by its process ending).
+//
 // It is a separate product: it imports only the standard library and
 // flash's internal helpers, and speaks nothing but HTTP to the rest.
 package runpodemu
@@ -97,6 +121,8 @@ type Emulator struct {
 	mgmt *http.ServeMux
 	jobs *http.ServeMux
 
+	lbTransport *http.Transport // to load-balanced workers
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	loops  sync.WaitGroup // supervisor, webhooks, health checks, process reapers
@@ -127,7 +153,7 @@ func Start(cfg Config, addr string) (*Emulator, error) {
 		return nil, fmt.Errorf("runpodemu: %w", err)
 	}
 	e := &Emulator{cfg: cfg, log: cfg.Logger, runs: map[string]*endpointRun{}, byKey: map[string]*worker{},
-		hooks: make(chan webhook, maxPendingWebhooks)}
+		hooks: make(chan webhook, maxPendingHooks), lbTransport: newLBTransport()}
 	if e.key, err = loadKey(dir, cfg.APIKey); err != nil {
 		return nil, err
 	}
@@ -202,6 +228,7 @@ func (e *Emulator) Close() error {
 	err := e.srv.Shutdown(ctx)
 	e.cancel()
 	e.loops.Wait()
+	e.lbTransport.CloseIdleConnections()
 	if serr := e.saveJobs(); serr != nil {
 		err = errors.Join(err, serr)
 	}

@@ -23,10 +23,13 @@ const (
 	noWorkersDetail = "no workers available"
 )
 
-var lbTransport = &http.Transport{
-	DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	MaxIdleConnsPerHost: 64,
-	IdleConnTimeout:     30 * time.Second,
+// newLBTransport is the pool of connections to load-balanced workers.
+func newLBTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+	}
 }
 
 // lbHost returns the endpoint a Host header names ({id}.…), if it is a
@@ -77,7 +80,7 @@ func (e *Emulator) serveLB(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	target := &url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(wk.port)}
 	proxy := &httputil.ReverseProxy{
-		Transport: lbTransport,
+		Transport: e.lbTransport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
 			pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
@@ -99,9 +102,18 @@ func (e *Emulator) serveLB(w http.ResponseWriter, r *http.Request) {
 // pickWorker returns a ready worker of the endpoint, counting the request
 // as in flight on it. With none ready it counts the request as waiting (so
 // that the scaler starts one: scale from zero) and waits up to LBWait.
-// prefer is the worker named by X-Runpod-Worker-Id (soft affinity).
-func (e *Emulator) pickWorker(ctx context.Context, id, prefer string) (*worker, *apiError) {
-	prefer = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(prefer, "strict-resume "), "strict "))
+// affinity is the X-Runpod-Worker-Id header: "<id>" prefers that worker,
+// "strict <id>" (and "strict-resume <id>") takes no other: gone → 404
+// affinity_worker_gone, not ready in time → 400 worker_timeout. A worker
+// the emulator stopped cannot be resumed, so strict-resume acts as strict.
+func (e *Emulator) pickWorker(ctx context.Context, id, affinity string) (*worker, *apiError) {
+	prefer, strict := strings.TrimSpace(affinity), false
+	for _, p := range []string{"strict-resume ", "strict "} {
+		if rest, ok := strings.CutPrefix(prefer, p); ok {
+			prefer, strict = strings.TrimSpace(rest), true
+			break
+		}
+	}
 	t := time.NewTimer(e.cfg.LBWait)
 	defer t.Stop()
 	e.mu.Lock()
@@ -120,16 +132,26 @@ func (e *Emulator) pickWorker(ctx context.Context, id, prefer string) (*worker, 
 			return nil, errorf(404, "endpoint not found")
 		}
 		var best *worker
-		for _, w := range run.workers {
-			if w.stopping || !w.ready {
-				continue
+		if strict {
+			w := run.workers[prefer]
+			if w == nil || w.stopping {
+				return nil, errorf(404, "affinity_worker_gone")
 			}
-			if w.id == prefer {
+			if w.ready {
 				best = w
-				break
 			}
-			if best == nil || w.inflight < best.inflight {
-				best = w
+		} else {
+			for _, w := range run.workers {
+				if w.stopping || !w.ready {
+					continue
+				}
+				if w.id == prefer {
+					best = w
+					break
+				}
+				if best == nil || w.inflight < best.inflight {
+					best = w
+				}
 			}
 		}
 		if best != nil {
@@ -137,24 +159,27 @@ func (e *Emulator) pickWorker(ctx context.Context, id, prefer string) (*worker, 
 			run.lbInflight++
 			return best, nil
 		}
-		if !waiting {
+		if !waiting && !strict {
 			waiting = true
 			run.lbWaiting++
 			e.scaleLocked(run, time.Now())
 		}
 		changed := run.changed
 		e.mu.Unlock()
-		var perr *apiError
+		timedOut := false
 		select {
 		case <-changed:
 		case <-t.C:
-			perr = errorf(http.StatusServiceUnavailable, noWorkersDetail)
+			timedOut = true
 		case <-ctx.Done():
-			perr = errorf(http.StatusServiceUnavailable, noWorkersDetail)
+			timedOut = true
 		}
 		e.mu.Lock()
-		if perr != nil {
-			return nil, perr
+		switch {
+		case timedOut && strict:
+			return nil, errorf(http.StatusBadRequest, "worker_timeout")
+		case timedOut:
+			return nil, errorf(http.StatusServiceUnavailable, noWorkersDetail)
 		}
 	}
 }
@@ -163,7 +188,7 @@ func (e *Emulator) pickWorker(ctx context.Context, id, prefer string) (*worker, 
 // 200 = ready (routable), 204 = initializing, anything else = not routable.
 func (e *Emulator) checkHealth(w *worker) {
 	defer e.loops.Done()
-	client := &http.Client{Transport: lbTransport, Timeout: healthTimeout}
+	client := &http.Client{Transport: e.lbTransport, Timeout: healthTimeout}
 	url := "http://127.0.0.1:" + strconv.Itoa(w.healthPort) + w.healthPath
 	interval := min(e.cfg.Tick, 200*time.Millisecond)
 	for {

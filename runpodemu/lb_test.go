@@ -29,10 +29,13 @@ func lbEndpoint(t *testing.T, e *Emulator, extra map[string]any) string {
 	return ep["id"].(string)
 }
 
-func lbGet(t *testing.T, url, key string) (int, map[string]any, string) {
+func lbGet(t *testing.T, url, key string, affinity ...string) (int, map[string]any, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set("Authorization", "Bearer "+key)
+	for _, a := range affinity {
+		req.Header.Set(headerWorkerID, a)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +57,13 @@ func TestLoadBalancedEndpointScalesFromZero(t *testing.T) {
 	st, ans, wid := lbGet(t, e.URL()+"/lb/"+id+"/hello/world?x=1", e.APIKey())
 	if st != 200 || ans["path"] != "/hello/world" || ans["worker"] != wid || wid == "" {
 		t.Fatalf("proxied answer: %d %v (worker header %q)", st, ans, wid)
+	}
+	// Affinity (RUNPOD.md §5): strict to a live worker reaches it, to a gone one is refused.
+	if st, ans, got := lbGet(t, e.URL()+"/lb/"+id+"/hello", e.APIKey(), "strict "+wid); st != 200 || got != wid {
+		t.Errorf("strict affinity: %d %v from %q", st, ans, got)
+	}
+	if st, ans, _ := lbGet(t, e.URL()+"/lb/"+id+"/hello", e.APIKey(), "strict nope"); st != 404 || ans["error"] != "affinity_worker_gone" {
+		t.Errorf("strict affinity to a gone worker: %d %v", st, ans)
 	}
 	if st, _, _ := lbGet(t, e.URL()+"/lb/"+id+"/hello", "wrong"); st != 401 {
 		t.Errorf("wrong key: %d", st)

@@ -20,7 +20,6 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if code == 0 {
-		lbTransport.CloseIdleConnections()
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)

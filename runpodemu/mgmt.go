@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -310,6 +311,7 @@ func (e *Emulator) deleteEndpoint(r *http.Request) (int, any, *apiError) {
 		}
 	}
 	run.wake()
+	os.RemoveAll(filepath.Join(e.cfg.Dir, "images", id))
 	e.log.Info("endpoint deleted", "endpoint", id)
 	return http.StatusNoContent, nil, nil
 }

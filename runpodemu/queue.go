@@ -38,14 +38,12 @@ const (
 	defaultSyncWait  = 90 * time.Second
 	minSyncWait      = time.Second
 	maxSyncWait      = 300 * time.Second
-	maxPendingHooks  = 1000
+	maxPendingHooks  = 1000 // webhooks waiting to be sent; more are dropped with a warning
 	webhookSenders   = 4
 	webhookAttempts  = 3 // the first and two retries
 	webhookTimeout   = 10 * time.Second
 	maxWebhookURLLen = 2048
 )
-
-const maxPendingWebhooks = maxPendingHooks
 
 // job is one request on a queue endpoint.
 type job struct {
@@ -121,6 +119,7 @@ type endpointRun struct {
 	crashes   int       // consecutive worker crashes
 	nextStart time.Time // no new worker before this (crash back-off)
 	startErr  string    // why the last worker could not start
+	img       *imageState
 	deleted   bool
 }
 
@@ -676,7 +675,8 @@ func (e *Emulator) sendWebhooks() {
 }
 
 // Jobs are kept across a restart in jobs.json, written when the emulator
-// closes. Jobs that were running go back to the queue: their workers ended
+// closes (a crash of the emulator loses the jobs since the last close). Jobs
+// that were running go back to the queue: their workers ended
 // with the emulator, as a crashed worker's jobs are requeued.
 func (e *Emulator) jobsPath() string { return filepath.Join(e.cfg.Dir, "jobs.json") }
 

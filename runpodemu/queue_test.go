@@ -1,6 +1,9 @@
 package runpodemu
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -268,13 +271,11 @@ func TestWorkerWithoutCommandIsReported(t *testing.T) {
 	})
 }
 
-// A request of a worker that died may still be in flight: it must get no
-// job (the job would be lost with the worker), but 204.
-func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
-	e := startEmu(t, testConfig(t))
-	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+// pollingWorker waits for a worker of the endpoint that has polled for jobs.
+func pollingWorker(t *testing.T, e *Emulator, id string) *worker {
+	t.Helper()
 	var w *worker
-	waitFor(t, "the worker to poll", func() bool {
+	waitFor(t, "a worker polling", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, wk := range e.runs[id].workers {
@@ -284,6 +285,15 @@ func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
 		}
 		return w != nil
 	})
+	return w
+}
+
+// A request of a worker that died may still be in flight: it must get no
+// job (the job would be lost with the worker), but 204.
+func TestDeadWorkersPendingTakeGetsNoJob(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+	w := pollingWorker(t, e, id)
 	type answer struct {
 		status int
 		body   map[string]any
@@ -332,5 +342,50 @@ func TestQueueBounds(t *testing.T) {
 	}
 	if st, _ := call(t, e, "GET", "/v2/"+id+"/status/"+c, nil); st != 200 {
 		t.Errorf("newer finished job forgotten: %d", st)
+	}
+}
+
+func TestWebhookIsRetried(t *testing.T) {
+	type hit struct {
+		ID, Status string
+	}
+	hits := make(chan hit, 10)
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h hit
+		json.NewDecoder(r.Body).Decode(&h)
+		hits <- h
+		calls++
+		if calls == 1 {
+			w.WriteHeader(500) // the first attempt fails: the emulator tries again
+		}
+	}))
+	defer srv.Close()
+	cfg := testConfig(t)
+	cfg.WebhookRetry = 50 * time.Millisecond
+	e := startEmu(t, cfg)
+	id := queueEndpoint(t, e, nil)
+	st, ans := call(t, e, "POST", "/v2/"+id+"/run", map[string]any{"input": map[string]any{}, "webhook": srv.URL})
+	if st != 200 {
+		t.Fatal(st, ans)
+	}
+	for i := range 2 {
+		h := <-hits
+		if h.ID != ans["id"] || h.Status != statusCompleted {
+			t.Errorf("webhook attempt %d: %+v", i+1, h)
+		}
+	}
+}
+
+func TestUnhealthyPing(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	id := queueEndpoint(t, e, map[string]any{"workers": map[string]any{"min": 1, "max": 1}})
+	w := pollingWorker(t, e, id)
+	if st, _ := callKey(t, e, w.key, "GET", "/v2/"+id+"/ping/"+w.id+"?status=unhealthy&check=memory&reason=low", nil); st != 200 {
+		t.Fatalf("ping: %d", st)
+	}
+	_, h := call(t, e, "GET", "/v2/"+id+"/health", nil)
+	if h["workers"].(map[string]any)["unhealthy"] != 1.0 {
+		t.Errorf("health after an unhealthy ping: %v", h)
 	}
 }

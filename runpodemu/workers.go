@@ -100,6 +100,7 @@ func (e *Emulator) supervise() {
 	defer e.loops.Done()
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -108,8 +109,16 @@ func (e *Emulator) supervise() {
 		}
 		e.mu.Lock()
 		now := time.Now()
+		// Sweeping scans every kept job: once a second is precise enough
+		// for timeouts of seconds and retention of minutes.
+		sweep := now.Sub(swept) >= time.Second
+		if sweep {
+			swept = now
+		}
 		for _, run := range e.runs {
-			e.sweepLocked(run, now)
+			if sweep {
+				e.sweepLocked(run, now)
+			}
 			for _, w := range run.workers {
 				if w.pinged && !w.stopping && now.Sub(w.lastSeen) > e.cfg.LostAfter {
 					e.log.Warn("worker lost: no ping", "endpoint", run.rec.ID, "worker", w.id)
@@ -197,6 +206,9 @@ func (e *Emulator) scaleLocked(run *endpointRun, now time.Time) {
 		}
 	}
 	want := p.Desired(load)
+	if want > len(alive) && !e.imageLocked(run) {
+		return // the image is being pulled; its end scales again
+	}
 	for n := len(alive); n < want && !now.Before(run.nextStart); n++ {
 		if err := e.startWorkerLocked(run); err != nil {
 			run.startErr = err.Error()
@@ -217,14 +229,22 @@ func crashBackoff(n int) time.Duration {
 	return min(time.Second<<min(n-2, 5), maxCrashBackoff)
 }
 
-// command returns how the endpoint's workers are started: the shell runs
-// args in the worker's scratch directory. Images are not pulled yet, so
-// args is the start command; an endpoint with neither cannot start.
-func (e *Emulator) command(ep Endpoint) (string, error) {
-	if strings.TrimSpace(ep.Args) == "" {
-		return "", fmt.Errorf("image %q cannot be run here and args is empty: set args to the worker's start command", ep.Image)
+// command returns how the endpoint's workers are started, through the
+// shell in the worker's scratch directory: the pulled image's entrypoint
+// with args, or, when the image could not be pulled, args alone.
+func (e *Emulator) command(run *endpointRun) (string, []string, error) {
+	ep := run.rec.Endpoint
+	if st := run.img; st != nil && st.img != nil {
+		return imageCommand(st.img, ep.Args), st.img.Env, nil
 	}
-	return ep.Args, nil
+	if strings.TrimSpace(ep.Args) == "" {
+		why := "not pulled yet"
+		if st := run.img; st != nil && st.err != nil {
+			why = st.err.Error()
+		}
+		return "", nil, fmt.Errorf("image %q cannot be run (%s) and args is empty: set args to the worker's start command", ep.Image, why)
+	}
+	return ep.Args, nil, nil
 }
 
 // freePort asks the kernel for a free loopback port.
@@ -239,7 +259,7 @@ func freePort() (int, error) {
 
 func (e *Emulator) startWorkerLocked(run *endpointRun) error {
 	ep := run.rec.Endpoint
-	cmdline, err := e.command(ep)
+	cmdline, imageEnv, err := e.command(run)
 	if err != nil {
 		return err
 	}
@@ -280,7 +300,7 @@ func (e *Emulator) startWorkerLocked(run *endpointRun) error {
 	}
 	cmd := exec.Command("/bin/sh", "-c", cmdline)
 	cmd.Dir = w.dir
-	cmd.Env = e.workerEnv(w, ep, vols)
+	cmd.Env = e.workerEnv(w, ep, imageEnv, vols)
 	lw := &cappedWriter{f: logf, left: maxLogBytes}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so that stopping reaches the shell's children
@@ -327,10 +347,15 @@ func (e *Emulator) mountVolumes(w *worker, ep Endpoint) (string, error) {
 // workerEnv is every variable Runpod injects (RUNPOD.md §4.1, §5), on top
 // of the endpoint's env, on top of a minimal host environment (a container
 // would not see the host's).
-func (e *Emulator) workerEnv(w *worker, ep Endpoint, volume string) []string {
+func (e *Emulator) workerEnv(w *worker, ep Endpoint, imageEnv []string, volume string) []string {
 	env := map[string]string{}
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ", "USER"} {
 		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	for _, kv := range imageEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "PATH" { // the image's PATH names its own root
 			env[k] = v
 		}
 	}

@@ -78,3 +78,43 @@ func BenchmarkLatest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFailover measures from the moment a leader stops (it resigns, or
+// it crashes: its store closes without resigning, so its lease of
+// LeaseTTL = 2 s must expire) until a waiting candidate leads.
+// Run with -benchtime=5x or so: a crash costs a lease TTL per iteration.
+func BenchmarkFailover(b *testing.B) {
+	for _, crash := range []bool{false, true} {
+		name := map[bool]string{false: "resign", true: "crash-ttl2s"}[crash]
+		b.Run(name, func(b *testing.B) {
+			c := shared.get(b)
+			prefix := newPrefix()
+			waiting := openStore(b, c, prefix)
+			for b.Loop() {
+				b.StopTimer()
+				leader := openStore(b, c, prefix)
+				l, err := leader.Campaign(b.Context(), store.LeaderInfo{ID: "old"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				next := campaign(b.Context(), waiting, "new")
+				b.StartTimer()
+				if crash {
+					leader.Close()
+				} else if err := l.Resign(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				r := <-next
+				if r.err != nil {
+					b.Fatal(r.err)
+				}
+				b.StopTimer()
+				if err := r.l.Resign(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				leader.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
