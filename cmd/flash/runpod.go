@@ -15,6 +15,7 @@ import (
 
 	"github.com/flash-go/flash/image"
 	"github.com/flash-go/flash/internal/oci"
+	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider/runpod"
 )
@@ -65,12 +66,12 @@ func stage(p *progress, resource string, action mothership.Action, step string, 
 
 // runpodTimes is where a Runpod deploy spent its time.
 type runpodTimes struct {
-	Build, Push, API, Health, Deploy, Total time.Duration
+	HostBuild, Build, Push, API, Health, Deploy, Total time.Duration
 }
 
 func (t runpodTimes) MarshalJSON() ([]byte, error) {
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	return json.Marshal(map[string]int64{"build_ms": ms(t.Build), "push_ms": ms(t.Push), "api_ms": ms(t.API),
+	return json.Marshal(map[string]int64{"host_build_ms": ms(t.HostBuild), "build_ms": ms(t.Build), "push_ms": ms(t.Push), "api_ms": ms(t.API),
 		"health_ms": ms(t.Health), "deploy_ms": ms(t.Deploy), "total_ms": ms(t.Total)})
 }
 
@@ -101,6 +102,7 @@ func runpodDeploy(e *env, prov, ref, target string, asJSON bool) int {
 	if err != nil {
 		return fail(e, err)
 	}
+	tm.HostBuild = time.Since(start)
 	app := res.App.ProjectName
 	p := newProgress(e.stdout, asJSON)
 
@@ -165,14 +167,33 @@ func runpodDeploy(e *env, prov, ref, target string, asJSON bool) int {
 		writeJSONLine(e.stdout, map[string]any{"mothership": base, "image": digestRef, "timings": tm})
 	} else {
 		fmt.Fprintf(e.stdout, "mothership %s (endpoint %s, image %s)\n", base, ep.ID, digestRef)
-		fmt.Fprintf(e.stdout, "took %s: image build %s, push %s, Runpod API %s, mothership healthy %s, deploy %s\n",
-			tm.Total.Round(time.Millisecond), tm.Build.Round(time.Millisecond), tm.Push.Round(time.Millisecond),
+		fmt.Fprintf(e.stdout, "took %s: build %s, image build %s, push %s, Runpod API %s, mothership healthy %s, deploy %s\n",
+			tm.Total.Round(time.Millisecond), tm.HostBuild.Round(time.Millisecond), tm.Build.Round(time.Millisecond), tm.Push.Round(time.Millisecond),
 			tm.API.Round(time.Millisecond), tm.Health.Round(time.Millisecond), tm.Deploy.Round(time.Millisecond))
+		printRunpodCalls(e.stdout, res.App, report)
 	}
 	if report.Failed() {
 		return exitFail
 	}
 	return exitOK
+}
+
+// printRunpodCalls prints a ready-to-paste call of each load-balanced
+// resource's first POST route, the key left to the shell.
+func printRunpodCalls(w io.Writer, app *manifest.Manifest, report mothership.Report) {
+	for _, rr := range report.Resources {
+		r := app.Resources[rr.Name]
+		if r == nil || len(rr.EndpointURLs) == 0 {
+			continue
+		}
+		for _, f := range r.Functions {
+			if f.HTTPMethod == http.MethodPost && !strings.Contains(f.HTTPPath, "{") {
+				fmt.Fprintf(w, "try: curl -s -H \"Authorization: Bearer $RUNPOD_API_KEY\" -H 'Content-Type: application/json' -d '%s' %s%s\n",
+					example(f), rr.EndpointURLs[0], f.HTTPPath)
+				break
+			}
+		}
+	}
 }
 
 // ensureMothership creates or updates app's mothership endpoint to run ref,
