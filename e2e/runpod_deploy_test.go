@@ -21,6 +21,11 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/flash-go/flash/provider"
+	"github.com/flash-go/flash/provider/providertest"
+	"github.com/flash-go/flash/provider/runpod"
+	"github.com/flash-go/flash/runpodemu"
 )
 
 // flash deploy --provider runpod against the Runpod emulator, with a real
@@ -256,5 +261,28 @@ func TestRunpodDeploy(t *testing.T) {
 		if r.Code != http.StatusOK {
 			t.Errorf("the foreign endpoint: %s", r)
 		}
+	})
+}
+
+// TestRunpodProviderConformance runs provider/providertest against the
+// emulator: one account per test, shared by its apps. Endpoints keep no
+// worker (workers.min 0), so their image is never pulled.
+func TestRunpodProviderConformance(t *testing.T) {
+	emus := map[*testing.T]*runpodemu.Emulator{}
+	providertest.Run(t, providertest.Harness{
+		Open: func(t *testing.T, app string) provider.Provider {
+			emu, ok := emus[t]
+			if !ok {
+				emu = emulator(t)
+				emus[t] = emu
+			}
+			p, err := runpod.New(runpod.Config{App: app, Client: &runpod.Client{Base: emu.URL(), Key: apiKey},
+				Image: "registry.invalid/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		InPlace: true,
 	})
 }

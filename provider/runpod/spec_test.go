@@ -156,3 +156,5 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+const testImage = "registry.invalid/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"
