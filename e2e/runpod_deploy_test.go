@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -15,8 +16,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,6 +228,40 @@ func TestRunpodDeploy(t *testing.T) {
 		process(t)
 	})
 
+	step(t, "a killed mothership worker is restarted with its state, and redeploys nothing", func(t *testing.T) {
+		ms := appEndpoints(t, emu.URL())["flash-pipeline"]
+		base := ms["requestUrls"].(map[string]any)["base"].(string)
+		var before struct{ Version int64 }
+		mustSend(t, http.MethodGet, base+"/flash/status", apiKey, nil).decode(t, &before)
+		pids := endpointPIDs(ids["flash-pipeline"])
+		if len(pids) != 1 {
+			t.Fatalf("mothership worker processes: %v", pids)
+		}
+		mgmt.take()
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "a new mothership worker with the state it had", func() error {
+			if p := endpointPIDs(ids["flash-pipeline"]); len(p) != 1 || p[0] == pids[0] {
+				return fmt.Errorf("workers %v", p)
+			}
+			r, err := send(http.MethodGet, base+"/flash/status", apiKey, nil)
+			if err != nil || r.Code != http.StatusOK {
+				return fmt.Errorf("status: %v %v", r, err)
+			}
+			var now struct{ Version int64 }
+			r.decode(t, &now)
+			if now.Version < before.Version {
+				return fmt.Errorf("manifest version %d after the restart, %d before: the state was lost", now.Version, before.Version)
+			}
+			return nil
+		})
+		process(t)
+		if calls := mgmt.take(); len(calls) != 0 {
+			t.Errorf("the restarted mothership changed endpoints: %v", calls)
+		}
+	})
+
 	step(t, "status shows each endpoint's Runpod id, workers and version", func(t *testing.T) {
 		out, code := flashCLI(t, dir, env, "status", "--provider", "runpod", "--app", "pipeline", "--json")
 		if code != 0 {
@@ -285,4 +322,17 @@ func TestRunpodProviderConformance(t *testing.T) {
 		},
 		InPlace: true,
 	})
+}
+
+// endpointPIDs lists the processes the emulator runs for an endpoint.
+func endpointPIDs(id string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && procEnv(pid, "RUNPOD_ENDPOINT_ID") == id {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
