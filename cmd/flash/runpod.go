@@ -41,17 +41,13 @@ const (
 	runpodWait         = 10 * time.Minute // mothership health, then its deploy
 )
 
-// checkProvider accepts the one provider the CLI deploys to itself; local
-// deploys go through `flash run` and --mothership.
-func checkProvider(name string) error {
-	if name != "runpod" {
-		return usageError{fmt.Sprintf("--provider %q: want runpod (local apps run with `flash run`)", name)}
-	}
-	return nil
-}
-
 // runpodClient is the REST client of RUNPOD_API_KEY and RUNPOD_API_BASE.
-func runpodClient() (*runpod.Client, error) {
+// runpod is the one --provider the CLI deploys to itself; local apps go
+// through `flash run` and --mothership.
+func runpodClient(prov string) (*runpod.Client, error) {
+	if prov != "runpod" {
+		return nil, usageError{fmt.Sprintf("--provider %q: want runpod (local apps run with `flash run`)", prov)}
+	}
 	key := os.Getenv("RUNPOD_API_KEY")
 	if key == "" {
 		return nil, errors.New("--provider runpod needs RUNPOD_API_KEY (a key from Runpod's console, or the emulator's: flash emulate runpod prints it)")
@@ -81,17 +77,14 @@ func (t runpodTimes) MarshalJSON() ([]byte, error) {
 func runpodDeploy(e *env, prov, ref, target string, asJSON bool) int {
 	start := time.Now()
 	var tm runpodTimes
-	if err := checkProvider(prov); err != nil {
-		return fail(e, err)
-	}
-	if ref == "" {
+	if prov == "runpod" && ref == "" {
 		return fail(e, usageError{"deploy: --provider runpod needs --image REGISTRY/REPO[:TAG] to push the app's image to"})
 	}
 	tag, err := image.ParseRef(ref)
-	if err != nil {
+	if err != nil && prov == "runpod" {
 		return fail(e, usageError{"deploy: --image: " + err.Error()})
 	}
-	c, err := runpodClient()
+	c, err := runpodClient(prov)
 	if err != nil {
 		return fail(e, err)
 	}
@@ -306,15 +299,11 @@ type runpodEndpointView struct {
 // runpodStatus shows the mothership's status and each endpoint's Runpod id,
 // workers and version.
 func runpodStatus(e *env, prov, app string, asJSON bool) int {
-	if err := checkProvider(prov); err != nil {
-		return fail(e, err)
-	}
-	app, err := undeployTarget(app, e.self)
+	c, err := runpodClient(prov)
 	if err != nil {
 		return fail(e, err)
 	}
-	c, err := runpodClient()
-	if err != nil {
+	if app, err = undeployTarget(app, e.self); err != nil {
 		return fail(e, err)
 	}
 	ms, base, err := findRunpodMothership(e.ctx, c, app)
@@ -381,10 +370,7 @@ func printRunpodEndpoints(w io.Writer, views []runpodEndpointView) {
 // child left and the mothership's endpoint directly; only endpoints tagged
 // as app's are ever deleted. The network volume (the state) is kept.
 func runpodUndeploy(e *env, prov, app string, asJSON bool) int {
-	if err := checkProvider(prov); err != nil {
-		return fail(e, err)
-	}
-	c, err := runpodClient()
+	c, err := runpodClient(prov)
 	if err != nil {
 		return fail(e, err)
 	}
