@@ -203,6 +203,10 @@ func TestRunpodDeploy(t *testing.T) {
 		t.Logf("BENCH runpod deploy, build cached, nothing to change: %v", tm)
 		if calls := mgmt.take(); len(calls) != 0 {
 			t.Errorf("a redeploy of the same build changed things: %v", calls)
+			for _, c := range calls {
+				id := c[strings.LastIndex(c, "/")+1:]
+				t.Logf("releases of %s: %s", id, mustSend(t, http.MethodGet, emu.URL()+"/v2/serverless/"+id+"/releases", apiKey, nil))
+			}
 		}
 	})
 
