@@ -210,10 +210,35 @@ func TestRunpodDeploy(t *testing.T) {
 		}
 	})
 
-	step(t, "a code change updates every endpoint in place", func(t *testing.T) {
+	step(t, "a code change updates every endpoint in place, with no failed call", func(t *testing.T) {
+		apiBase := appEndpoints(t, emu.URL())["flash-pipeline-api"]["requestUrls"].(map[string]any)["base"].(string)
+		load := startCaller("process", 4, 20*time.Millisecond, 10*time.Minute, 1<<40, func() error {
+			_, err := processWith(apiBase)
+			return err
+		})
 		// -tags changes the binary (its build settings are in it) as an edit would.
 		tm := deploy(t, "GOFLAGS=-tags=flash_e2e_change")
 		t.Logf("BENCH runpod deploy, code changed: %v", tm)
+		process(t) // the new release answers
+		load.finish()
+		if made, failed := load.snapshot(); failed > 0 || made < 10 {
+			t.Errorf("%d of %d calls failed during the update:\n%s", failed, made, load.failureList())
+		} else {
+			t.Logf("%d calls during the update, none failed", made)
+		}
+		eventually(t, 2*time.Minute, "every worker on the new release", func() error {
+			for _, name := range []string{"flash-pipeline-api", "flash-pipeline-embedder", "flash-pipeline-summarizer"} {
+				r := mustSend(t, http.MethodGet, emu.URL()+"/v2/serverless/"+ids[name]+"/workers", apiKey, nil)
+				var w struct{ Workers []struct{ IsStale bool } }
+				r.decode(t, &w)
+				for _, wk := range w.Workers {
+					if wk.IsStale {
+						return fmt.Errorf("%s: %s", name, r)
+					}
+				}
+			}
+			return nil
+		})
 		calls := mgmt.take()
 		for _, c := range calls {
 			if !strings.HasPrefix(c, "PATCH ") {
@@ -229,7 +254,6 @@ func TestRunpodDeploy(t *testing.T) {
 				t.Errorf("%s (%s) was not updated: %v", name, id, calls)
 			}
 		}
-		process(t)
 	})
 
 	step(t, "a killed mothership worker is restarted with its state, and redeploys nothing", func(t *testing.T) {
