@@ -102,8 +102,9 @@ func EndpointName(app, resource string) string {
 // mothership's for resource ""): its name and its tags say so. Names may
 // carry the " -fb" or "-fb" suffix that FlashBoot adds (RUNPOD.md §2.5).
 func Owned(ep Endpoint, app, resource string) bool {
-	name := strings.TrimSuffix(strings.TrimSuffix(ep.Name, "-fb"), " ")
-	if ep.Env[EnvApp] != app || name != EndpointName(app, resource) || ep.Env[EnvResource] != resource {
+	want := EndpointName(app, resource)
+	named := ep.Name == want || ep.Name == want+"-fb" || ep.Name == want+" -fb"
+	if ep.Env[EnvApp] != app || !named || ep.Env[EnvResource] != resource {
 		return false
 	}
 	return (resource == "") == strings.EqualFold(ep.Env[EnvMothership], "true")

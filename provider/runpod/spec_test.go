@@ -127,6 +127,8 @@ func TestOwned(t *testing.T) {
 		{ep("flash-shop-gpu", nil), "gpu", false}, // a foreign endpoint with our name
 		{ep("flash-shop-gpu", map[string]string{EnvApp: "shop-2", EnvResource: "gpu"}), "gpu", false},
 		{ep("renamed", tags), "gpu", false},
+		{ep("flash-shop-x-fb", map[string]string{EnvApp: "shop", EnvResource: "x-fb"}), "x-fb", true},
+		{ep("flash-shop-x", map[string]string{EnvApp: "shop", EnvResource: "x-fb"}), "x-fb", false},
 		{ep("flash-shop", map[string]string{EnvApp: "shop", EnvMothership: "true"}), "", true},
 		{ep("flash-shop", map[string]string{EnvApp: "shop"}), "", false},
 	} {
