@@ -3,6 +3,7 @@ package flash
 import (
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/provider/local"
+	"github.com/flash-go/flash/provider/runpod"
 	"github.com/flash-go/flash/store"
 	"github.com/flash-go/flash/store/sqlite"
 )
@@ -16,5 +17,5 @@ func DefaultStores() store.Openers {
 // DefaultProviders are the providers FLASH_PROVIDER can name. A new provider
 // is added here and nowhere else in this package.
 func DefaultProviders() provider.Factories {
-	return provider.Factories{"local": local.Factory, "none": provider.None}
+	return provider.Factories{"local": local.Factory, "none": provider.None, "runpod": runpod.Factory}
 }

@@ -64,9 +64,9 @@ func TestMothershipUnknownBackends(t *testing.T) {
 	if !errors.Is(err, store.ErrUnknownScheme) {
 		t.Errorf("etcd:// without an etcd backend: %v", err)
 	}
-	err = app.Run(t.Context(), Config{Role: Mothership, Store: storetest.NewMemStore(), Provider: "runpod", Logger: quiet})
+	err = app.Run(t.Context(), Config{Role: Mothership, Store: storetest.NewMemStore(), Provider: "nosuch", Logger: quiet})
 	if !errors.Is(err, provider.ErrUnknown) {
-		t.Errorf("FLASH_PROVIDER=runpod without a runpod provider: %v", err)
+		t.Errorf("FLASH_PROVIDER=nosuch: %v", err)
 	}
 }
 

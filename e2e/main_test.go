@@ -31,6 +31,7 @@ var bins struct {
 	dir      string
 	pipeline string // examples/pipeline
 	testapp  string // e2e/testapp
+	flash    string // cmd/flash
 }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -70,7 +71,7 @@ func build(dir string) error {
 	if raceBuild {
 		args = append(args, "-race")
 	}
-	args = append(args, "../examples/pipeline", "./testapp")
+	args = append(args, "../examples/pipeline", "./testapp", "../cmd/flash")
 	start := time.Now()
 	cmd := exec.Command("go", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -79,6 +80,7 @@ func build(dir string) error {
 	bins.dir = dir
 	bins.pipeline = filepath.Join(dir, "pipeline")
 	bins.testapp = filepath.Join(dir, "testapp")
+	bins.flash = filepath.Join(dir, "flash")
 	fmt.Fprintf(os.Stderr, "e2e: built the apps in %s (race=%v)\n", time.Since(start).Round(time.Millisecond), raceBuild)
 	return nil
 }

@@ -1,6 +1,6 @@
 // Package provider defines what creates and destroys endpoints. Implementations
 // live in subpackages: provider/local (processes on this machine) and
-// provider/runpod (later).
+// provider/runpod (Runpod serverless endpoints).
 package provider
 
 import (
@@ -34,7 +34,9 @@ type Endpoint struct {
 // creates with the app so that it never lists or touches another app's endpoints.
 type Provider interface {
 	// Deploy creates the endpoint and returns once it is healthy, or an error
-	// (after cleaning up what it started) when it is not healthy in time.
+	// (after cleaning up what it started) when it is not healthy in time. A
+	// provider whose platform rolls releases (provider/runpod) updates the
+	// resource's endpoint in place instead and returns its id again.
 	Deploy(ctx context.Context, s Spec) (Endpoint, error)
 	// Undeploy destroys the endpoint. Undeploying a missing endpoint is not an error.
 	Undeploy(ctx context.Context, e Endpoint) error

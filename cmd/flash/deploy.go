@@ -21,8 +21,11 @@ func runDeploy(e *env) int {
 	fs := flag.NewFlagSet("flash deploy", flag.ContinueOnError)
 	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print progress events and the report as JSON lines")
+	prov := fs.String("provider", "", "runpod: deploy to Runpod (RUNPOD_API_KEY; RUNPOD_API_BASE for the emulator)")
+	imageRef := fs.String("image", "", "with --provider runpod: push the app's image to `REGISTRY/REPO[:TAG]`")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash deploy [--mothership URL] [--json] [PKG | MANIFEST.json]\n\n"+
+		fmt.Fprintln(e.stderr, "Usage: flash deploy [--mothership URL] [--json] [PKG | MANIFEST.json]\n"+
+			"       flash deploy --provider runpod --image REGISTRY/REPO [--json] [PKG]\n\n"+
 			"Builds PKG (default .) and deploys it to a running mothership, or deploys a manifest file alone.")
 		fs.PrintDefaults()
 	}
@@ -36,6 +39,9 @@ func runDeploy(e *env) int {
 	target := "."
 	if len(args) == 1 {
 		target = args[0]
+	}
+	if *prov != "" {
+		return runpodDeploy(e, *prov, *imageRef, target, *asJSON)
 	}
 	if _, err := findMothership(*ms, "", e.self); err != nil {
 		return fail(e, err) // before a build that could not be deployed
@@ -97,7 +103,7 @@ func postDeploy(ctx context.Context, base, key string, body []byte, contentType 
 		case http.StatusUnauthorized:
 			return report, refusedKey(base)
 		case http.StatusConflict:
-			return report, fmt.Errorf("the mothership at %s is already deploying; try again when it is done", base)
+			return report, fmt.Errorf("%w at %s; try again when it is done", errMothershipBusy, base)
 		}
 		return report, fmt.Errorf("deploy refused (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}

@@ -17,6 +17,8 @@ func runStatus(e *env) int {
 	fs := flag.NewFlagSet("flash status", flag.ContinueOnError)
 	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
+	prov := fs.String("provider", "", "runpod: the app's mothership and endpoints on Runpod")
+	app := fs.String("app", "", "with --provider: the app (default: the last build's)")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, "Usage: flash status [--mothership URL] [--json]"); fs.PrintDefaults() }
 	args, code, ok := parseFlags(e, fs, e.args)
 	if !ok {
@@ -24,6 +26,9 @@ func runStatus(e *env) int {
 	}
 	if len(args) > 0 {
 		return fail(e, usageError{"status: takes no arguments"})
+	}
+	if *prov != "" {
+		return runpodStatus(e, *prov, *app, *asJSON)
 	}
 	base, err := findMothership(*ms, "", e.self)
 	if err != nil {

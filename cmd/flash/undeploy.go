@@ -19,6 +19,7 @@ func runUndeploy(e *env) int {
 	ms := fs.String("mothership", "", mothershipFlagHelp)
 	app := fs.String("app", "", "the app whose endpoints to remove (default: the app `flash run` runs here, else the project_name of "+buildDir+"/"+manifest.FileName+")")
 	asJSON := fs.Bool("json", false, "print progress events and the report as JSON lines")
+	prov := fs.String("provider", "", "runpod: remove the app's endpoints on Runpod, the mothership's last")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash undeploy [--mothership URL] [--app NAME] [--json]\n\n"+
 			"Removes this app's endpoints, and nothing else, through its mothership. When no mothership\n"+
@@ -36,6 +37,9 @@ func runUndeploy(e *env) int {
 	name, err := undeployTarget(*app, e.self)
 	if err != nil {
 		return fail(e, err)
+	}
+	if *prov != "" {
+		return runpodUndeploy(e, *prov, name, *asJSON)
 	}
 	base, err := findMothership(*ms, name, e.self)
 	var none noMothership

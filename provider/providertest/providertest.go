@@ -33,6 +33,10 @@ type Harness struct {
 	// Unhealthy, when set, is the env of a spec that never becomes healthy:
 	// its Deploy must fail and leave nothing behind.
 	Unhealthy map[string]string
+	// InPlace says that a Deploy of a resource that has an endpoint updates
+	// that endpoint (same id and URLs, a rolling release, as on Runpod)
+	// instead of making a second one beside it (make-before-break).
+	InPlace bool
 }
 
 // Adopter is implemented by providers that take over, after a restart, the
@@ -87,8 +91,9 @@ func deploy(t *testing.T, p provider.Provider, s provider.Spec) provider.Endpoin
 	if err != nil {
 		t.Fatalf("Deploy(%s): %v", s.Resource, err)
 	}
-	if e.ID == "" || e.Resource != s.Resource || e.ConfigHash != s.ConfigHash || len(e.URLs) != max(1, s.Replicas) {
-		t.Fatalf("Deploy(%+v) = %+v: want an id, the spec's resource and hash, one URL per replica", s, e)
+	// One URL per replica, or one for all that balances them.
+	if e.ID == "" || e.Resource != s.Resource || e.ConfigHash != s.ConfigHash || (len(e.URLs) != 1 && len(e.URLs) != max(1, s.Replicas)) {
+		t.Fatalf("Deploy(%+v) = %+v: want an id, the spec's resource and hash, one URL per replica or one in all", s, e)
 	}
 	return e
 }
@@ -162,8 +167,17 @@ func testLifecycle(t *testing.T, h Harness, p provider.Provider) {
 
 func testReplicas(t *testing.T, h Harness, p provider.Provider) {
 	old := deploy(t, p, provider.Spec{Resource: "api", ConfigHash: "h1", Replicas: 2})
-	if old.URLs[0] == old.URLs[1] {
+	if len(old.URLs) > 1 && old.URLs[0] == old.URLs[1] {
 		t.Errorf("replicas share a URL: %v", old.URLs)
+	}
+	if h.InPlace {
+		cur := deploy(t, p, provider.Spec{Resource: "api", ConfigHash: "h2"})
+		if cur.ID != old.ID || !slices.Equal(cur.URLs[:1], old.URLs[:1]) {
+			t.Errorf("an update in place moved the endpoint: %+v, then %+v", old, cur)
+		}
+		wantList(t, p, cur.ID)
+		checkServing(t, h, cur, true)
+		return
 	}
 	// A new deployment of the resource coexists with the old one (make before break).
 	cur := deploy(t, p, provider.Spec{Resource: "api", ConfigHash: "h2"})
