@@ -78,9 +78,20 @@ func TestFindMothership(t *testing.T) {
 	if got, err := findMothership("", "c", "flash"); err != nil || got != "http://127.0.0.1:9003" {
 		t.Fatalf("by app: %q %v", got, err)
 	}
-	t.Setenv("FLASH_MOTHERSHIP_URL", "10.0.0.1:1,10.0.0.2:2")
-	if got, err := findMothership("", "", "flash"); err != nil || got != "http://10.0.0.1:1" {
-		t.Fatalf("env: %q %v", got, err)
+	// A list: the first that answers; the first when none does.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,"+up.URL)
+	if got, err := findMothership("", "", "flash"); err != nil || got != up.URL {
+		t.Fatalf("env list: %q %v, want %s", got, err, up.URL)
+	}
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,127.0.0.1:2")
+	if got, err := findMothership("", "", "flash"); err != nil || got != "http://127.0.0.1:1" {
+		t.Fatalf("env list, none up: %q %v", got, err)
+	}
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,ftp://x")
+	if _, err := findMothership("", "", "flash"); err == nil {
+		t.Fatal("env list with a bad URL: no error")
 	}
 	if got, err := findMothership("localhost:7", "", "flash"); err != nil || got != "http://localhost:7" {
 		t.Fatalf("flag: %q %v", got, err)
