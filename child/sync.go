@@ -461,12 +461,6 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 	}
 	sum := compactSum(body)
 	cur := s.cur.Load()
-	if len(s.bases) > 1 && cur != nil && version > 0 && version < cur.version {
-		// A mothership that has not caught up with the store yet: keep ours,
-		// never step back.
-		s.succeed()
-		return s.quiet()
-	}
 	unchanged := cur != nil && cur.version == version && cur.sum == sum
 	rejectedAgain := s.rejVersion != 0 && s.rejVersion == version && s.rejSum == sum
 	if unchanged || rejectedAgain {

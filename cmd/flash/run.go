@@ -411,6 +411,13 @@ func (t *topologyRun) waitUp(base string, done <-chan reconciled, exits <-chan m
 	case <-time.After(upTimeout):
 		return st, fmt.Errorf("the topology was not up after %s (see the lines above; rerun with --verbose for every log line)", upTimeout)
 	case r := <-done:
+		if t.ha > 0 {
+			// The leader reconciled; base may follow it: have it re-read the store first.
+			var v struct{ Version int64 }
+			if err := callJSON(ctx, "POST", base, "/flash/invalidate", t.key, &v); err != nil {
+				return st, err
+			}
+		}
 		if err := getJSON(ctx, base, "/flash/status", t.key, &st); err != nil {
 			return st, err
 		}
