@@ -107,14 +107,14 @@ func (h *haTopology) leaderSeen(m *mothership) (int, time.Time, error) {
 }
 
 // waitLeader waits until a live mothership other than not (-1: any) leads,
-// as the statuses of the live ones say, and returns its index.
+// as the statuses of the others say, and returns its index.
 func (h *haTopology) waitLeader(t testing.TB, not int, timeout time.Duration) int {
 	t.Helper()
 	leader := -1
 	eventually(t, timeout, "a new leader", func() error {
-		for _, m := range h.ms {
-			if m.proc.exited() {
-				continue
+		for i, m := range h.ms {
+			if i == not || m.proc.exited() {
+				continue // killed or stopped: it answers nothing
 			}
 			i, _, err := h.leaderSeen(m)
 			if err != nil {
