@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -357,4 +359,44 @@ func TestHAEtcdMembers(t *testing.T) {
 	})
 	h.settledAs(t, h.ms[ni], want, 60*time.Second)
 	finishCalls(t, calls)
+}
+
+// TestHAFailoverFigures measures failover over repeated kills of the leader
+// (FLASH_HA_FAILOVERS=N kills; skipped without it): leader killed → a new
+// one elected (as the others' status says), and → the deploy it was running
+// finished by the new one. It logs p50 and p99; it asserts nothing on time.
+func TestHAFailoverFigures(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FLASH_HA_FAILOVERS"))
+	if n <= 0 {
+		t.Skip("set FLASH_HA_FAILOVERS=N to measure N failovers")
+	}
+	h := startHA(t, 3)
+	w := h.w
+	var elected, finished []time.Duration
+	for k := range n {
+		li := h.waitLeader(t, -1, 60*time.Second)
+		h.ms[li].settle(t, 60*time.Second)
+		changed, want := h.changedEmbedder(t, 20+k)
+		before := w.appPIDs()
+		d := h.ms[li].deployAsync(t, changed)
+		w.newPID(t, before, 30*time.Second)
+		h.ms[li].kill(t)
+		killed := time.Now()
+		<-d.done
+		ni := h.waitLeader(t, li, 60*time.Second)
+		elected = append(elected, time.Since(killed))
+		h.settledAs(t, h.ms[ni], want, 60*time.Second)
+		finished = append(finished, time.Since(killed))
+		h.ms[li].start(t) // back as a follower
+	}
+	t.Logf("failover over %d kills (lease %s): elected p50 %s p99 %s; pending deploy finished p50 %s p99 %s",
+		n, haLease, quantile(elected, 0.5), quantile(elected, 0.99), quantile(finished, 0.5), quantile(finished, 0.99))
+}
+
+// quantile is the q-quantile of ds (nearest rank).
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(i, 0)].Round(time.Millisecond)
 }

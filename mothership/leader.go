@@ -205,7 +205,13 @@ func (m *Mothership) Lead(ctx context.Context, work func(ctx context.Context)) {
 
 // leading reports whether this mothership may reconcile: it leads, or it
 // does not share its store.
-func (m *Mothership) leading() bool { return m.fence == nil || m.leaderCtx.Load() != nil }
+func (m *Mothership) leading() bool {
+	if m.fence == nil {
+		return true
+	}
+	l := m.leaderCtx.Load()
+	return l != nil && (*l).Err() == nil
+}
 
 // whileLeading returns ctx ended also when the current leadership ends (as
 // is when the store is not shared).
