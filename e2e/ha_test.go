@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -12,11 +13,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/internal/etcdcluster"
+	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/store"
 	"github.com/flash-go/flash/store/etcd"
 	"github.com/flash-go/flash/store/sqlite"
@@ -68,24 +72,32 @@ func startHA(t *testing.T, n int) *haTopology {
 	w.stateURL = c.URL("/flash/pipeline") + "?lease_ttl=" + haLease + "&timeout=3s"
 	h := &haTopology{w: w, etcd: c, mf: w.appManifest(t)}
 	w.writeDesired(t, h.mf)
-	var urls []string
-	for range n {
-		urls = append(urls, "http://127.0.0.1:"+strconv.Itoa(freePort(t)))
-	}
-	for _, u := range urls {
-		port := strings.TrimPrefix(u, "http://127.0.0.1:")
-		m := &mothership{w: w, url: u, env: []string{
-			"FLASH_IS_MOTHERSHIP=true", "PORT=" + port, "FLASH_API_KEY=" + apiKey,
-			"FLASH_STATE_URL=" + w.stateURL, "FLASH_MOTHERSHIP_URL=" + strings.Join(urls, ","),
-			"FLASH_MANIFEST_PATH=" + w.desiredPath(),
-		}}
-		m.start(t)
-		h.ms = append(h.ms, m)
-	}
+	h.ms = startMotherships(t, w, n, w.stateURL)
 	li := h.waitLeader(t, -1, 60*time.Second)
 	h.ms[li].settle(t, 60*time.Second)
 	h.ms[li].waitDeployed(t, 60*time.Second, pipelineResources...)
 	return h
+}
+
+// startMotherships starts n motherships of w's app on stateURL, each told
+// of all (FLASH_MOTHERSHIP_URL), the first desired state w.desiredPath().
+func startMotherships(t *testing.T, w *world, n int, stateURL string, env ...string) []*mothership {
+	var urls []string
+	for range n {
+		urls = append(urls, "http://127.0.0.1:"+strconv.Itoa(freePort(t)))
+	}
+	var ms []*mothership
+	for _, u := range urls {
+		port := strings.TrimPrefix(u, "http://127.0.0.1:")
+		m := &mothership{w: w, url: u, env: append([]string{
+			"FLASH_IS_MOTHERSHIP=true", "PORT=" + port, "FLASH_API_KEY=" + apiKey,
+			"FLASH_STATE_URL=" + stateURL, "FLASH_MOTHERSHIP_URL=" + strings.Join(urls, ","),
+			"FLASH_MANIFEST_PATH=" + w.desiredPath(),
+		}, env...)}
+		m.start(t)
+		ms = append(ms, m)
+	}
+	return ms
 }
 
 // leaderSeen returns the index of the mothership that m's status says
@@ -399,4 +411,106 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	i := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[max(i, 0)].Round(time.Millisecond)
+}
+
+// TestHAPropagationFigures measures publish → applied by N sync clients
+// (FLASH_HA_PROPAGATION=N; skipped without it), the clients spread over the
+// motherships as children are: one mothership on SQLite, then three on a
+// three-member etcd cluster (fsync on). A publish is a manifest-only deploy
+// (FLASH_PROVIDER=none: record the desired state, publish). It logs p50 and
+// p99 over rounds of the time until the last client applied; asserts nothing
+// on time.
+func TestHAPropagationFigures(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FLASH_HA_PROPAGATION"))
+	if n <= 0 {
+		t.Skip("set FLASH_HA_PROPAGATION=N to measure propagation to N clients")
+	}
+	const rounds = 20
+	for _, backend := range []string{"sqlite", "etcd"} {
+		t.Run(backend, func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("end-to-end test: skipped with -short")
+			}
+			var c *etcdcluster.Cluster
+			if backend == "etcd" {
+				var err error
+				if c, err = etcdcluster.Start(t.Context(), filepath.Join(t.TempDir(), "etcd"), 3, etcdcluster.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+			w := newWorld(t, bins.pipeline, "pipeline")
+			count, stateURL := 1, "sqlite://"+w.statePath()
+			if c != nil {
+				count, w.stateURL = 3, c.URL("/flash/pipeline")
+				stateURL = w.stateURL
+			}
+			mf := w.appManifest(t)
+			w.writeDesired(t, mf)
+			ms := startMotherships(t, w, count, stateURL, "FLASH_PROVIDER=none")
+			h := &haTopology{w: w, ms: ms, mf: mf}
+			leader := 0
+			if c != nil {
+				leader = h.waitLeader(t, -1, 60*time.Second)
+			}
+			ms[leader].settle(t, 60*time.Second)
+
+			var urls []string
+			for _, m := range ms {
+				urls = append(urls, m.url)
+			}
+			var (
+				mu     sync.Mutex
+				counts = map[int64]int{}       // version → clients that applied it
+				last   = map[int64]time.Time{} // version → when the last of them did
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			var transports []*http.Transport
+			defer func() {
+				cancel()
+				wg.Wait()
+				for _, tr := range transports {
+					tr.CloseIdleConnections()
+				}
+			}()
+			for i := range n {
+				tr := &http.Transport{MaxIdleConnsPerHost: 2}
+				transports = append(transports, tr)
+				s, err := child.NewSync(child.Config{Identity: "bench", Instance: "c" + strconv.Itoa(i),
+					MothershipURL: strings.Join(urls, ","), APIKey: apiKey, HTTPClient: &http.Client{Transport: tr},
+					Logger: slog.New(slog.DiscardHandler),
+					OnApply: func(_ *manifest.Manifest, v int64) {
+						mu.Lock()
+						counts[v]++
+						last[v] = time.Now()
+						mu.Unlock()
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() { s.Run(ctx) })
+			}
+			var took []time.Duration
+			for k := range rounds {
+				object(t, object(t, mf, "resources"), "embedder")["workersMax"] = 100 + k
+				body := encodeJSON(t, mf)
+				start := time.Now()
+				v := ms[leader].deploy(t, body, nil).Version
+				eventually(t, 30*time.Second, "every client applied", func() error {
+					mu.Lock()
+					defer mu.Unlock()
+					if got := counts[v]; got < n {
+						return fmt.Errorf("%d of %d applied version %d", got, n, v)
+					}
+					return nil
+				})
+				mu.Lock()
+				took = append(took, last[v].Sub(start))
+				mu.Unlock()
+			}
+			t.Logf("%s (%d motherships): publish → applied by %d clients, the last one: p50 %s p99 %s over %d publishes",
+				backend, count, n, quantile(took, 0.5), quantile(took, 0.99), rounds)
+		})
+	}
 }
