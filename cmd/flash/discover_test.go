@@ -204,3 +204,25 @@ func TestStatusChanges(t *testing.T) {
 		t.Error("no change reported as one")
 	}
 }
+
+func TestPrintStatusShowsMotherships(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := statusView{Version: 3, Motherships: []mothership.MothershipStatus{
+		{URL: "http://127.0.0.1:8080", Up: true, Version: 3, LastSeen: now.Add(-time.Second)},
+		{URL: "http://127.0.0.1:8081", Up: true, Leader: true, Since: now.Add(-time.Minute), Version: 3, LastSeen: now},
+		{URL: "http://127.0.0.1:8082", Version: 2, LastSeen: now.Add(-time.Minute)},
+	}}
+	var b strings.Builder
+	printStatus(&b, "http://127.0.0.1:8080", st, now)
+	out := b.String()
+	for _, want := range []string{"MOTHERSHIP", "http://127.0.0.1:8080  follower", "http://127.0.0.1:8081  leader since", "(1m0s ago)", "http://127.0.0.1:8082  down"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	var alone strings.Builder
+	printStatus(&alone, "http://127.0.0.1:8080", statusView{Version: 1}, now)
+	if strings.Contains(alone.String(), "MOTHERSHIP") {
+		t.Errorf("a lone mothership's status lists motherships:\n%s", alone.String())
+	}
+}
