@@ -175,7 +175,6 @@ func (m *Mothership) Lead(ctx context.Context, work func(ctx context.Context)) {
 		}
 		m.log.Info("leading", "since", lead.Info().Since)
 		lctx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(ctx, cancel)
 		wg.Go(func() {
 			select {
 			case <-lead.Done():
@@ -189,7 +188,6 @@ func (m *Mothership) Lead(ctx context.Context, work func(ctx context.Context)) {
 		<-lctx.Done()
 		m.leaderCtx.Store(nil)
 		f.set(nil)
-		stop()
 		cancel()
 		if ctx.Err() != nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
