@@ -337,6 +337,9 @@ func (t *topologyRun) run() error {
 		return errors.Join(err, stopAll())
 	}
 	topo := describeTopology(base, t.key, t.m, st)
+	if t.ha > 0 {
+		topo.Mothership = strings.Join(urls, ", ") // every gateway serves the same URLs
+	}
 	if t.json {
 		writeJSON(e, topo)
 	} else {
