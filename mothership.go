@@ -56,9 +56,22 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 
 	var ms *mothership.Mothership
-	prov, err := a.newProvider(ctx, cfg, dir, st, children, func() *mothership.Mothership { return ms })
+	open := func() (provider.Provider, error) {
+		return a.newProvider(ctx, cfg, dir, st, children, func() *mothership.Mothership { return ms })
+	}
+	prov, err := open()
 	if err != nil {
 		return err
+	}
+	var terms *termProvider
+	if shared && prov != nil {
+		// Each leadership term opens its own provider: this one only
+		// checked the settings.
+		if c, ok := prov.(io.Closer); ok {
+			c.Close()
+		}
+		terms = &termProvider{open: open}
+		prov = terms
 	}
 	if c, ok := prov.(io.Closer); ok {
 		defer c.Close() // local children keep serving: they do not depend on the mothership
@@ -81,7 +94,17 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { ms.Run(runCtx) })
-	wg.Go(func() { ms.Lead(runCtx, func(ctx context.Context) { a.reconcileStored(ctx, log, ms, desired) }) })
+	wg.Go(func() {
+		ms.Lead(runCtx, func(ctx context.Context) {
+			if terms != nil {
+				if err := terms.begin(ctx); err != nil {
+					log.Error("cannot open the provider; this leader deploys nothing", "err", err)
+					return
+				}
+			}
+			a.reconcileStored(ctx, log, ms, desired)
+		})
+	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
 
