@@ -60,9 +60,9 @@ func TestMothershipUnknownBackends(t *testing.T) {
 	app := NewApp("x")
 	Register(app.Queue("worker", ResourceConfig{}), "echo", echo)
 	quiet := slog.New(slog.DiscardHandler)
-	err := app.Run(t.Context(), Config{Role: Mothership, StateURL: "etcd://127.0.0.1:2379", Logger: quiet})
+	err := app.Run(t.Context(), Config{Role: Mothership, StateURL: "consul://127.0.0.1:8500", Logger: quiet})
 	if !errors.Is(err, store.ErrUnknownScheme) {
-		t.Errorf("etcd:// without an etcd backend: %v", err)
+		t.Errorf("consul:// has no backend: %v", err)
 	}
 	err = app.Run(t.Context(), Config{Role: Mothership, Store: storetest.NewMemStore(), Provider: "nosuch", Logger: quiet})
 	if !errors.Is(err, provider.ErrUnknown) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,17 +37,41 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		return err
 	}
 	defer closeStore()
+	// A store several motherships can share (etcd) elects one leader; every
+	// write, the provider's records included, is then fenced by its leadership.
+	shared := false
+	if f, ok := mothership.NewFenced(st); ok {
+		st, shared = f, true
+	}
 
 	ln, err := cfg.listen()
 	if err != nil {
 		return err
 	}
 	cfg.Listener = ln
+	self := "http://" + ln.Addr().String()
+	children := self
+	if shared && cfg.MothershipURL != "" {
+		children = cfg.MothershipURL // every mothership sharing the store: children move on when one fails
+	}
 
 	var ms *mothership.Mothership
-	prov, err := a.newProvider(ctx, cfg, dir, st, "http://"+ln.Addr().String(), func() *mothership.Mothership { return ms })
+	open := func() (provider.Provider, error) {
+		return a.newProvider(ctx, cfg, dir, st, children, func() *mothership.Mothership { return ms })
+	}
+	prov, err := open()
 	if err != nil {
 		return err
+	}
+	var terms *termProvider
+	if shared && prov != nil {
+		// Each leadership term opens its own provider: this one only
+		// checked the settings.
+		if c, ok := prov.(io.Closer); ok {
+			c.Close()
+		}
+		terms = &termProvider{open: open}
+		prov = terms
 	}
 	if c, ok := prov.(io.Closer); ok {
 		defer c.Close() // local children keep serving: they do not depend on the mothership
@@ -54,7 +79,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self,
 	})
 	if err != nil {
 		return err
@@ -70,27 +95,41 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	defer func() { stop(); wg.Wait() }()
 	wg.Go(func() { ms.Run(runCtx) })
 	wg.Go(func() {
-		report, err := ms.ReconcileStored(runCtx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
-			log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
-				"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
-		}})
-		switch {
-		case err != nil && !errors.Is(err, context.Canceled):
-			log.Error("reconciliation failed", "err", err)
-		case report.Failed():
-			var failed []string
-			for _, r := range report.Resources {
-				if r.Error != "" {
-					failed = append(failed, r.Name+": "+r.Error)
+		ms.Lead(runCtx, func(ctx context.Context) {
+			if terms != nil {
+				if err := terms.begin(ctx); err != nil {
+					log.Error("cannot open the provider; this leader deploys nothing", "err", err)
+					return
 				}
 			}
-			log.Error("reconciliation finished with failures", "version", report.Version,
-				"failed", strings.Join(append(failed, report.Errors...), "; "))
-		case err == nil:
-			log.Info("reconciliation done", "version", report.Version, "deploys", report.Deploys, "undeploys", report.Undeploys)
-		}
+			a.reconcileStored(ctx, log, ms, desired)
+		})
 	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
+}
+
+// reconcileStored reconciles toward the stored desired state, as every boot
+// (and every newly elected leader) does, and logs the outcome.
+func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest) {
+	report, err := ms.ReconcileStored(ctx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+		log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
+			"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
+	}})
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+		log.Error("reconciliation failed", "err", err)
+	case report.Failed():
+		var failed []string
+		for _, r := range report.Resources {
+			if r.Error != "" {
+				failed = append(failed, r.Name+": "+r.Error)
+			}
+		}
+		log.Error("reconciliation finished with failures", "version", report.Version,
+			"failed", strings.Join(append(failed, report.Errors...), "; "))
+	case err == nil:
+		log.Info("reconciliation done", "version", report.Version, "deploys", report.Deploys, "undeploys", report.Undeploys)
+	}
 }
 
 // openStore returns cfg.Store, or opens the store FLASH_STATE_URL names

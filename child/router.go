@@ -120,7 +120,7 @@ func (r *Router) routeWithout(ctx context.Context, fn string) (*Target, error) {
 	}
 	if err := r.sync.WaitReady(ctx); err != nil {
 		return nil, fmt.Errorf("route %s: %w: no manifest from %s yet: %w",
-			fn, flasherr.ErrManifestUnavailable, r.sync.base, err)
+			fn, flasherr.ErrManifestUnavailable, strings.Join(r.sync.bases, ","), err)
 	}
 	if r.table.Load() == nil { // applied by the sync, but not through this router
 		r.Apply(r.sync.Current(), r.sync.Version())

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -62,7 +63,10 @@ type Config struct {
 	// (X-Flash-Instance); default host-pid.
 	Instance string
 	// MothershipURL is the mothership's base URL, already resolved (see
-	// MothershipURL). Required.
+	// MothershipURL). Required. Several motherships sharing one store may be
+	// listed, comma-separated: the child long-polls one (chosen from its
+	// instance name, so that children spread) and moves on to another when
+	// it fails.
 	MothershipURL string
 	// APIKey is sent as Authorization: Bearer.
 	APIKey string
@@ -94,6 +98,39 @@ func MothershipURL(url, id string) string {
 	return ""
 }
 
+// parseMotherships splits a comma-separated list of mothership base URLs.
+func parseMotherships(list string) ([]string, error) {
+	var bases []string
+	for part := range strings.SplitSeq(list, ",") {
+		base := strings.TrimRight(strings.TrimSpace(part), "/")
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("child: mothership URL %q: want http(s)://host[:port], several separated by commas", part)
+		}
+		bases = append(bases, base)
+	}
+	return bases, nil
+}
+
+// spread picks where a child starts among n motherships from its name, so
+// that a fleet's long polls spread evenly and the same child comes back to
+// the same mothership.
+func spread(name string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int(h.Sum32() % uint32(n))
+}
+
+// moveOn polls another mothership after a failure, chosen at random among
+// the others so that the children of a mothership that died do not all
+// land on the same one. The caller holds fetchMu.
+func (s *Sync) moveOn() {
+	if n := len(s.bases); n > 1 {
+		s.at = (s.at + 1 + rand.N(n-1)) % n
+		s.log.Info("moving to another mothership", "url", s.bases[s.at])
+	}
+}
+
 // snapshot is one applied manifest; it is replaced whole, never changed.
 type snapshot struct {
 	m       *manifest.Manifest
@@ -105,7 +142,8 @@ type snapshot struct {
 // construction, then kept current by Run. Readers never block.
 type Sync struct {
 	cfg       Config
-	base      string
+	bases     []string // the motherships; bases[at] is polled (at guarded by fetchMu)
+	at        int
 	client    *http.Client
 	log       *slog.Logger
 	cachePath string
@@ -140,14 +178,13 @@ type Sync struct {
 // manifest from cfg.CacheDir (when present and valid) before returning, so
 // Ready may already be true.
 func NewSync(cfg Config) (*Sync, error) {
-	base := strings.TrimRight(strings.TrimSpace(cfg.MothershipURL), "/")
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("child: mothership URL %q: want http(s)://host[:port]", cfg.MothershipURL)
+	bases, err := parseMotherships(cfg.MothershipURL)
+	if err != nil {
+		return nil, err
 	}
 	s := &Sync{
 		cfg:      cfg,
-		base:     base,
+		bases:    bases,
 		client:   cfg.HTTPClient,
 		log:      cfg.Logger,
 		pollWait: cfg.PollWait,
@@ -164,7 +201,7 @@ func NewSync(cfg Config) (*Sync, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.log = s.log.With("component", "manifest-sync", "mothership", base)
+	s.log = s.log.With("component", "manifest-sync", "mothership", strings.Join(bases, ","))
 	if s.pollWait <= 0 {
 		s.pollWait = DefaultPollWait
 	}
@@ -176,6 +213,7 @@ func NewSync(cfg Config) (*Sync, error) {
 		host, _ := os.Hostname()
 		s.cfg.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	s.at = spread(s.cfg.Identity+"/"+s.cfg.Instance, len(bases))
 	if cfg.CacheDir != "" {
 		s.cachePath = cachePath(cfg.CacheDir, cfg.Identity)
 		s.loadCache()
@@ -318,7 +356,7 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 
 	long := s.seen > 0 && !s.ttlMode
 	timeout := fetchTimeout
-	target := s.base + "/manifest"
+	target := s.bases[s.at] + "/manifest"
 	if long {
 		timeout += s.pollWait
 		target += "?version=" + strconv.FormatInt(s.seen, 10) +
@@ -349,6 +387,7 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 		if ctx.Err() != nil {
 			return 0 // stopping, or a waiter sharing this fetch gave up
 		}
+		s.moveOn()
 		return s.fail(backoffCap, slog.LevelWarn, "fetch manifest", err)
 	}
 	body, err := readBounded(resp.Body, MaxManifestSize)
@@ -357,7 +396,11 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 		if ctx.Err() != nil {
 			return 0
 		}
+		s.moveOn()
 		return s.fail(backoffCap, slog.LevelWarn, "read manifest answer", err)
+	}
+	if resp.StatusCode >= 500 {
+		s.moveOn()
 	}
 	return s.handle(resp.StatusCode, resp.Header, body, time.Since(start))
 }

@@ -3,6 +3,7 @@ package child
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -653,4 +654,58 @@ func TestSyncAppliesFallbackVersionZero(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+// TestSyncMovesToAnotherMothership: with several motherships listed, a
+// child polls one; when it fails (5xx, then gone) the child moves to another
+// and gets the versions published there, none missed.
+func TestSyncMovesToAnotherMothership(t *testing.T) {
+	mf := fixture(t, "valid/pipeline-runtime.json")
+	a, b := newFakeMothership(), newFakeMothership()
+	a.publish(mf)
+	b.publish(mf)
+	srvA, client := startServer(t, a)
+	srvB, _ := startServer(t, b)
+	// Whichever the child starts on, it must end up on the other.
+	s, err := NewSync(Config{Identity: "api", MothershipURL: srvA.URL + "," + srvB.URL + "/", PollWait: time.Second,
+		HTTPClient: client, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastBackoff(s)
+	runSync(t, s)
+	eventually(t, "v1", func() bool { return s.Version() == 1 })
+	first, firstSrv, other := a, srvA, b
+	if s.bases[s.at] == srvB.URL {
+		first, firstSrv, other = b, srvB, a
+	}
+	first.setStatus(http.StatusServiceUnavailable)
+	firstSrv.CloseClientConnections()
+	other.publish(withEmbedderURL(t, s.Current(), "http://127.0.0.1:9"))
+	eventually(t, "v2 from the other mothership", func() bool { return s.Version() == 2 })
+	if got := s.Current().Resources["embedder"].URLs(); len(got) != 1 || got[0] != "http://127.0.0.1:9" {
+		t.Errorf("embedder URLs %v after moving", got)
+	}
+}
+
+func TestNewSyncMothershipList(t *testing.T) {
+	for _, u := range []string{"http://a:1,", "http://a:1,ftp://b", ",http://a:1"} {
+		if _, err := NewSync(Config{MothershipURL: u}); err == nil {
+			t.Errorf("NewSync(%q): no error", u)
+		}
+	}
+	seen := map[int]bool{}
+	for i := range 64 {
+		s, err := NewSync(Config{Identity: "r", Instance: fmt.Sprint("i", i), MothershipURL: "http://a:1, http://b:2/,http://c:3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.bases) != 3 || s.bases[1] != "http://b:2" {
+			t.Fatalf("bases %q", s.bases)
+		}
+		seen[s.at] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("64 children started on %d of 3 motherships, want all three", len(seen))
+	}
 }

@@ -81,7 +81,7 @@ func resourceHash(t testing.TB, data []byte, resource string) string {
 func (w *world) deployments() ([]store.Deployment, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := sqlite.Open(ctx, w.statePath())
+	st, err := w.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}

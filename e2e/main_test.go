@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/flash-go/flash/internal/etcdcluster"
 )
 
 // bins are the app binaries TestMain builds, shared read-only by every test.
@@ -34,7 +36,10 @@ var bins struct {
 	flash    string // cmd/flash
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	etcdcluster.RunIfMember() // the etcd members of ha_test.go are this binary re-executed
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	flag.Parse()

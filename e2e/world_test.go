@@ -20,7 +20,6 @@ import (
 
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/store"
-	"github.com/flash-go/flash/store/sqlite"
 )
 
 // apiKey is the bearer key of every topology.
@@ -33,6 +32,10 @@ type world struct {
 	dir string // working directory of every process, symlinks resolved
 	app string // the app's name: it tags the state store's records
 	bin string // the app binary
+
+	// stateURL, when set, is the etcd store the motherships share (ha_test.go);
+	// otherwise the state store is statePath's SQLite file.
+	stateURL string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -219,12 +222,12 @@ func (w *world) alive(pid int) bool {
 // endpoints returns the local provider's records of this world's app, or nil
 // when there is no state store.
 func (w *world) endpoints() ([]store.Endpoint, error) {
-	if _, err := os.Stat(w.statePath()); err != nil {
+	if _, err := os.Stat(w.statePath()); err != nil && w.stateURL == "" {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := sqlite.Open(ctx, w.statePath())
+	st, err := w.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -89,6 +89,9 @@ func (e *tooLarge) Error() string {
 // upload holds no one up; then record the desired state, reconcile and
 // stream progress as NDJSON, one event per line, the last {"report": …}.
 func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
+	if m.toLeader(w, r) {
+		return
+	}
 	select {
 	case m.uploads <- struct{}{}:
 	default:
@@ -117,7 +120,8 @@ func (m *Mothership) serveDeploy(w http.ResponseWriter, r *http.Request) {
 	defer m.unlockDeploy()
 	// A client that goes away must not leave a half-done deploy: the work
 	// continues (each step is bounded by DeployTimeout); only writes fail.
-	ctx := context.WithoutCancel(r.Context())
+	ctx, cancel := m.whileLeading(context.WithoutCancel(r.Context()))
+	defer cancel()
 	if err := m.keep(&req); err != nil {
 		m.refuseDeploy(w, err)
 		return

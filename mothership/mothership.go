@@ -61,7 +61,11 @@ type Config struct {
 	// project are refused.
 	App string
 	// Store holds published manifests, deployment records and child reports. Required.
+	// A *Fenced store is shared with other motherships: see Lead.
 	Store store.Store
+	// URL is where this mothership serves, as other motherships sharing the
+	// store reach it (followers send deploys there when it leads).
+	URL string
 	// Provider deploys endpoints. Nil means FLASH_PROVIDER=none: publish and
 	// serve only, no reconciliation of endpoints.
 	Provider provider.Provider
@@ -153,6 +157,9 @@ type Mothership struct {
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
 	mask   envMask
+
+	fence     *Fenced                         // nil: the store is not shared, this mothership leads alone
+	leaderCtx atomic.Pointer[context.Context] // while leading: ends with the leadership
 }
 
 // New returns a Mothership for cfg. It reads the latest published manifest
@@ -200,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		jobs:      newJobReplicas(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
 	}
+	m.fence, _ = cfg.Store.(*Fenced)
 	m.proxy = m.newProxy()
 	m.snap.Store(emptySnapshot())
 	m.boot(ctx)

@@ -1,6 +1,7 @@
 package mothership
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -259,8 +260,8 @@ func (rc *reconciler) run(ctx context.Context) {
 	g.SetLimit(m.cfg.Parallelism)
 	for _, t := range tasks {
 		g.Go(func() error {
-			if rc.supersededBy() != nil {
-				skipped.Add(1) // the newer deploy decides what runs
+			if rc.supersededBy() != nil || ctx.Err() != nil {
+				skipped.Add(1) // the newer deploy (or the next leader) decides what runs
 				return nil
 			}
 			t(ctx)
@@ -269,7 +270,7 @@ func (rc *reconciler) run(ctx context.Context) {
 	}
 	g.Wait()
 	if n := skipped.Load(); n > 0 {
-		rc.fail("%d provider calls not made: %v", n, rc.supersededBy())
+		rc.fail("%d provider calls not made: %v", n, cmp.Or(rc.supersededBy(), ctx.Err()))
 	}
 
 	// Publish the final state too: top-level keys of desired, and unchanged

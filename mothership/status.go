@@ -288,6 +288,9 @@ type Status struct {
 	Version   int64                     `json:"version"`
 	Resources map[string]ResourceStatus `json:"resources"`
 	Instances []InstanceStatus          `json:"instances"`
+	// Motherships sharing the store, which one leads and since when; absent
+	// when the store is the mothership's own.
+	Motherships []MothershipStatus `json:"motherships,omitempty"`
 }
 
 // ResourceStatus is one resource in Status.
@@ -392,7 +395,9 @@ func (m *Mothership) Status(ctx context.Context) Status {
 	all := m.inst.snapshot(now)
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if stored, err := m.store.Instances(sctx); err != nil {
+	stored, err := m.store.Instances(sctx)
+	st.Motherships = m.motherships(sctx, stored)
+	if err != nil {
 		m.log.Debug("status: child reports from the store unavailable", "err", err)
 	} else {
 		for _, i := range stored {

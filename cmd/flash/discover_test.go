@@ -78,9 +78,20 @@ func TestFindMothership(t *testing.T) {
 	if got, err := findMothership("", "c", "flash"); err != nil || got != "http://127.0.0.1:9003" {
 		t.Fatalf("by app: %q %v", got, err)
 	}
-	t.Setenv("FLASH_MOTHERSHIP_URL", "10.0.0.1:1,10.0.0.2:2")
-	if got, err := findMothership("", "", "flash"); err != nil || got != "http://10.0.0.1:1" {
-		t.Fatalf("env: %q %v", got, err)
+	// A list: the first that answers; the first when none does.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,"+up.URL)
+	if got, err := findMothership("", "", "flash"); err != nil || got != up.URL {
+		t.Fatalf("env list: %q %v, want %s", got, err, up.URL)
+	}
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,127.0.0.1:2")
+	if got, err := findMothership("", "", "flash"); err != nil || got != "http://127.0.0.1:1" {
+		t.Fatalf("env list, none up: %q %v", got, err)
+	}
+	t.Setenv("FLASH_MOTHERSHIP_URL", "127.0.0.1:1,ftp://x")
+	if _, err := findMothership("", "", "flash"); err == nil {
+		t.Fatal("env list with a bad URL: no error")
 	}
 	if got, err := findMothership("localhost:7", "", "flash"); err != nil || got != "http://localhost:7" {
 		t.Fatalf("flag: %q %v", got, err)
@@ -191,5 +202,27 @@ func TestStatusChanges(t *testing.T) {
 	}
 	if len(statusChanges(after, after, "http://ms", m)) != 0 {
 		t.Error("no change reported as one")
+	}
+}
+
+func TestPrintStatusShowsMotherships(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := statusView{Version: 3, Motherships: []mothership.MothershipStatus{
+		{URL: "http://127.0.0.1:8080", Up: true, Version: 3, LastSeen: now.Add(-time.Second)},
+		{URL: "http://127.0.0.1:8081", Up: true, Leader: true, Since: now.Add(-time.Minute), Version: 3, LastSeen: now},
+		{URL: "http://127.0.0.1:8082", Version: 2, LastSeen: now.Add(-time.Minute)},
+	}}
+	var b strings.Builder
+	printStatus(&b, "http://127.0.0.1:8080", st, now)
+	out := b.String()
+	for _, want := range []string{"MOTHERSHIP", "http://127.0.0.1:8080  follower", "http://127.0.0.1:8081  leader since", "(1m0s ago)", "http://127.0.0.1:8082  down"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	var alone strings.Builder
+	printStatus(&alone, "http://127.0.0.1:8080", statusView{Version: 1}, now)
+	if strings.Contains(alone.String(), "MOTHERSHIP") {
+		t.Errorf("a lone mothership's status lists motherships:\n%s", alone.String())
 	}
 }

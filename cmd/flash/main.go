@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/flash-go/flash/internal/etcdcluster"
 )
 
 func main() {
+	etcdcluster.RunIfMember() // an etcd member of `flash run --ha` (this binary re-executed)
 	// A closed terminal (SIGHUP) stops everything, as Ctrl-C does.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

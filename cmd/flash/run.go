@@ -27,7 +27,6 @@ import (
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider/local"
-	"github.com/flash-go/flash/store/sqlite"
 )
 
 // Bounds of flash run's waits.
@@ -42,8 +41,9 @@ func runRun(e *env) int {
 	port := fs.Int("port", 8080, "the mothership's port")
 	asJSON := fs.Bool("json", false, "print the topology as one JSON object (logs go to stderr)")
 	verbose := fs.Bool("verbose", false, "show every log line of every process (FLASH_LOG_LEVEL sets their level)")
+	ha := fs.Int("ha", 0, "run N motherships (3, 5 or 7) on ports --port … --port+N-1 sharing an N-member etcd cluster, one leading")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [--verbose] [--json] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
+		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [--ha 3] [--verbose] [--json] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
 			"process per resource. Ctrl-C (or closing the terminal) stops everything.")
 		fs.PrintDefaults()
 	}
@@ -54,8 +54,11 @@ func runRun(e *env) int {
 	if len(args) > 1 {
 		return fail(e, usageError{"run: give at most one package"})
 	}
-	if *port < 1 || *port > 65535 {
+	if *port < 1 || *port+max(*ha, 1)-1 > 65535 {
 		return fail(e, usageError{fmt.Sprintf("run: --port %d is not a port number", *port)})
+	}
+	if err := checkHA(*ha); err != nil {
+		return fail(e, err)
 	}
 	pkg := "."
 	if len(args) == 1 {
@@ -80,8 +83,10 @@ func runRun(e *env) int {
 			}
 		}
 	}
-	if err := checkPort(*port); err != nil {
-		return fail(e, err)
+	for i := range max(*ha, 1) {
+		if err := checkPort(*port + i); err != nil {
+			return fail(e, err)
+		}
 	}
 	b, err := build(e, pkg)
 	if err != nil {
@@ -101,7 +106,7 @@ func runRun(e *env) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	t := topologyRun{e: e, m: b.App, bin: bin, app: app, lock: lock, port: *port, key: key, keySource: keySource, json: *asJSON,
+	t := topologyRun{e: e, m: b.App, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON,
 		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
 	if err := t.run(); err != nil {
 		return fail(e, err)
@@ -211,6 +216,7 @@ type topologyRun struct {
 	app       layout.App
 	lock      *runLock
 	port      int
+	ha        int // motherships sharing an etcd cluster; 0: one, on SQLite
 	key       string
 	keySource string
 	json      bool
@@ -227,6 +233,17 @@ type reconciled struct{ msg, detail string }
 func (t *topologyRun) run() error {
 	e := t.e
 	base := fmt.Sprintf("http://127.0.0.1:%d", t.port)
+	urls := mothershipURLs(t.port, max(t.ha, 1))
+	stateAbs, _ := filepath.Abs(t.app.State())
+	stateURL := "sqlite://" + stateAbs
+	if t.ha > 0 {
+		c, u, err := startEtcd(e.ctx, t.app, t.m.ProjectName, t.ha)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		stateURL = u
+	}
 	out := e.stdout
 	if t.json {
 		out = e.stderr // stdout stays one JSON object
@@ -242,70 +259,87 @@ func (t *topologyRun) run() error {
 	})
 	logs.shown = t.shown
 	tail := logs.tail(t.app.Logs(), t.m.ResourceNames())
-	stateAbs, _ := filepath.Abs(t.app.State())
 	cacheAbs, _ := filepath.Abs(t.app.Cache())
 	// The mothership logs at Info at least: flash run follows its Info lines.
 	// A higher FLASH_LOG_LEVEL applies to what is shown.
 	level := min(t.shown, slog.LevelInfo).String()
-	rec := runRecord{App: t.m.ProjectName, Mothership: base, PID: os.Getpid(), Started: time.Now().UTC()}
-	start := func() (*exec.Cmd, <-chan error, error) {
+	rec := runRecord{App: t.m.ProjectName, Mothership: strings.Join(urls, ","), PID: os.Getpid(), Started: time.Now().UTC()}
+	exits := make(chan mothershipExit, len(urls))
+	cmds := make([]*exec.Cmd, len(urls))
+	start := func(i int) error {
 		cmd := exec.Command(t.bin)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
-			"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(t.port),
-			"FLASH_API_KEY="+t.key, "FLASH_STATE_URL=sqlite://"+stateAbs, "FLASH_CACHE_DIR="+cacheAbs,
+			"FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1", "PORT="+strconv.Itoa(t.port+i),
+			"FLASH_API_KEY="+t.key, "FLASH_STATE_URL="+stateURL, "FLASH_CACHE_DIR="+cacheAbs,
 			"FLASH_PROVIDER=local", "FLASH_LOG_LEVEL="+level,
 			// The mothership and its children stop by themselves when this
 			// process is gone, however it ended.
 			flash.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		if t.ha > 0 {
+			cmd.Env = append(cmd.Env, "FLASH_MOTHERSHIP_URL="+strings.Join(urls, ",")) // children may use any
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C and SIGHUP are ours to handle
 		mout := logs.writer(mothershipSource)
 		cmd.Stdout, cmd.Stderr = mout, mout
 		if err := cmd.Start(); err != nil {
-			return nil, nil, fmt.Errorf("start the mothership %s: %w", t.bin, err)
+			return fmt.Errorf("start the mothership %s: %w", t.bin, err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		rec.MothershipPID = cmd.Process.Pid
+		cmds[i] = cmd
+		go func() { exits <- mothershipExit{i, cmd.Wait()} }()
+		if i == 0 {
+			rec.MothershipPID = cmd.Process.Pid
+		}
 		if err := t.lock.record(rec); err != nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			<-exited
-			return nil, nil, fmt.Errorf("record the run for other commands: %w", err)
+			return fmt.Errorf("record the run for other commands: %w", err)
 		}
-		return cmd, exited, nil
-	}
-	if !t.json {
-		fmt.Fprintf(out, "starting %s: mothership %s\n", t.m.ProjectName, base)
-	}
-	cmd, exited, err := start()
-	if err != nil {
-		tail()
-		return err
+		return nil
 	}
 	stopAll := func() error {
 		logs.stopping.Store(true)
 		fmt.Fprintln(out, "stopping: the mothership, then every endpoint it started …")
-		if cmd != nil {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(flash.ShutdownGrace + 5*time.Second):
-				cmd.Process.Kill()
-				<-exited
+		running := 0
+		for _, cmd := range cmds {
+			if cmd != nil {
+				cmd.Process.Signal(syscall.SIGTERM)
+				running++
 			}
 		}
-		err := undeployAll(context.Background(), t.m.ProjectName, t.app, out)
+		grace := time.After(flash.ShutdownGrace + 5*time.Second)
+		for running > 0 {
+			select {
+			case x := <-exits:
+				cmds[x.i] = nil
+				running--
+			case <-grace:
+				for _, cmd := range cmds {
+					if cmd != nil {
+						cmd.Process.Kill()
+					}
+				}
+				grace = nil
+			}
+		}
+		err := undeployAll(context.Background(), t.m.ProjectName, t.app, stateURL, out)
 		tail()
 		return err
 	}
-
-	st, gone, err := t.waitUp(base, done, exited)
-	if err != nil {
-		if gone {
-			cmd = nil // already exited: nothing to stop but its endpoints
+	if !t.json {
+		fmt.Fprintf(out, "starting %s: mothership %s\n", t.m.ProjectName, strings.Join(urls, ", "))
+	}
+	for i := range urls {
+		if err := start(i); err != nil {
+			return errors.Join(err, stopAll())
 		}
+	}
+
+	st, err := t.waitUp(base, done, exits, cmds)
+	if err != nil {
 		return errors.Join(err, stopAll())
 	}
 	topo := describeTopology(base, t.key, t.m, st)
+	if t.ha > 0 {
+		topo.Mothership = strings.Join(urls, ", ") // every gateway serves the same URLs
+	}
 	if t.json {
 		writeJSON(e, topo)
 	} else {
@@ -329,19 +363,26 @@ func (t *topologyRun) run() error {
 				}
 				st = now
 			}
-		case err := <-exited:
-			cmd = nil
+		case x := <-exits:
+			cmds[x.i] = nil
+			err := x.err
 			now := time.Now()
 			crashes = append(crashes, now)
 			if len(crashes) > 3 && now.Sub(crashes[len(crashes)-4]) < time.Minute {
 				return errors.Join(fmt.Errorf("the mothership keeps exiting (last: %v); giving up, see the lines above", err), stopAll())
 			}
 			logs.notice(fmt.Sprintf("the mothership exited (%v); starting it again — the endpoints keep serving meanwhile", err))
-			if cmd, exited, err = start(); err != nil {
+			if err := start(x.i); err != nil {
 				return errors.Join(err, stopAll())
 			}
 		}
 	}
+}
+
+// mothershipExit is one mothership process ending.
+type mothershipExit struct {
+	i   int // which mothership
+	err error
 }
 
 // withoutFlashEnv drops FLASH_* role variables that would confuse the mothership.
@@ -362,18 +403,26 @@ func withoutFlashEnv(env []string) []string {
 // waitUp waits for the end of this boot's reconciliation, as the
 // mothership's log says it, then reads the status it produced. A failed
 // resource is an error naming it and why; gone reports that the mothership exited.
-func (t *topologyRun) waitUp(base string, done <-chan reconciled, exited <-chan error) (st statusView, gone bool, err error) {
+func (t *topologyRun) waitUp(base string, done <-chan reconciled, exits <-chan mothershipExit, cmds []*exec.Cmd) (st statusView, err error) {
 	ctx := t.e.ctx
 	select {
 	case <-ctx.Done():
-		return st, false, errors.New("interrupted before the topology was up")
-	case err := <-exited:
-		return st, true, fmt.Errorf("the mothership exited before the topology was up: %v (see its lines above)", err)
+		return st, errors.New("interrupted before the topology was up")
+	case x := <-exits:
+		cmds[x.i] = nil // already exited: nothing to stop but its endpoints
+		return st, fmt.Errorf("the mothership exited before the topology was up: %v (see its lines above)", x.err)
 	case <-time.After(upTimeout):
-		return st, false, fmt.Errorf("the topology was not up after %s (see the lines above; rerun with --verbose for every log line)", upTimeout)
+		return st, fmt.Errorf("the topology was not up after %s (see the lines above; rerun with --verbose for every log line)", upTimeout)
 	case r := <-done:
+		if t.ha > 0 {
+			// The leader reconciled; base may follow it: have it re-read the store first.
+			var v struct{ Version int64 }
+			if err := callJSON(ctx, "POST", base, "/flash/invalidate", t.key, &v); err != nil {
+				return st, err
+			}
+		}
 		if err := getJSON(ctx, base, "/flash/status", t.key, &st); err != nil {
-			return st, false, err
+			return st, err
 		}
 		var failed []string
 		for _, name := range t.m.ResourceNames() {
@@ -387,12 +436,12 @@ func (t *topologyRun) waitUp(base string, done <-chan reconciled, exited <-chan 
 			}
 		}
 		if len(failed) > 0 {
-			return st, false, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), t.app.Logs())
+			return st, fmt.Errorf("some resources failed to deploy:\n  %s\n(their logs are in %s/)", strings.Join(failed, "\n  "), t.app.Logs())
 		}
 		if r.msg != msgReconcilePrefix+"done" {
-			return st, false, fmt.Errorf("the mothership's %s: %s", r.msg, r.detail)
+			return st, fmt.Errorf("the mothership's %s: %s", r.msg, r.detail)
 		}
-		return st, false, nil
+		return st, nil
 	}
 }
 
@@ -534,10 +583,10 @@ func curlQB(url, key string, f manifest.Function) string {
 
 // undeployAll stops every endpoint of the app recorded in its local state,
 // reporting each on w.
-func undeployAll(ctx context.Context, name string, app layout.App, w io.Writer) error {
-	st, err := sqlite.Open(ctx, app.State())
+func undeployAll(ctx context.Context, name string, app layout.App, stateURL string, w io.Writer) error {
+	st, err := openRunStore(ctx, app, stateURL)
 	if err != nil {
-		return fmt.Errorf("open %s to stop the endpoints: %w", app.State(), err)
+		return fmt.Errorf("open the state store to stop the endpoints: %w", err)
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))

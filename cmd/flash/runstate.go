@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -137,29 +138,60 @@ func (n noMothership) Error() string {
 }
 
 // findMothership is the one discovery rule of every command that talks to a
-// mothership: --mothership, else FLASH_MOTHERSHIP_URL (the first of a list),
-// else the URL recorded by a `flash run` running in this directory (of app,
-// when given).
+// mothership: --mothership, else FLASH_MOTHERSHIP_URL, else the URL recorded
+// by a `flash run` running in this directory (of app, when given). Each may
+// list several motherships, comma-separated (they share one store): the
+// first that answers is used.
 func findMothership(flagValue, app, self string) (string, error) {
 	if flagValue != "" {
-		return normalizeURL("--mothership", flagValue)
+		return firstAnswering("--mothership", flagValue)
 	}
 	if v := os.Getenv("FLASH_MOTHERSHIP_URL"); v != "" {
-		first, _, _ := strings.Cut(v, ",")
-		return normalizeURL("FLASH_MOTHERSHIP_URL", first)
+		return firstAnswering("FLASH_MOTHERSHIP_URL", v)
 	}
 	recs := runningHere(layout.In(""), app)
 	switch len(recs) {
 	case 0:
 		return "", noMothership{cmd: self}
 	case 1:
-		return recs[0].Mothership, nil
+		return firstAnswering("the run record", recs[0].Mothership)
 	}
 	var list []string
 	for _, r := range recs {
 		list = append(list, fmt.Sprintf("%s (%s)", r.App, r.Mothership))
 	}
 	return "", usageError{fmt.Sprintf("several apps run in this directory: %s; say which with --mothership URL", strings.Join(list, ", "))}
+}
+
+// probeTimeout bounds the probe of one mothership of a list.
+const probeTimeout = 2 * time.Second
+
+// firstAnswering returns the first mothership of a comma-separated list that
+// answers GET /ping; the first of the list when none does (the command then
+// fails on it with a clear error) or when there is only one.
+func firstAnswering(from, list string) (string, error) {
+	var urls []string
+	for part := range strings.SplitSeq(list, ",") {
+		u, err := normalizeURL(from, part)
+		if err != nil {
+			return "", err
+		}
+		urls = append(urls, u)
+	}
+	if len(urls) == 1 {
+		return urls[0], nil
+	}
+	client := &http.Client{Timeout: probeTimeout}
+	for _, u := range urls {
+		resp, err := client.Get(u + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return u, nil
+			}
+		}
+	}
+	return urls[0], nil
 }
 
 // normalizeURL accepts host:port without a scheme (http is meant) and drops

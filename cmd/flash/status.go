@@ -73,6 +73,7 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n, orDash(r.Status), orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), r.Restarts, orDash(note))
 	}
 	tw.Flush()
+	printMotherships(w, st.Motherships, now)
 	if len(st.Instances) == 0 {
 		fmt.Fprintln(w, "\nno child has reported yet")
 		return
@@ -93,6 +94,28 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 			note = "up to date"
 		}
 		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s ago\t%s\n", in.Instance, in.Resource, in.AppliedVersion, now.Sub(in.LastSeen).Round(time.Second), note)
+	}
+	tw.Flush()
+}
+
+// printMotherships lists the motherships sharing the store (--ha), which
+// one leads and since when; nothing when the mothership is alone.
+func printMotherships(w io.Writer, ms []mothership.MothershipStatus, now time.Time) {
+	if len(ms) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MOTHERSHIP\tROLE\tSERVES\tLAST SEEN")
+	for _, m := range ms {
+		role := "follower"
+		switch {
+		case !m.Up:
+			role = "down"
+		case m.Leader:
+			role = fmt.Sprintf("leader since %s (%s ago)", m.Since.Local().Format(time.TimeOnly), now.Sub(m.Since).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s ago\n", m.URL, role, m.Version, now.Sub(m.LastSeen).Round(time.Second))
 	}
 	tw.Flush()
 }

@@ -49,7 +49,7 @@ func runUndeploy(e *env) int {
 			return fail(e, fmt.Errorf("%w\n(and %s has no local state in %s to clean up)", none, name, st))
 		}
 		fmt.Fprintf(e.stderr, "no `flash run` of %s runs here; stopping the endpoints recorded in %s\n", name, st)
-		if err := undeployAll(e.ctx, name, layout.In("").App(name), e.stdout); err != nil {
+		if err := undeployAll(e.ctx, name, layout.In("").App(name), "", e.stdout); err != nil {
 			return fail(e, err)
 		}
 		return exitOK

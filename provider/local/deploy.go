@@ -180,10 +180,19 @@ const (
 	metaEnv        = "env"
 )
 
-// abort stops every process of a failed deploy and deletes its records.
+// abort stops every process of a failed deploy and deletes its records,
+// unless the store refuses this provider's writes (store.ErrFenced: its
+// mothership no longer leads): the processes are then the new leader's, to
+// adopt or remove, and are left running.
 func (p *Provider) abort(ctx context.Context, d *deployment) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StopGrace+killWait+storeTimeout)
 	defer cancel()
+	for _, r := range d.replicas {
+		if err := p.record(ctx, d, r); errors.Is(err, store.ErrFenced) {
+			p.log.Warn("failed deploy left to the leader: this mothership no longer leads", "resource", d.resource, "id", d.id)
+			return
+		}
+	}
 	if err := p.stopDeployment(ctx, d); err != nil {
 		p.log.Error("cleaning up a failed deploy", "resource", d.resource, "id", d.id, "err", err)
 	}

@@ -88,25 +88,30 @@ var (
 // Open connects to the cluster a FLASH_STATE_URL names; see ParseURL. What
 // the URL leaves out is taken from the FLASH_ETCD_* environment variables.
 func Open(ctx context.Context, stateURL string) (*Store, error) {
-	return open(ctx, stateURL, nil)
+	return open(ctx, stateURL, nil, os.Getenv)
 }
 
-// OpenURL is Open as a store.Opener: log receives the store's background
-// errors (its watch failing and starting again).
-func OpenURL(ctx context.Context, stateURL string, log *slog.Logger) (store.Store, error) {
-	s, err := open(ctx, stateURL, log)
+// OpenURL is Open as a store.Opener: o.Logger receives the store's
+// background errors (its watch failing and starting again), o.Getenv reads
+// the FLASH_ETCD_* settings.
+func OpenURL(ctx context.Context, stateURL string, o store.Options) (store.Store, error) {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s, err := open(ctx, stateURL, o.Logger, getenv)
 	if err != nil {
 		return nil, err // not a nil *Store in a non-nil interface
 	}
 	return s, nil
 }
 
-func open(ctx context.Context, stateURL string, log *slog.Logger) (*Store, error) {
+func open(ctx context.Context, stateURL string, log *slog.Logger, getenv func(string) string) (*Store, error) {
 	cfg, err := ParseURL(stateURL)
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.applyEnv(os.Getenv); err != nil {
+	if err := cfg.applyEnv(getenv); err != nil {
 		return nil, err
 	}
 	cfg.Logger = log
