@@ -26,16 +26,69 @@ func HashEntry(entry json.RawMessage) (string, error) {
 }
 
 func hashEntry(obj map[string]json.RawMessage) string {
-	trimmed := make(map[string]json.RawMessage, len(obj))
-	for k, v := range obj {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
 		if !slices.Contains(runtimeKeys, k) {
-			trimmed[k] = v
+			keys = append(keys, k)
 		}
 	}
+	slices.Sort(keys)
 	var buf bytes.Buffer
-	pythonJSON(&buf, toValue(trimmed))
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteString(", ")
+		}
+		pythonString(&buf, k)
+		buf.WriteString(": ")
+		pythonRaw(&buf, obj[k])
+	}
+	buf.WriteByte('}')
 	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:])
+}
+
+// pythonRaw is pythonJSON of a valid JSON value, written straight from its
+// bytes without building generic values.
+func pythonRaw(buf *bytes.Buffer, raw json.RawMessage) {
+	raw = bytes.TrimSpace(raw)
+	switch raw[0] {
+	case '{':
+		ms, _ := members(nil, raw)
+		// Sorted by key; of duplicate keys the last wins, as in a decoded map.
+		slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		buf.WriteByte('{')
+		first := true
+		for i, m := range ms {
+			if i+1 < len(ms) && ms[i+1].key == m.key {
+				continue
+			}
+			if !first {
+				buf.WriteString(", ")
+			}
+			first = false
+			pythonString(buf, m.key)
+			buf.WriteString(": ")
+			pythonRaw(buf, m.val)
+		}
+		buf.WriteByte('}')
+	case '[':
+		es, _ := elements(raw)
+		buf.WriteByte('[')
+		for i, e := range es {
+			if i > 0 {
+				buf.WriteString(", ")
+			}
+			pythonRaw(buf, e)
+		}
+		buf.WriteByte(']')
+	case '"':
+		pythonString(buf, decodeKey(raw))
+	case 't', 'f', 'n':
+		buf.Write(raw)
+	default:
+		buf.WriteString(pythonNumber(string(raw)))
+	}
 }
 
 // PythonJSON serialises the JSON document data exactly as Python's
@@ -65,16 +118,6 @@ func decodeValue(data []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
-}
-
-// toValue decodes already-validated raw members into generic values.
-func toValue(obj map[string]json.RawMessage) map[string]any {
-	out := make(map[string]any, len(obj))
-	for k, raw := range obj {
-		v, _ := decodeValue(raw)
-		out[k] = v
-	}
-	return out
 }
 
 // pythonJSON writes v with sorted keys, ", " and ": " separators and
