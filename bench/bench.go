@@ -81,6 +81,10 @@ type Config struct {
 	// SourceDir is where the flash module source is looked for (it or a
 	// parent holding go.mod). Default: the working directory.
 	SourceDir string
+	// Self is the program re-executed as a helper process (load generators,
+	// sync clients); it must call MaybeHelper first thing. Default: this
+	// program (os.Executable).
+	Self string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 	// Logger receives the logs of the flash parts under test; nil formats
