@@ -85,6 +85,14 @@ var emptyObject = json.RawMessage(`{}`)
 // DecodeJobRequest parses a /run or /runsync body. Every error describes
 // the caller's mistake in words meant for the caller (an HTTP 400).
 func DecodeJobRequest(body []byte) (Invocation, error) {
+	if c, ok := decodeCanonical(body); ok {
+		return c, nil
+	}
+	return decodeJobRequest(body)
+}
+
+// decodeJobRequest is DecodeJobRequest for any body.
+func decodeJobRequest(body []byte) (Invocation, error) {
 	var env JobRequest
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Invocation{}, fmt.Errorf("malformed JSON body: %s", jsonErrorText(err))
@@ -135,6 +143,53 @@ func DecodeJobRequest(body []byte) (Invocation, error) {
 		}
 	}
 	return c, nil
+}
+
+// canonicalHead and the name after it start what AppendJobRequest writes.
+const (
+	canonicalHead = `{"input":{"function_name":"`
+	canonicalMid  = `","execution_type":"function","args":[`
+)
+
+// decodeCanonical decodes, without encoding/json, the exact envelope that
+// flash callers send (AppendJobRequest with a plain function name and an
+// argument without surrounding space), so that a call's input is scanned
+// once here and decoded once by its function. Any other body, however
+// valid, reports false and takes the general decoder.
+func decodeCanonical(body []byte) (Invocation, bool) {
+	rest, ok := bytes.CutPrefix(body, []byte(canonicalHead))
+	if !ok {
+		return Invocation{}, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 {
+		return Invocation{}, false
+	}
+	for _, c := range rest[:end] {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return Invocation{}, false
+		}
+	}
+	name := rest[:end]
+	arg, ok := bytes.CutPrefix(rest[end:], []byte(canonicalMid))
+	if !ok {
+		return Invocation{}, false
+	}
+	if arg, ok = bytes.CutSuffix(arg, []byte(JobRequestTail)); !ok || len(arg) == 0 {
+		return Invocation{}, false
+	}
+	switch arg[0] {
+	case ' ', '\t', '\n', '\r':
+		return Invocation{}, false
+	}
+	switch arg[len(arg)-1] {
+	case ' ', '\t', '\n', '\r':
+		return Invocation{}, false
+	}
+	if !json.Valid(arg) {
+		return Invocation{}, false
+	}
+	return Invocation{Function: string(name), Input: arg}, true
 }
 
 // present reports whether a raw field was sent with a value: absent, null

@@ -147,6 +147,28 @@ func TestJobAnswerRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDecodeCanonical(t *testing.T) {
+	for _, c := range []struct {
+		body  string
+		fast  bool
+		input string
+	}{
+		{`{"input":{"function_name":"embed","execution_type":"function","args":[{"text":"hi"}],"kwargs":{},"serialization_format":"json"}}`, true, `{"text":"hi"}`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[null],"kwargs":{},"serialization_format":"json"}}`, true, `null`},
+		// Valid envelopes that are not exactly flash's take the general decoder.
+		{`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{"a":1},"x":[2],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[ 1 ],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f\u0041","execution_type":"function","args":[1],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{},"serialization_format":"json"},"policy":{"executionTimeout":5}}`, false, `1`},
+	} {
+		_, fast := decodeCanonical([]byte(c.body))
+		got, err := DecodeJobRequest([]byte(c.body))
+		if fast != c.fast || err != nil || string(got.Input) != c.input {
+			t.Errorf("%s: fast %v, input %s, err %v; want fast %v, input %s", c.body, fast, got.Input, err, c.fast, c.input)
+		}
+	}
+}
+
 func FuzzDecodeJobRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"input":{"function_name":"f","execution_type":"function","args":[{"x":1}],"kwargs":{},"serialization_format":"json"}}`,
@@ -157,8 +179,16 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{"a":1},"x":[2],"kwargs":{},"serialization_format":"json"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, err := DecodeJobRequest(body)
+		// The fast path for flash's own envelope agrees with the general decoder.
+		if fast, ok := decodeCanonical(body); ok {
+			slow, err := decodeJobRequest(body)
+			if err != nil || slow.Function != fast.Function || string(slow.Input) != string(fast.Input) || slow.Timeout != 0 {
+				t.Fatalf("canonical %+v, general %+v, %v", fast, slow, err)
+			}
+		}
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error text")
