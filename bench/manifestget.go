@@ -175,6 +175,7 @@ func (r *runner) manifestSizes(ctx context.Context, publish func(*manifest.Manif
 		if n == 1000 {
 			r.figure("manifest_parse_ms_f1000", parseMS[i], "ms", "manifest.Parse (decode, validate, config hashes) of a 1,000-function manifest")
 			r.figure("json_unmarshal_ms_f1000", stdMS[i], "ms", "encoding/json into map[string]any of the same bytes (baseline)")
+			r.figure("manifest_parse_ratio_f1000", Median(perRound(ps, ss)), "×", "manifest_parse / json_unmarshal, median of the per-round ratios")
 		}
 
 		size, err := publish(m)
@@ -200,4 +201,13 @@ func (r *runner) manifestSizes(ctx context.Context, publish func(*manifest.Manif
 			{"parse+validate+hash", parseMS}, {"json.Unmarshal (baseline)", stdMS},
 			{"GET /manifest, mothership (p50)", getMS}, {"GET, bare handler (p50)", bareMS}}})
 	return nil
+}
+
+// perRound divides a by b round by round.
+func perRound(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = a[i] / b[i]
+	}
+	return out
 }
