@@ -27,7 +27,10 @@ import (
 const HelperEnv = "FLASH_BENCH_HELPER"
 
 // Helper roles.
-const roleSync = "sync" // N child.Syncs long-polling a mothership; one line per apply
+const (
+	roleSync = "sync" // N child.Syncs long-polling a mothership; one line per apply
+	roleLoad = "load" // the remote figures' callers; one load window per command
+)
 
 // MaybeHelper runs the helper role named by HelperEnv and reports true, or
 // reports false at once when the variable is not set. A helper stops when
@@ -39,10 +42,12 @@ func MaybeHelper(ctx context.Context) (bool, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
 	switch role {
 	case roleSync:
+		go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
 		return true, syncHelper(ctx, os.Stdout)
+	case roleLoad:
+		return true, loadHelper(ctx, os.Stdin, os.Stdout)
 	}
 	return true, fmt.Errorf("%s=%q: unknown bench helper role", HelperEnv, role)
 }
@@ -124,6 +129,7 @@ func (r *runner) startHelper(role string, env []string, line func(string)) (*hel
 	go func() {
 		defer close(h.done)
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 256<<20) // a load window's latencies come as one line
 		for sc.Scan() {
 			line(strings.TrimSpace(sc.Text()))
 		}
@@ -138,4 +144,123 @@ func (h *helperProc) stop() {
 	<-h.done
 	h.cmd.Wait()
 	t.Stop()
+}
+
+// loadHelper starts the remote figures' callers (remoteCallers) against
+// FLASH_BENCH_WORKER and FLASH_BENCH_BARE, then serves commands
+// "<flash|raw> <callers> <window ns>" from stdin, one line each, answering
+// "ok <calls> <elapsed ns> <latency ns>..." or "err <message>". It prints
+// "ready" once the callers work, and stops at the end of stdin.
+func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	dir, err := os.MkdirTemp("", "flash-bench-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	viaFlash, raw, stop, err := remoteCallers(ctx, dir, os.Getenv("FLASH_BENCH_WORKER"), os.Getenv("FLASH_BENCH_BARE"), log)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	out := bufio.NewWriter(stdout)
+	fmt.Fprintln(out, "ready")
+	out.Flush()
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		var kind string
+		var conc int
+		var window int64
+		if _, err := fmt.Sscan(sc.Text(), &kind, &conc, &window); err != nil || conc < 1 || (kind != "flash" && kind != "raw") {
+			fmt.Fprintf(out, "err bad command %q\n", sc.Text())
+			out.Flush()
+			continue
+		}
+		call := viaFlash
+		if kind == "raw" {
+			call = raw
+		}
+		res, err := runLoad(ctx, conc, time.Duration(window), call)
+		if err != nil {
+			fmt.Fprintf(out, "err %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		} else {
+			fmt.Fprintf(out, "ok %d %d", res.calls, res.elapsed)
+			for _, l := range res.lat {
+				fmt.Fprintf(out, " %d", l)
+			}
+			out.WriteByte('\n')
+		}
+		out.Flush()
+	}
+	return sc.Err()
+}
+
+// loadHelperProc is a running load helper: one command at a time.
+type loadHelperProc struct {
+	*helperProc
+	mu      sync.Mutex
+	answers chan string
+}
+
+// startLoadHelper starts a load helper and waits until its callers work.
+func (r *runner) startLoadHelper(workerURL, bareURL string) (*loadHelperProc, error) {
+	lg := &loadHelperProc{answers: make(chan string, 1)}
+	h, err := r.startHelper(roleLoad, []string{"FLASH_BENCH_WORKER=" + workerURL, "FLASH_BENCH_BARE=" + bareURL},
+		func(line string) { lg.answers <- line })
+	if err != nil {
+		return nil, err
+	}
+	lg.helperProc = h
+	if line, err := lg.answer(startTimeout); err != nil || line != "ready" {
+		h.stop()
+		return nil, fmt.Errorf("load helper did not start: %q %v", line, err)
+	}
+	return lg, nil
+}
+
+// answer waits for the helper's next line.
+func (lg *loadHelperProc) answer(limit time.Duration) (string, error) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case line := <-lg.answers:
+		return line, nil
+	case <-lg.done:
+		return "", errors.New("load helper exited")
+	case <-t.C:
+		return "", fmt.Errorf("load helper: no answer within %s", limit)
+	}
+}
+
+// load returns the loadFunc running kind ("flash" or "raw") in the helper.
+func (lg *loadHelperProc) load(kind string) loadFunc {
+	return func(ctx context.Context, conc int, window time.Duration) (loadResult, error) {
+		lg.mu.Lock()
+		defer lg.mu.Unlock()
+		if _, err := fmt.Fprintf(lg.stdin, "%s %d %d\n", kind, conc, window); err != nil {
+			return loadResult{}, err
+		}
+		line, err := lg.answer(window + startTimeout)
+		if err != nil {
+			return loadResult{}, err
+		}
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "ok" {
+			return loadResult{}, fmt.Errorf("load helper: %s", line)
+		}
+		calls, err1 := strconv.Atoi(f[1])
+		elapsed, err2 := strconv.ParseInt(f[2], 10, 64)
+		res := loadResult{calls: calls, elapsed: time.Duration(elapsed), lat: make([]time.Duration, 0, len(f)-3)}
+		for _, l := range f[3:] {
+			d, err := strconv.ParseInt(l, 10, 64)
+			if err != nil {
+				return loadResult{}, fmt.Errorf("load helper: bad latency %q", l)
+			}
+			res.lat = append(res.lat, time.Duration(d))
+		}
+		if err := errors.Join(err1, err2); err != nil {
+			return loadResult{}, fmt.Errorf("load helper: %w", err)
+		}
+		return res, nil
+	}
 }
