@@ -298,7 +298,7 @@ func TestSmokeHasEveryFigure(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"manifest_size", "memory_parked", "propagation", "remote_p99", "remote_throughput"}; !slices.Equal(names, want) {
+	if want := []string{"manifest_size", "memory_parked", "propagation", "remote_p99", "remote_p99_inproc", "remote_throughput", "remote_throughput_inproc"}; !slices.Equal(names, want) {
 		t.Errorf("curves %v, want %v", names, want)
 	}
 
