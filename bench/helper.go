@@ -148,7 +148,7 @@ func (h *helperProc) stop() {
 
 // loadHelper starts the remote figures' callers (remoteCallers) against
 // FLASH_BENCH_WORKER and FLASH_BENCH_BARE, then serves commands
-// "<flash|raw> <callers> <window ns>" from stdin, one line each, answering
+// "<flash|raw|job> <callers> <window ns>" from stdin, one line each, answering
 // "ok <calls> <elapsed ns> <latency ns>..." or "err <message>". It prints
 // "ready" once the callers work, and stops at the end of stdin.
 func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
@@ -158,11 +158,15 @@ func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	viaFlash, raw, stop, err := remoteCallers(ctx, dir, os.Getenv("FLASH_BENCH_WORKER"), os.Getenv("FLASH_BENCH_BARE"), log)
+	workerURL := os.Getenv("FLASH_BENCH_WORKER")
+	viaFlash, raw, stop, err := remoteCallers(ctx, dir, workerURL, os.Getenv("FLASH_BENCH_BARE"), log)
 	defer stop()
 	if err != nil {
 		return err
 	}
+	client, closeIdle := newClient()
+	defer closeIdle()
+	asJob := func(ctx context.Context, _ int) error { return runJob(ctx, client, workerURL, benchInput) }
 	out := bufio.NewWriter(stdout)
 	fmt.Fprintln(out, "ready")
 	out.Flush()
@@ -171,16 +175,13 @@ func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		var kind string
 		var conc int
 		var window int64
-		if _, err := fmt.Sscan(sc.Text(), &kind, &conc, &window); err != nil || conc < 1 || (kind != "flash" && kind != "raw") {
+		calls := map[string]func(context.Context, int) error{"flash": viaFlash, "raw": raw, "job": asJob}
+		if _, err := fmt.Sscan(sc.Text(), &kind, &conc, &window); err != nil || conc < 1 || calls[kind] == nil {
 			fmt.Fprintf(out, "err bad command %q\n", sc.Text())
 			out.Flush()
 			continue
 		}
-		call := viaFlash
-		if kind == "raw" {
-			call = raw
-		}
-		res, err := runLoad(ctx, conc, time.Duration(window), call)
+		res, err := runLoad(ctx, conc, time.Duration(window), calls[kind])
 		if err != nil {
 			fmt.Fprintf(out, "err %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		} else {

@@ -61,6 +61,9 @@ func (r *runner) remote(ctx context.Context) error {
 	if err := r.remoteFigures(ctx, "", lg.load("flash"), lg.load("raw")); err != nil {
 		return err
 	}
+	if err := r.jobFigures(ctx, lg.load("job"), lg.load("raw")); err != nil {
+		return err
+	}
 
 	viaFlash, raw, stop, err := remoteCallers(ctx, dir, worker.url, bare.url, r.log)
 	defer stop()
@@ -248,4 +251,84 @@ func bareWorkHandler() http.Handler {
 		w.Header().Set("Content-Type", wire.ContentTypeJSON)
 		json.NewEncoder(w).Encode(ans)
 	})
+}
+
+// jobFigures measures async jobs (POST /run, then GET /status/{id} until
+// final) against the same function over raw HTTP, at 64 callers in the
+// helper process.
+func (r *runner) jobFigures(ctx context.Context, jobLoad, rawLoad loadFunc) error {
+	const c = 64
+	r.progress("/run + /status jobs at concurrency %d", c)
+	if _, err := jobLoad(ctx, c, r.p.window/2); err != nil {
+		return fmt.Errorf("/run + /status: %w", err)
+	}
+	measure := func(load loadFunc) func(context.Context) (loadResult, error) {
+		return func(ctx context.Context) (loadResult, error) { return load(ctx, c, r.p.window) }
+	}
+	js, rs, err := interleave(ctx, r.p.rounds, measure(jobLoad), measure(rawLoad))
+	if err != nil {
+		return err
+	}
+	r.figure("job_rps_c64", medianOf(js, loadResult.rps), "jobs/s", "POST /run then GET /status/{id} until COMPLETED on a real child, 64 callers in a helper process")
+	r.figure("job_raw_ratio_c64", Median(ratios(js, rs, loadResult.rps)), "×", "job_rps / raw_http_rps (the same function over raw HTTP, same callers), median of the per-round ratios")
+	return nil
+}
+
+// runJob runs one job through /run and polls /status until it is final.
+func runJob(ctx context.Context, client *http.Client, base string, in workIn) error {
+	arg, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	var ref wire.JobRef
+	body := wire.AppendJobRequest(nil, "work", arg)
+	if err := postJSON(ctx, client, http.MethodPost, base+"/run", body, &ref); err != nil {
+		return err
+	}
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		var ans wire.JobAnswer
+		if err := postJSON(ctx, client, http.MethodGet, base+"/status/"+ref.ID, nil, &ans); err != nil {
+			return err
+		}
+		switch {
+		case ans.Status == wire.StatusCompleted:
+			return nil
+		case wire.FinalStatus(ans.Status):
+			return fmt.Errorf("job %s: %s %s", ref.ID, ans.Status, ans.Error)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// postJSON sends body (nil: none) with the bench key and decodes a 200 answer into out.
+func postJSON(ctx context.Context, client *http.Client, method, url string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", wire.ContentTypeJSON)
+	req.Header.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s answered %d: %s", method, url, resp.StatusCode, data)
+	}
+	return json.Unmarshal(data, out)
 }
