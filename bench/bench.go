@@ -240,6 +240,7 @@ var targets = map[string]target{
 	"remote_overhead_ratio_c1":           {"<=", 1.2},
 	"remote_overhead_ratio_c64":          {"<=", 1.2},
 	"manifest_get_ratio":                 {">=", 0.95},
+	"manifest_get_p99_ratio":             {"<=", 1.1},
 	"manifest_parse_ratio_f1000":         {"<=", 2},
 	"parked_poll_ratio":                  {"<=", 1.1},
 	"propagation_p99_ms_n100":            {"<=", 10},
