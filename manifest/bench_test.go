@@ -110,3 +110,20 @@ func BenchmarkParseNext1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseHash1000 is what the mothership pays per new manifest:
+// decode, validate and every resource's config hash.
+func BenchmarkParseHash1000(b *testing.B) {
+	data := bigManifest(1000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range m.Resources {
+			r.Hash()
+		}
+	}
+}

@@ -33,7 +33,12 @@ func hashEntry(obj map[string]json.RawMessage) string {
 		}
 	}
 	slices.Sort(keys)
+	size := 2
+	for _, k := range keys {
+		size += len(k) + len(obj[k]) + 8
+	}
 	var buf bytes.Buffer
+	buf.Grow(size + size/8) // Python's separators add a few bytes
 	buf.WriteByte('{')
 	for i, k := range keys {
 		if i > 0 {
@@ -51,10 +56,21 @@ func hashEntry(obj map[string]json.RawMessage) string {
 // pythonRaw is pythonJSON of a valid JSON value, written straight from its
 // bytes without building generic values.
 func pythonRaw(buf *bytes.Buffer, raw json.RawMessage) {
+	var scratch [][]member
+	pythonRawDepth(buf, raw, &scratch, 0)
+}
+
+// pythonRawDepth is pythonRaw reusing (*scratch)[depth] for the members of
+// the object at that depth, so that hashing a resource allocates little.
+func pythonRawDepth(buf *bytes.Buffer, raw json.RawMessage, scratch *[][]member, depth int) {
 	raw = bytes.TrimSpace(raw)
 	switch raw[0] {
 	case '{':
-		ms, _ := members(nil, raw)
+		for len(*scratch) <= depth {
+			*scratch = append(*scratch, nil)
+		}
+		ms, _ := members((*scratch)[depth][:0], raw)
+		(*scratch)[depth] = ms
 		// Sorted by key; of duplicate keys the last wins, as in a decoded map.
 		slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
 		buf.WriteByte('{')
@@ -69,26 +85,46 @@ func pythonRaw(buf *bytes.Buffer, raw json.RawMessage) {
 			first = false
 			pythonString(buf, m.key)
 			buf.WriteString(": ")
-			pythonRaw(buf, m.val)
+			pythonRawDepth(buf, m.val, scratch, depth+1)
 		}
 		buf.WriteByte('}')
 	case '[':
-		es, _ := elements(raw)
 		buf.WriteByte('[')
-		for i, e := range es {
-			if i > 0 {
+		i := skipSpace(raw, 1)
+		for n := 0; i < len(raw) && raw[i] != ']'; n++ {
+			end := skipValue(raw, i)
+			if n > 0 {
 				buf.WriteString(", ")
 			}
-			pythonRaw(buf, e)
+			pythonRawDepth(buf, raw[i:end], scratch, depth+1)
+			i = skipSpace(raw, end)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
 		}
 		buf.WriteByte(']')
 	case '"':
+		if printableASCII(raw[1 : len(raw)-1]) {
+			buf.Write(raw) // ensure_ascii writes such a string as it is
+			return
+		}
 		pythonString(buf, decodeKey(raw))
 	case 't', 'f', 'n':
 		buf.Write(raw)
 	default:
 		buf.WriteString(pythonNumber(string(raw)))
 	}
+}
+
+// printableASCII reports a string literal's body that needs no escape in
+// either direction: bytes 0x20–0x7e other than '"' and '\\'.
+func printableASCII(body []byte) bool {
+	for _, c := range body {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // PythonJSON serialises the JSON document data exactly as Python's
