@@ -7,17 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/flash-go/flash/child"
-	"github.com/flash-go/flash/internal/wire"
-	"github.com/flash-go/flash/manifest"
 )
 
 // HelperEnv, when set in a process's environment, makes it a bench helper:
@@ -64,33 +59,16 @@ func syncHelper(ctx context.Context, stdout io.Writer) error {
 	out := bufio.NewWriter(stdout)
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var wg sync.WaitGroup
-	var trs []*http.Transport
-	defer func() {
-		wg.Wait()
-		for _, tr := range trs {
-			tr.CloseIdleConnections()
-		}
-	}()
-	for i := first; i < first+n; i++ {
-		tr := wire.NewTransport()
-		trs = append(trs, tr)
-		s, err := child.NewSync(child.Config{
-			Identity: fmt.Sprintf("res%d", i%3), Instance: "bench-" + strconv.Itoa(i),
-			MothershipURL: url, APIKey: apiKey, HTTPClient: &http.Client{Transport: tr}, Logger: log,
-			OnApply: func(_ *manifest.Manifest, v int64) {
-				t := time.Now().UnixNano()
-				mu.Lock()
-				fmt.Fprintf(out, "%d %d\n", v, t)
-				out.Flush()
-				mu.Unlock()
-			},
-		})
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { s.Run(ctx) })
+	wait, err := runSyncs(ctx, url, first, n, log, func(v, at int64) {
+		mu.Lock()
+		fmt.Fprintf(out, "%d %d\n", v, at)
+		out.Flush()
+		mu.Unlock()
+	})
+	if err != nil {
+		return err // the process exits: nothing to wait for
 	}
+	wait() // until stdin closes
 	return nil
 }
 

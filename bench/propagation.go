@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -213,27 +214,35 @@ func (r *runner) startSyncs(ctx context.Context, url string, n int, inproc bool,
 		return stop, nil
 	}
 	syncCtx, cancel := context.WithCancel(ctx)
+	wait, err := runSyncs(syncCtx, url, 0, n, r.log, applied)
+	return func() { cancel(); wait() }, err
+}
+
+// runSyncs runs n sync clients (ids first, first+1, …) of the mothership at
+// url until ctx ends, each with its own connection, calling applied with the
+// version and wall-clock time (unix ns) of each apply. wait waits for them
+// to stop and closes their connections; it is never nil.
+func runSyncs(ctx context.Context, url string, first, n int, log *slog.Logger, applied func(v, at int64)) (wait func(), err error) {
 	var wg sync.WaitGroup
 	var closers []func()
-	stop = func() {
-		cancel()
+	wait = func() {
 		wg.Wait()
 		for _, c := range closers {
 			c()
 		}
 	}
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		tr := wire.NewTransport()
 		closers = append(closers, tr.CloseIdleConnections)
 		s, err := child.NewSync(child.Config{
 			Identity: fmt.Sprintf("res%d", i%3), Instance: "bench-" + strconv.Itoa(i),
-			MothershipURL: url, APIKey: apiKey, HTTPClient: &http.Client{Transport: tr}, Logger: r.log,
+			MothershipURL: url, APIKey: apiKey, HTTPClient: &http.Client{Transport: tr}, Logger: log,
 			OnApply: func(_ *manifest.Manifest, v int64) { applied(v, time.Now().UnixNano()) },
 		})
 		if err != nil {
-			return stop, err
+			return wait, err
 		}
-		wg.Go(func() { s.Run(syncCtx) })
+		wg.Go(func() { s.Run(ctx) })
 	}
-	return stop, nil
+	return wait, nil
 }
