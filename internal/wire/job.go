@@ -178,15 +178,7 @@ func decodeCanonical(body []byte) (Invocation, bool) {
 	if arg, ok = bytes.CutSuffix(arg, []byte(JobRequestTail)); !ok || len(arg) == 0 {
 		return Invocation{}, false
 	}
-	switch arg[0] {
-	case ' ', '\t', '\n', '\r':
-		return Invocation{}, false
-	}
-	switch arg[len(arg)-1] {
-	case ' ', '\t', '\n', '\r':
-		return Invocation{}, false
-	}
-	if !json.Valid(arg) {
+	if spaceAt(arg[0]) || spaceAt(arg[len(arg)-1]) || !json.Valid(arg) {
 		return Invocation{}, false
 	}
 	return Invocation{Function: string(name), Input: arg}, true
@@ -273,6 +265,14 @@ type JobRef struct {
 // is not flash's JobOutput leaves Output nil (RawOutput keeps it), so the
 // status and error of any Runpod worker's answer can still be read.
 func DecodeJobAnswer(data []byte) (JobAnswer, error) {
+	if a, ok := decodeCompleted(data); ok {
+		return a, nil
+	}
+	return decodeJobAnswer(data)
+}
+
+// decodeJobAnswer is DecodeJobAnswer for any body.
+func decodeJobAnswer(data []byte) (JobAnswer, error) {
 	var a struct {
 		ID, Status, Error string
 		Output            json.RawMessage
@@ -293,6 +293,63 @@ func DecodeJobAnswer(data []byte) (JobAnswer, error) {
 	}
 	return ans, nil
 }
+
+// The parts of a COMPLETED answer as flash's endpoints encode it
+// (json.Marshal of JobAnswer with a Completed output).
+const (
+	completedHead   = `{"id":"`
+	completedMid    = `","status":"COMPLETED","output":{"success":true,"json_result":`
+	completedDelay  = `},"delayTime":`
+	completedExec   = `,"executionTime":`
+	completedOutput = `{"success":true,"json_result":`
+)
+
+// decodeCompleted decodes, with one json.Valid of the result, the exact
+// COMPLETED answer flash's endpoints write, so that a caller scans the
+// result once here and decodes it once into its type. Any other body,
+// however valid, reports false and takes the general decoder.
+func decodeCompleted(data []byte) (JobAnswer, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(completedHead))
+	if !ok {
+		return JobAnswer{}, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || !ValidJobID(string(rest[:end])) {
+		return JobAnswer{}, false
+	}
+	id := string(rest[:end])
+	result, ok := bytes.CutPrefix(rest[end:], []byte(completedMid))
+	if !ok {
+		return JobAnswer{}, false
+	}
+	tail := bytes.LastIndex(result, []byte(completedDelay))
+	if tail <= 0 {
+		return JobAnswer{}, false
+	}
+	times, ok := bytes.CutSuffix(result[tail+len(completedDelay):], []byte("}"))
+	delay, exec, found := bytes.Cut(times, []byte(completedExec))
+	d, ok1 := jsonCount(delay)
+	e, ok2 := jsonCount(exec)
+	result = result[:tail]
+	if !ok || !found || !ok1 || !ok2 || len(result) == 0 || spaceAt(result[0]) || spaceAt(result[len(result)-1]) || !json.Valid(result) {
+		return JobAnswer{}, false
+	}
+	outStart := len(completedHead) + end + len(completedMid) - len(completedOutput)
+	out := data[outStart : outStart+len(completedOutput)+len(result)+1]
+	return JobAnswer{ID: id, Status: StatusCompleted, Output: Completed(result), RawOutput: out,
+		DelayTime: d, ExecutionTime: e}, true
+}
+
+// jsonCount parses a JSON number made of digits only (no leading zero).
+func jsonCount(b []byte) (int64, bool) {
+	if len(b) > 1 && b[0] == '0' {
+		return 0, false
+	}
+	n, err := parseDigits(string(b), 18)
+	return n, err == nil
+}
+
+func spaceAt(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // ErrorBody is the body of every error answer: {"error": "<message>"},
 // with "error_type" when a function's error is the cause (LB routes).

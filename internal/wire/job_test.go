@@ -221,8 +221,21 @@ func FuzzDecodeJobAnswer(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"id":"ab_c","status":"COMPLETED","output":{"success":true,"json_result":{"x":"},\"delayTime\":1"}},"delayTime":0,"executionTime":12}`))
+	f.Add([]byte(`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":[1]},"delayTime":01,"executionTime":2}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		a, err := DecodeJobAnswer(body)
+		// The fast path for flash's own COMPLETED answer agrees with the general decoder.
+		if fast, ok := decodeCompleted(body); ok {
+			slow, err := decodeJobAnswer(body)
+			if err != nil || slow.ID != fast.ID || slow.Status != fast.Status || slow.Error != fast.Error ||
+				slow.DelayTime != fast.DelayTime || slow.ExecutionTime != fast.ExecutionTime ||
+				string(slow.RawOutput) != string(fast.RawOutput) || slow.Output == nil ||
+				slow.Output.Success == nil || !*slow.Output.Success || string(slow.Output.JSONResult) != string(fast.Output.JSONResult) ||
+				slow.Output.Error != "" || slow.Output.ErrorType != "" {
+				t.Fatalf("fast %+v, general %+v, %v", fast, slow, err)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -266,4 +279,30 @@ func FuzzJobError(f *testing.F) {
 			t.Fatalf("JobError(%q) made text up: %q %q", s, typ, msg)
 		}
 	})
+}
+
+// TestDecodeCompleted: what an endpoint writes for a COMPLETED job takes the
+// fast path and decodes as the general decoder does; near misses do not.
+func TestDecodeCompleted(t *testing.T) {
+	body, err := json.Marshal(JobAnswer{ID: "Ab-9_x", Status: StatusCompleted, DelayTime: 3, ExecutionTime: 12,
+		Output: Completed(json.RawMessage(`{"vector":[1,2],"s":"},\"delayTime\":1"}`))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, ok := decodeCompleted(body)
+	slow, err := decodeJobAnswer(body)
+	if !ok || err != nil || fast.ID != slow.ID || fast.DelayTime != 3 || fast.ExecutionTime != 12 ||
+		string(fast.RawOutput) != string(slow.RawOutput) || string(fast.Output.JSONResult) != string(slow.Output.JSONResult) {
+		t.Fatalf("fast %+v (%v), general %+v (%v)\n%s", fast, ok, slow, err, body)
+	}
+	for _, near := range []string{
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":0,"executionTime":0,"error":"x"}`,
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result": 1},"delayTime":0,"executionTime":0}`,
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":-1,"executionTime":0}`,
+		`{"id":"j k","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":0,"executionTime":0}`,
+	} {
+		if _, ok := decodeCompleted([]byte(near)); ok {
+			t.Errorf("fast path took %s", near)
+		}
+	}
 }
