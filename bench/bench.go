@@ -81,6 +81,10 @@ type Config struct {
 	// SourceDir is where the flash module source is looked for (it or a
 	// parent holding go.mod). Default: the working directory.
 	SourceDir string
+	// Self is the program re-executed as a helper process (load generators,
+	// sync clients); it must call MaybeHelper first thing. Default: this
+	// program (os.Executable).
+	Self string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 	// Logger receives the logs of the flash parts under test; nil formats
@@ -221,8 +225,10 @@ var requiredFigures = []string{
 	"route_local_ns", "direct_call_ns", "route_local_allocs",
 	"remote_call_us_c1", "raw_http_us_c1", "remote_overhead_ratio_c1",
 	"remote_call_us_c64", "raw_http_us_c64", "remote_overhead_ratio_c64",
+	"remote_overhead_ratio_inproc_c1", "remote_overhead_ratio_inproc_c64",
 	"manifest_get_rps", "raw_get_rps", "manifest_get_ratio",
 	"propagation_p50_ms_n100", "propagation_p99_ms_n100", "propagation_p50_ms_n500", "propagation_p99_ms_n500",
+	"propagation_p99_ms_inproc_n100", "propagation_p99_ms_inproc_n500", "parked_poll_ratio",
 	"fanin_upstream_fetches_k1000", "reconcile_unchanged_provider_calls", "topology_up_ms",
 }
 
@@ -230,9 +236,13 @@ var requiredFigures = []string{
 var targets = map[string]target{
 	"route_local_ns":                     {"<=", 20},
 	"route_local_allocs":                 {"=", 0},
-	"remote_overhead_ratio_c1":           {"<=", 1.25},
-	"remote_overhead_ratio_c64":          {"<=", 1.25},
-	"manifest_get_ratio":                 {">=", 0.8},
+	"route_local_overhead_ns":            {"<=", 3},
+	"remote_overhead_ratio_c1":           {"<=", 1.2},
+	"remote_overhead_ratio_c64":          {"<=", 1.2},
+	"manifest_get_ratio":                 {">=", 0.95},
+	"manifest_get_p99_ratio":             {"<=", 1.1},
+	"manifest_parse_ratio_f1000":         {"<=", 2},
+	"parked_poll_ratio":                  {"<=", 1.1},
 	"propagation_p99_ms_n100":            {"<=", 10},
 	"propagation_p99_ms_n500":            {"<=", 50},
 	"fanin_upstream_fetches_k1000":       {"=", 1},

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -19,7 +20,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if helper, err := MaybeHelper(context.Background()); helper {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestPercentile(t *testing.T) {
 	nan := math.NaN()
@@ -288,7 +298,7 @@ func TestSmokeHasEveryFigure(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"manifest_size", "memory_parked", "propagation", "remote_p99", "remote_throughput"}; !slices.Equal(names, want) {
+	if want := []string{"manifest_size", "memory_parked", "propagation", "remote_p99", "remote_p99_inproc", "remote_throughput", "remote_throughput_inproc"}; !slices.Equal(names, want) {
 		t.Errorf("curves %v, want %v", names, want)
 	}
 
@@ -332,5 +342,36 @@ func TestSmokeHasEveryFigure(t *testing.T) {
 	}
 	if _, err := os.ReadFile(filepath.Join(dir, "result.json")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 1s test @ http://127.0.0.1:1/manifest
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   612.00us  300.00us   8.20ms   90.00%
+  Latency Distribution
+     50%  500.00us
+     75%  700.00us
+     90%    1.00ms
+     99%    2.50ms
+  55612 requests in 1.00s, 80.00MB read
+Requests/sec:  55612.34
+Transfer/sec:     80.00MB
+`
+	res, err := parseWrk(out)
+	if err != nil || res.rps != 55612.34 || res.p99MS != 2.5 {
+		t.Fatalf("parseWrk = %+v, %v", res, err)
+	}
+	if _, err := parseWrk(strings.Replace(out, "Requests/sec", "Transfer", 1)); err == nil {
+		t.Error("no requests/s: want an error")
+	}
+	if _, err := parseWrk(out + "  Non-2xx or 3xx responses: 12\n"); err == nil {
+		t.Error("non-2xx answers: want an error")
+	}
+	for in, want := range map[string]float64{"812.00us": 0.812, "8.20ms": 8.2, "1.50s": 1500} {
+		if got, ok := wrkMillis(in); !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("wrkMillis(%q) = %v, %v", in, got, ok)
+		}
 	}
 }

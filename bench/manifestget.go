@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -130,11 +132,102 @@ func (r *runner) manifestGet(ctx context.Context) error {
 		return err
 	}
 	about := fmt.Sprintf("%d concurrent clients, %d-function manifest (%d bytes)", c, 100, size)
-	r.figure("manifest_get_rps", medianOf(msRes, loadResult.rps), "req/s", "GET /manifest on a real mothership (auth, ids, logs, metrics, child reports), "+about)
-	r.figure("raw_get_rps", medianOf(bareRes, loadResult.rps), "req/s", "the same bytes from a bare handler, same client (baseline), "+about)
-	r.figure("manifest_get_ratio", Median(ratios(msRes, bareRes, loadResult.rps)), "×", "manifest_get_rps / raw_get_rps, median of the per-round ratios")
+	sfx := "_inproc"
+	if wrk, err := exec.LookPath("wrk"); err != nil {
+		sfx = ""
+		r.note("manifest_get_*: wrk not found on PATH, so the load generator runs in this process")
+	} else if err := r.wrkFigures(ctx, wrk, ms.url, bare.url); err != nil {
+		return err
+	}
+	r.figure("manifest_get_rps"+sfx, medianOf(msRes, loadResult.rps), "req/s", "GET /manifest on a real mothership (auth, ids, logs, metrics, child reports), Go client in this process, "+about)
+	r.figure("raw_get_rps"+sfx, medianOf(bareRes, loadResult.rps), "req/s", "the same bytes from a bare handler, same client (baseline), "+about)
+	r.figure("manifest_get_ratio"+sfx, Median(ratios(msRes, bareRes, loadResult.rps)), "×", "manifest_get_rps / raw_get_rps, median of the per-round ratios")
 
 	return r.manifestSizes(ctx, publish, get, ms.url, bare.url)
+}
+
+// wrkResult is one wrk run.
+type wrkResult struct{ rps, p99MS float64 }
+
+// wrkFigures measures GET /manifest with wrk (2 threads, 32 connections, a
+// separate process) on the mothership and on the bare handler, interleaved.
+func (r *runner) wrkFigures(ctx context.Context, wrk, msURL, bareURL string) error {
+	window := max(time.Second, r.p.window.Round(time.Second))
+	run := func(base string) func(context.Context) (wrkResult, error) {
+		return func(ctx context.Context) (wrkResult, error) { return runWrk(ctx, wrk, base, window) }
+	}
+	ms, bare, err := interleave(ctx, r.p.rounds, run(msURL), run(bareURL))
+	if err != nil {
+		return err
+	}
+	rps := func(w wrkResult) float64 { return w.rps }
+	p99 := func(w wrkResult) float64 { return w.p99MS }
+	per := func(f func(wrkResult) float64) float64 {
+		rs := make([]float64, len(ms))
+		for i := range ms {
+			rs[i] = f(ms[i]) / f(bare[i])
+		}
+		return Median(rs)
+	}
+	about := "wrk -t2 -c32, a separate process, 100-function manifest"
+	r.figure("manifest_get_rps", medianOf(ms, rps), "req/s", "GET /manifest on a real mothership, "+about)
+	r.figure("raw_get_rps", medianOf(bare, rps), "req/s", "the same bytes from a bare net/http handler (baseline), "+about)
+	r.figure("manifest_get_ratio", per(rps), "×", "manifest_get_rps / raw_get_rps, median of the per-round ratios")
+	r.figure("manifest_get_p99_ms", medianOf(ms, p99), "ms", "wrk's p99 latency of GET /manifest on the mothership")
+	r.figure("raw_get_p99_ms", medianOf(bare, p99), "ms", "the same on the bare handler (baseline)")
+	r.figure("manifest_get_p99_ratio", per(p99), "×", "manifest_get_p99_ms / raw_get_p99_ms, median of the per-round ratios")
+	return nil
+}
+
+// runWrk runs wrk against base/manifest with the child headers and reads
+// its requests/s and p99 latency.
+func runWrk(ctx context.Context, wrk, base string, d time.Duration) (wrkResult, error) {
+	out, err := exec.CommandContext(ctx, wrk, "-t2", "-c32", "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency",
+		"-H", wire.HeaderAuthorization+": Bearer "+apiKey, "-H", "Accept: "+wire.ContentTypeJSON,
+		"-H", wire.HeaderResource+": res0", "-H", wire.HeaderInstance+": bench-wrk", "-H", wire.HeaderAppliedVersion+": 1",
+		base+"/manifest").CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	return parseWrk(string(out))
+}
+
+// parseWrk reads "Requests/sec: N" and the "99% T" latency line of wrk's
+// output; a run with non-2xx answers is an error.
+func parseWrk(out string) (wrkResult, error) {
+	var res wrkResult
+	var haveRPS, haveP99 bool
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "Requests/sec:":
+			v, err := strconv.ParseFloat(f[1], 64)
+			res.rps, haveRPS = v, err == nil
+		case len(f) >= 2 && f[0] == "99%":
+			ms, ok := wrkMillis(f[1])
+			res.p99MS, haveP99 = ms, ok
+		case len(f) > 0 && f[0] == "Non-2xx":
+			return res, fmt.Errorf("wrk: %s", strings.TrimSpace(line))
+		}
+	}
+	if !haveRPS || !haveP99 {
+		return res, fmt.Errorf("wrk: no requests/s or p99 in its output: %.400s", out)
+	}
+	return res, nil
+}
+
+// wrkMillis converts a wrk duration ("812.00us", "8.20ms", "1.02s") to ms.
+func wrkMillis(s string) (float64, bool) {
+	for _, u := range []struct {
+		sfx string
+		ms  float64
+	}{{"us", 1e-3}, {"ms", 1}, {"s", 1e3}, {"m", 60e3}} {
+		if v, ok := strings.CutSuffix(s, u.sfx); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f * u.ms, err == nil
+		}
+	}
+	return 0, false
 }
 
 // manifestSizes is the size curve: parse + validate + hash (manifest.Parse)
@@ -175,6 +268,7 @@ func (r *runner) manifestSizes(ctx context.Context, publish func(*manifest.Manif
 		if n == 1000 {
 			r.figure("manifest_parse_ms_f1000", parseMS[i], "ms", "manifest.Parse (decode, validate, config hashes) of a 1,000-function manifest")
 			r.figure("json_unmarshal_ms_f1000", stdMS[i], "ms", "encoding/json into map[string]any of the same bytes (baseline)")
+			r.figure("manifest_parse_ratio_f1000", Median(perRound(ps, ss)), "×", "manifest_parse / json_unmarshal, median of the per-round ratios")
 		}
 
 		size, err := publish(m)
@@ -200,4 +294,13 @@ func (r *runner) manifestSizes(ctx context.Context, publish func(*manifest.Manif
 			{"parse+validate+hash", parseMS}, {"json.Unmarshal (baseline)", stdMS},
 			{"GET /manifest, mothership (p50)", getMS}, {"GET, bare handler (p50)", bareMS}}})
 	return nil
+}
+
+// perRound divides a by b round by round.
+func perRound(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = a[i] / b[i]
+	}
+	return out
 }

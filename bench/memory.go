@@ -41,6 +41,7 @@ func (r *runner) memory(ctx context.Context) error {
 	last := ns[len(ns)-1]
 	r.figure("parked_poll_kib", perMS, "KiB/poll", fmt.Sprintf("heap + stack growth per parked long poll on the mothership, at %d parked", last))
 	r.figure("parked_poll_kib_bare", perBare, "KiB/poll", "the same for a bare net/http handler that parks requests (baseline)")
+	r.figure("parked_poll_ratio", perMS/perBare, "×", "parked_poll_kib / parked_poll_kib_bare")
 	x := make([]float64, len(ns))
 	for i, n := range ns {
 		x[i] = float64(n)

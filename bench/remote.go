@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/flash-go/flash"
 	"github.com/flash-go/flash/internal/wire"
@@ -18,10 +20,13 @@ import (
 
 // remote measures cross-endpoint calls: Func.Call on a child serving
 // "caller", routed by its manifest to a real child serving "worker" on
-// loopback (both flash apps in this process, talking HTTP), against a plain
-// net/http POST of the same job JSON to a bare handler that decodes it, runs
-// the same function and encodes the answer. Both clients pool connections
-// alike; both servers run in the same http.Server settings.
+// loopback (talking HTTP), against a plain net/http POST of the same job
+// JSON to a bare handler that decodes it, runs the same function and
+// encodes the answer. Both clients pool connections alike; both servers run
+// in the same http.Server settings, in this process. By default the callers
+// (the caller child and the raw client) run in a helper process, so the
+// servers run as they will; the same figures with the callers in this
+// process follow with the suffix _inproc.
 func (r *runner) remote(ctx context.Context) error {
 	dir := filepath.Join(r.tmp, "remote")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -41,62 +46,61 @@ func (r *runner) remote(ctx context.Context) error {
 		return err
 	}
 	defer worker.stop()
-
-	cApp, fn := benchApp()
-	cPath := filepath.Join(dir, "caller.json")
-	routed := m.WithRuntime("worker", manifest.Runtime{EndpointURLs: []string{worker.url}, Status: manifest.StatusDeployed})
-	if err := manifest.Save(cPath, routed, 0o644); err != nil {
-		return err
-	}
-	caller, err := runApp(ctx, cApp, flash.Config{Role: flash.Child, Resource: "caller", ManifestPath: cPath, APIKey: apiKey, Logger: r.log})
-	if err != nil {
-		return err
-	}
-	defer caller.stop()
-
 	bare, err := startServer(ctx, bareWorkHandler())
 	if err != nil {
 		return err
 	}
 	defer bare.stop()
-	client, closeIdle := newClient()
-	defer closeIdle()
 
-	in := benchInput
-	viaFlash := func(ctx context.Context, _ int) error {
-		out, err := fn.Call(ctx, in)
-		if err != nil {
-			return err
-		}
-		return checkOut(out, in)
+	// Out of process: a helper runs both callers, one window per command.
+	lg, err := r.startLoadHelper(worker.url, bare.url)
+	if err != nil {
+		return err
 	}
-	raw := func(ctx context.Context, _ int) error {
-		out, err := rawPost(ctx, client, bare.url, in)
-		if err != nil {
-			return err
-		}
-		return checkOut(out, in)
+	defer lg.stop()
+	if err := r.remoteFigures(ctx, "", lg.load("flash"), lg.load("raw")); err != nil {
+		return err
 	}
-	if err := viaFlash(ctx, 0); err != nil {
-		return fmt.Errorf("remote call through flash: %w", err)
+	if err := r.jobFigures(ctx, lg.load("job"), lg.load("raw")); err != nil {
+		return err
 	}
 
+	viaFlash, raw, stop, err := remoteCallers(ctx, dir, worker.url, bare.url, r.log)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	inproc := func(call func(context.Context, int) error) loadFunc {
+		return func(ctx context.Context, c int, window time.Duration) (loadResult, error) {
+			return runLoad(ctx, c, window, call)
+		}
+	}
+	return r.remoteFigures(ctx, "_inproc", inproc(viaFlash), inproc(raw))
+}
+
+// loadFunc runs one window of closed-loop load with conc callers.
+type loadFunc func(ctx context.Context, conc int, window time.Duration) (loadResult, error)
+
+// remoteFigures measures flash against raw at each concurrency and reports
+// the figures, their names ending in sfx, with the curves.
+func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawLoad loadFunc) error {
 	concs := r.p.concurrencies
 	rpsF, rpsR := make([]float64, len(concs)), make([]float64, len(concs))
 	p99F, p99R := make([]float64, len(concs)), make([]float64, len(concs))
+	where := map[string]string{"": "callers in a helper process", "_inproc": "callers in this process"}[sfx0]
 	for i, c := range concs {
-		r.progress("remote calls at concurrency %d", c)
-		measure := func(call func(context.Context, int) error) func(context.Context) (loadResult, error) {
-			return func(ctx context.Context) (loadResult, error) { return runLoad(ctx, c, r.p.window, call) }
+		r.progress("remote calls at concurrency %d, %s", c, where)
+		measure := func(load loadFunc) func(context.Context) (loadResult, error) {
+			return func(ctx context.Context) (loadResult, error) { return load(ctx, c, r.p.window) }
 		}
 		warm := r.p.window / 2
-		if _, err := runLoad(ctx, c, warm, viaFlash); err != nil {
-			return err
+		if _, err := flashLoad(ctx, c, warm); err != nil {
+			return fmt.Errorf("remote call through flash: %w", err)
 		}
-		if _, err := runLoad(ctx, c, warm, raw); err != nil {
-			return err
+		if _, err := rawLoad(ctx, c, warm); err != nil {
+			return fmt.Errorf("raw call: %w", err)
 		}
-		fs, rs, err := interleave(ctx, r.p.rounds, measure(viaFlash), measure(raw))
+		fs, rs, err := interleave(ctx, r.p.rounds, measure(flashLoad), measure(rawLoad))
 		if err != nil {
 			return err
 		}
@@ -104,9 +108,9 @@ func (r *runner) remote(ctx context.Context) error {
 		p99F[i] = medianOf(fs, func(l loadResult) float64 { return l.pctMS(99) })
 		p99R[i] = medianOf(rs, func(l loadResult) float64 { return l.pctMS(99) })
 		if c == 1 || c == 64 {
-			sfx := "_c" + strconv.Itoa(c)
+			sfx := sfx0 + "_c" + strconv.Itoa(c)
 			r.figure("remote_call_us"+sfx, medianOf(fs, loadResult.meanUS), "µs/call",
-				fmt.Sprintf("mean latency of Func.Call to a real child over loopback, %d callers", c))
+				fmt.Sprintf("mean latency of Func.Call to a real child over loopback, %d callers, %s", c, where))
 			r.figure("raw_http_us"+sfx, medianOf(rs, loadResult.meanUS), "µs/call",
 				fmt.Sprintf("mean latency of a raw net/http POST of the same JSON to a bare handler, %d callers (baseline)", c))
 			r.figure("remote_overhead_ratio"+sfx, Median(ratios(fs, rs, loadResult.meanUS)), "×",
@@ -119,13 +123,55 @@ func (r *runner) remote(ctx context.Context) error {
 	for i, c := range concs {
 		x[i] = float64(c)
 	}
-	r.curve(Curve{Name: "remote_throughput", Title: "Remote call throughput vs concurrency",
+	r.curve(Curve{Name: "remote_throughput" + sfx0, Title: "Remote call throughput vs concurrency, " + where,
 		XLabel: "concurrent callers", YLabel: "calls/s", LogX: true, X: x,
 		Series: []Series{{"flash Func.Call", rpsF}, {"raw net/http + bare handler", rpsR}}})
-	r.curve(Curve{Name: "remote_p99", Title: "Remote call p99 latency vs concurrency",
+	r.curve(Curve{Name: "remote_p99" + sfx0, Title: "Remote call p99 latency vs concurrency, " + where,
 		XLabel: "concurrent callers", YLabel: "p99 latency (ms)", LogX: true, LogY: true, X: x,
 		Series: []Series{{"flash Func.Call", p99F}, {"raw net/http + bare handler", p99R}}})
 	return nil
+}
+
+// remoteCallers starts, in this process, the caller child routed to the
+// worker at workerURL, and returns the two calls measured: through flash
+// and raw to the bare handler at bareURL. stop is never nil.
+func remoteCallers(ctx context.Context, dir, workerURL, bareURL string, log *slog.Logger) (viaFlash, raw func(context.Context, int) error, stop func(), err error) {
+	stop = func() {}
+	cApp, fn := benchApp()
+	m, err := cApp.Manifest()
+	if err != nil {
+		return nil, nil, stop, err
+	}
+	cPath := filepath.Join(dir, "caller.json")
+	routed := m.WithRuntime("worker", manifest.Runtime{EndpointURLs: []string{workerURL}, Status: manifest.StatusDeployed})
+	if err := manifest.Save(cPath, routed, 0o644); err != nil {
+		return nil, nil, stop, err
+	}
+	caller, err := runApp(ctx, cApp, flash.Config{Role: flash.Child, Resource: "caller", ManifestPath: cPath, APIKey: apiKey, Logger: log})
+	if err != nil {
+		return nil, nil, stop, err
+	}
+	client, closeIdle := newClient()
+	stop = func() { closeIdle(); caller.stop() }
+	in := benchInput
+	viaFlash = func(ctx context.Context, _ int) error {
+		out, err := fn.Call(ctx, in)
+		if err != nil {
+			return err
+		}
+		return checkOut(out, in)
+	}
+	raw = func(ctx context.Context, _ int) error {
+		out, err := rawPost(ctx, client, bareURL, in)
+		if err != nil {
+			return err
+		}
+		return checkOut(out, in)
+	}
+	if err := viaFlash(ctx, 0); err != nil {
+		return nil, nil, stop, fmt.Errorf("remote call through flash: %w", err)
+	}
+	return viaFlash, raw, stop, nil
 }
 
 // rawEnvelope is the /runsync job body flash sends, written with encoding/json.
@@ -205,4 +251,84 @@ func bareWorkHandler() http.Handler {
 		w.Header().Set("Content-Type", wire.ContentTypeJSON)
 		json.NewEncoder(w).Encode(ans)
 	})
+}
+
+// jobFigures measures async jobs (POST /run, then GET /status/{id} until
+// final) against the same function over raw HTTP, at 64 callers in the
+// helper process.
+func (r *runner) jobFigures(ctx context.Context, jobLoad, rawLoad loadFunc) error {
+	const c = 64
+	r.progress("/run + /status jobs at concurrency %d", c)
+	if _, err := jobLoad(ctx, c, r.p.window/2); err != nil {
+		return fmt.Errorf("/run + /status: %w", err)
+	}
+	measure := func(load loadFunc) func(context.Context) (loadResult, error) {
+		return func(ctx context.Context) (loadResult, error) { return load(ctx, c, r.p.window) }
+	}
+	js, rs, err := interleave(ctx, r.p.rounds, measure(jobLoad), measure(rawLoad))
+	if err != nil {
+		return err
+	}
+	r.figure("job_rps_c64", medianOf(js, loadResult.rps), "jobs/s", "POST /run then GET /status/{id} until COMPLETED on a real child, 64 callers in a helper process")
+	r.figure("job_raw_ratio_c64", Median(ratios(js, rs, loadResult.rps)), "×", "job_rps / raw_http_rps (the same function over raw HTTP, same callers), median of the per-round ratios")
+	return nil
+}
+
+// runJob runs one job through /run and polls /status until it is final.
+func runJob(ctx context.Context, client *http.Client, base string, in workIn) error {
+	arg, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	var ref wire.JobRef
+	body := wire.AppendJobRequest(nil, "work", arg)
+	if err := postJSON(ctx, client, http.MethodPost, base+"/run", body, &ref); err != nil {
+		return err
+	}
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		var ans wire.JobAnswer
+		if err := postJSON(ctx, client, http.MethodGet, base+"/status/"+ref.ID, nil, &ans); err != nil {
+			return err
+		}
+		switch {
+		case ans.Status == wire.StatusCompleted:
+			return nil
+		case wire.FinalStatus(ans.Status):
+			return fmt.Errorf("job %s: %s %s", ref.ID, ans.Status, ans.Error)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// postJSON sends body (nil: none) with the bench key and decodes a 200 answer into out.
+func postJSON(ctx context.Context, client *http.Client, method, url string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", wire.ContentTypeJSON)
+	req.Header.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s answered %d: %s", method, url, resp.StatusCode, data)
+	}
+	return json.Unmarshal(data, out)
 }

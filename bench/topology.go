@@ -62,13 +62,22 @@ func (r *runner) topology(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var ups []float64
+	var ups, childRSS, msRSS []float64
 	for i := range r.p.topoRounds {
-		up, err := r.topologyOnce(ctx, bin, names, i)
+		up, rss, err := r.topologyOnce(ctx, bin, names, i)
 		if err != nil {
 			return err
 		}
 		ups = append(ups, up)
+		if len(rss) > 1 {
+			msRSS, childRSS = append(msRSS, rss[0]), append(childRSS, rss[1:]...)
+		}
+	}
+	if len(childRSS) > 0 {
+		r.figure("child_idle_rss_mib", Median(childRSS), "MiB", "resident memory of an idle child of examples/pipeline (local provider), 1 s after the topology is up, median over children")
+		r.figure("mothership_idle_rss_mib", Median(msRSS), "MiB", "the same for its mothership")
+	} else {
+		r.note("child_idle_rss_mib: the children could not be found from the mothership's process (/proc/PID/task/*/children)")
 	}
 	r.figure("topology_up_ms", Median(ups), "ms",
 		fmt.Sprintf("mothership start → all %d resources of examples/pipeline deployed and healthy (local provider, median of %d)", len(names), len(ups)))
@@ -131,20 +140,22 @@ func appResources(ctx context.Context, bin string) ([]string, error) {
 
 // topologyOnce starts the mothership, times it to "all up", and stops
 // everything it started.
-func (r *runner) topologyOnce(ctx context.Context, bin string, names []string, round int) (upMS float64, err error) {
+// rss is the resident memory in MiB of the mothership then of each process
+// it started, 1 s after the topology is up.
+func (r *runner) topologyOnce(ctx context.Context, bin string, names []string, round int) (upMS float64, rss []float64, err error) {
 	dir := filepath.Join(r.tmp, "topology-"+strconv.Itoa(round))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	statePath := filepath.Join(dir, "state.db")
 	logPath := filepath.Join(dir, "mothership.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer logFile.Close()
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -158,7 +169,7 @@ func (r *runner) topologyOnce(ctx context.Context, bin string, names []string, r
 
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", bin, err)
+		return 0, nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
@@ -170,9 +181,49 @@ func (r *runner) topologyOnce(ctx context.Context, bin string, names []string, r
 		}
 	}()
 	if err := waitUp(ctx, base, names, exited); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return float64(time.Since(t0)) / float64(time.Millisecond), nil
+	upMS = float64(time.Since(t0)) / float64(time.Millisecond)
+	time.Sleep(time.Second) // idle
+	for _, pid := range append([]int{cmd.Process.Pid}, childPIDs(cmd.Process.Pid)...) {
+		if kib, ok := rssKiB(pid); ok {
+			rss = append(rss, kib/1024)
+		}
+	}
+	return upMS, rss, nil
+}
+
+// childPIDs lists the direct children of pid (Linux; nil elsewhere).
+func childPIDs(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var pids []int
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(data)) {
+			if p, err := strconv.Atoi(w); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	return pids
+}
+
+// rssKiB reads VmRSS of pid from /proc (Linux).
+func rssKiB(pid int) (float64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kib, err := strconv.ParseFloat(f[0], 64)
+				return kib, err == nil
+			}
+		}
+	}
+	return 0, false
 }
 
 // waitUp polls GET /flash/status every 5 ms until every resource is

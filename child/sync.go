@@ -470,7 +470,11 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 		s.succeed()
 		return s.next()
 	}
-	m, err := manifest.Parse(body)
+	var prev *manifest.Manifest
+	if cur != nil {
+		prev = cur.m
+	}
+	m, err := manifest.ParseNext(prev, body) // unchanged resources are reused, not parsed again
 	if err != nil {
 		s.succeed() // the mothership answered; the manifest is what is wrong
 		s.log.Error("rejected an invalid manifest; keeping the one in use",

@@ -78,3 +78,52 @@ func BenchmarkStdUnmarshal1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseAll1000 is what a child pays per new manifest without a
+// previous one: decode and validate (config hashes are computed on use).
+func BenchmarkParseAll1000(b *testing.B) {
+	data := bigManifest(1000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseNext1000 applies a version in which one resource of 100
+// changed: the 99 others are reused from the previous manifest.
+func BenchmarkParseNext1000(b *testing.B) {
+	data := bigManifest(1000)
+	prev, err := Parse(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	next := prev.WithRuntime("res7", Runtime{Status: StatusDeployed, EndpointURLs: []string{"http://127.0.0.1:1"}})
+	data2, _ := next.MarshalJSON()
+	b.SetBytes(int64(len(data2)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseNext(prev, data2); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseHash1000 is what the mothership pays per new manifest:
+// decode, validate and every resource's config hash.
+func BenchmarkParseHash1000(b *testing.B) {
+	data := bigManifest(1000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range m.Resources {
+			r.Hash()
+		}
+	}
+}

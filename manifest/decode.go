@@ -5,13 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 )
 
 // Parse decodes and validates a manifest, reporting every problem at once as
 // an *InvalidError. The returned manifest is nil when err is not nil.
-func Parse(data []byte) (*Manifest, error) {
-	m, ps := decode(data)
+func Parse(data []byte) (*Manifest, error) { return ParseNext(nil, data) }
+
+// ParseNext is Parse for the manifest that follows prev (which may be nil):
+// a resource entry whose bytes equal its entry in prev reuses prev's parsed
+// resource (and its config hash, once computed), so that applying a new
+// version costs mostly in proportion to what changed.
+func ParseNext(prev *Manifest, data []byte) (*Manifest, error) {
+	m, ps := decodeNext(prev, data)
 	if m != nil {
 		ps = append(ps, m.problems()...)
 	}
@@ -36,24 +43,24 @@ func (m *Manifest) Validate() error { return m.problems().err() }
 
 // decode returns the manifest (nil only when data is not a JSON object) and the
 // type problems found; fields of the wrong type are left zero.
-func decode(data []byte) (*Manifest, problems) {
+func decode(data []byte) (*Manifest, problems) { return decodeNext(nil, data) }
+
+func decodeNext(prev *Manifest, data []byte) (*Manifest, problems) {
 	var ps problems
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			ps.add("", "the manifest must be a JSON object, not %s", typeErr.Value)
-		} else {
-			ps.add("", "not valid JSON: %v", err)
-		}
-		return nil, ps
+	if !json.Valid(data) {
+		return nil, invalidJSON(data)
 	}
-	if top == nil { // the literal null
-		ps.add("", "the manifest must be a JSON object, not null")
-		return nil, ps
+	// One copy of the input, which every raw value below aliases.
+	ms, ok := members(nil, bytes.Clone(data))
+	if !ok {
+		return nil, invalidJSON(data)
+	}
+	top := make(map[string]json.RawMessage, len(ms))
+	for _, mb := range ms {
+		top[mb.key] = mb.val
 	}
 	m := &Manifest{raw: top}
-	d := decoder{ps: &ps}
+	d := decoder{ps: &ps, scratch: new([]member)}
 	m.Version = d.str(top, "", "version")
 	m.GeneratedAt = d.str(top, "", "generated_at")
 	m.ProjectName = d.str(top, "", "project_name")
@@ -63,7 +70,13 @@ func decode(data []byte) (*Manifest, problems) {
 	} else if objs, ok := d.object(raw, "resources"); ok {
 		m.Resources = make(map[string]*Resource, len(objs))
 		for name, entry := range objs {
+			if p := prev.reusable(name, entry); p != nil {
+				m.Resources[name] = p
+				continue
+			}
+			before := len(ps)
 			if r := d.resource(name, entry); r != nil {
+				r.src, r.clean = entry, len(ps) == before
 				m.Resources[name] = r
 			}
 		}
@@ -82,7 +95,40 @@ func decode(data []byte) (*Manifest, problems) {
 	return m, ps
 }
 
-type decoder struct{ ps *problems }
+// reusable returns prev's resource name when its entry was exactly entry and
+// decoded without a problem; nil otherwise.
+func (prev *Manifest) reusable(name string, entry json.RawMessage) *Resource {
+	if prev == nil {
+		return nil
+	}
+	if r := prev.Resources[name]; r != nil && r.clean && bytes.Equal(r.src, entry) {
+		return r
+	}
+	return nil
+}
+
+// invalidJSON reports why data is not a JSON object, in encoding/json's words.
+func invalidJSON(data []byte) problems {
+	var ps problems
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			ps.add("", "the manifest must be a JSON object, not %s", typeErr.Value)
+		} else {
+			ps.add("", "not valid JSON: %v", err)
+		}
+		return ps
+	}
+	ps.add("", "the manifest must be a JSON object, not null")
+	return ps
+}
+
+// decoder decodes a checked manifest, collecting problems.
+type decoder struct {
+	ps      *problems
+	scratch *[]member // reused by object, which copies the members out
+}
 
 func (d decoder) resource(name string, data json.RawMessage) *Resource {
 	path := child("resources", name)
@@ -117,26 +163,28 @@ func (d decoder) resource(name string, data json.RawMessage) *Resource {
 	examples := d.examples(obj, path)
 	if raw, ok := obj["functions"]; ok && !isNull(raw) {
 		p := child(path, "functions")
-		var items []json.RawMessage
-		if err := json.Unmarshal(raw, &items); err != nil {
+		items, ok := elements(raw)
+		if !ok {
 			d.ps.add(p, "must be an array of function objects, not %s", jsonKind(raw))
 		}
+		r.Functions = make([]Function, 0, len(items))
+		var fo []member // reused: a function's members, looked up without a map
 		for i, item := range items {
 			fp := index(p, i)
-			fo, ok := d.object(item, fp)
-			if !ok {
+			if fo, ok = members(fo[:0], item); !ok {
+				d.ps.add(fp, "must be an object, not %s", jsonKind(item))
 				continue
 			}
 			var f Function
-			f.Name = d.str(fo, fp, "name")
-			f.Module = d.str(fo, fp, "module")
-			f.IsAsync, _ = d.boolean(fo, fp, "is_async")
-			f.IsClass, _ = d.boolean(fo, fp, "is_class")
-			f.HTTPMethod = d.str(fo, fp, "http_method")
-			f.HTTPPath = d.str(fo, fp, "http_path")
+			f.Name = d.strRaw(field(fo, "name"), fp, "name")
+			f.Module = d.strRaw(field(fo, "module"), fp, "module")
+			f.IsAsync, _ = d.booleanRaw(field(fo, "is_async"), fp, "is_async")
+			f.IsClass, _ = d.booleanRaw(field(fo, "is_class"), fp, "is_class")
+			f.HTTPMethod = d.strRaw(field(fo, "http_method"), fp, "http_method")
+			f.HTTPPath = d.strRaw(field(fo, "http_path"), fp, "http_path")
 			if ex, ok := examples[f.Name]; ok && !isNull(ex) {
 				f.ExampleInput = ex
-			} else if ex, ok := fo["example_input"]; ok && !isNull(ex) {
+			} else if ex := field(fo, "example_input"); ex != nil && !isNull(ex) {
 				f.ExampleInput = ex // written by Go builds before x_flash
 			}
 			r.Functions = append(r.Functions, f)
@@ -165,11 +213,17 @@ func (d decoder) examples(obj map[string]json.RawMessage, path string) map[strin
 }
 
 // object decodes an object, reporting a problem when data is something else.
+// data is valid JSON (decodeNext checked the whole manifest).
 func (d decoder) object(data json.RawMessage, path string) (map[string]json.RawMessage, bool) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+	ms, ok := members(*d.scratch, data)
+	*d.scratch = ms[:0]
+	if !ok {
 		d.ps.add(path, "must be an object, not %s", jsonKind(data))
 		return nil, false
+	}
+	obj := make(map[string]json.RawMessage, len(ms))
+	for _, m := range ms {
+		obj[m.key] = m.val // the last of duplicate keys wins, as in encoding/json
 	}
 	return obj, true
 }
@@ -185,7 +239,11 @@ func (d decoder) stringMap(data json.RawMessage, path string) map[string]string 
 	}
 	out := make(map[string]string, len(obj))
 	for k, v := range obj {
-		var s string
+		s, ok := plainString(v)
+		if ok {
+			out[k] = s
+			continue
+		}
 		if err := json.Unmarshal(v, &s); err != nil {
 			d.ps.add(child(path, k), "must be a string, not %s", jsonKind(v))
 			continue
@@ -197,8 +255,12 @@ func (d decoder) stringMap(data json.RawMessage, path string) map[string]string 
 
 // str decodes an optional string key; absent or null gives "".
 func (d decoder) str(obj map[string]json.RawMessage, path, key string) string {
-	raw, ok := obj[key]
-	if !ok || isNull(raw) {
+	return d.strRaw(obj[key], path, key)
+}
+
+// strRaw is str of the value raw, nil when absent.
+func (d decoder) strRaw(raw json.RawMessage, path, key string) string {
+	if raw == nil || isNull(raw) {
 		return ""
 	}
 	if s, ok := plainString(raw); ok {
@@ -228,8 +290,12 @@ func plainString(raw json.RawMessage) (string, bool) {
 
 // boolean decodes an optional bool key; ok is false when absent, null or wrong.
 func (d decoder) boolean(obj map[string]json.RawMessage, path, key string) (v, ok bool) {
-	raw, present := obj[key]
-	if !present || isNull(raw) {
+	return d.booleanRaw(obj[key], path, key)
+}
+
+// booleanRaw is boolean of the value raw, nil when absent.
+func (d decoder) booleanRaw(raw json.RawMessage, path, key string) (v, ok bool) {
+	if raw == nil || isNull(raw) {
 		return false, false
 	}
 	switch string(raw) {
@@ -250,6 +316,9 @@ func (d decoder) integer(obj map[string]json.RawMessage, path, key string) int {
 	raw, ok := obj[key]
 	if !ok || isNull(raw) {
 		return 0
+	}
+	if v, err := strconv.Atoi(string(raw)); err == nil && v >= 0 {
+		return v
 	}
 	var v int
 	if err := json.Unmarshal(raw, &v); err != nil || v < 0 {

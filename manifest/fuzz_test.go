@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,10 +54,18 @@ func FuzzParse(f *testing.F) {
 func FuzzPythonJSON(f *testing.F) {
 	f.Add([]byte(`{"a":[1,2.5,null,true],"c":{"z":"é"}}`))
 	f.Add([]byte(`1e-7`))
+	f.Add([]byte(` {"b":1,"a":{"x":[1, {"y":"\u00e9\"\\"}],"x":2},"b":-0} `))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, err := PythonJSON(data)
 		if err != nil {
 			return
+		}
+		if json.Valid(data) {
+			var raw bytes.Buffer
+			pythonRaw(&raw, data)
+			if raw.String() != string(out) {
+				t.Fatalf("pythonRaw differs from PythonJSON:\n%s\n%s", raw.String(), out)
+			}
 		}
 		again, err := PythonJSON(out)
 		if err != nil {

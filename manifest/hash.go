@@ -26,16 +26,105 @@ func HashEntry(entry json.RawMessage) (string, error) {
 }
 
 func hashEntry(obj map[string]json.RawMessage) string {
-	trimmed := make(map[string]json.RawMessage, len(obj))
-	for k, v := range obj {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
 		if !slices.Contains(runtimeKeys, k) {
-			trimmed[k] = v
+			keys = append(keys, k)
 		}
 	}
+	slices.Sort(keys)
+	size := 2
+	for _, k := range keys {
+		size += len(k) + len(obj[k]) + 8
+	}
 	var buf bytes.Buffer
-	pythonJSON(&buf, toValue(trimmed))
+	buf.Grow(size + size/8) // Python's separators add a few bytes
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteString(", ")
+		}
+		pythonString(&buf, k)
+		buf.WriteString(": ")
+		pythonRaw(&buf, obj[k])
+	}
+	buf.WriteByte('}')
 	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:])
+}
+
+// pythonRaw is pythonJSON of a valid JSON value, written straight from its
+// bytes without building generic values.
+func pythonRaw(buf *bytes.Buffer, raw json.RawMessage) {
+	var scratch [][]member
+	pythonRawDepth(buf, raw, &scratch, 0)
+}
+
+// pythonRawDepth is pythonRaw reusing (*scratch)[depth] for the members of
+// the object at that depth, so that hashing a resource allocates little.
+func pythonRawDepth(buf *bytes.Buffer, raw json.RawMessage, scratch *[][]member, depth int) {
+	raw = bytes.TrimSpace(raw)
+	switch raw[0] {
+	case '{':
+		for len(*scratch) <= depth {
+			*scratch = append(*scratch, nil)
+		}
+		ms, _ := members((*scratch)[depth][:0], raw)
+		(*scratch)[depth] = ms
+		// Sorted by key; of duplicate keys the last wins, as in a decoded map.
+		slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		buf.WriteByte('{')
+		first := true
+		for i, m := range ms {
+			if i+1 < len(ms) && ms[i+1].key == m.key {
+				continue
+			}
+			if !first {
+				buf.WriteString(", ")
+			}
+			first = false
+			pythonString(buf, m.key)
+			buf.WriteString(": ")
+			pythonRawDepth(buf, m.val, scratch, depth+1)
+		}
+		buf.WriteByte('}')
+	case '[':
+		buf.WriteByte('[')
+		i := skipSpace(raw, 1)
+		for n := 0; i < len(raw) && raw[i] != ']'; n++ {
+			end := skipValue(raw, i)
+			if n > 0 {
+				buf.WriteString(", ")
+			}
+			pythonRawDepth(buf, raw[i:end], scratch, depth+1)
+			i = skipSpace(raw, end)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+		buf.WriteByte(']')
+	case '"':
+		if printableASCII(raw[1 : len(raw)-1]) {
+			buf.Write(raw) // ensure_ascii writes such a string as it is
+			return
+		}
+		pythonString(buf, decodeKey(raw))
+	case 't', 'f', 'n':
+		buf.Write(raw)
+	default:
+		buf.WriteString(pythonNumber(string(raw)))
+	}
+}
+
+// printableASCII reports a string literal's body that needs no escape in
+// either direction: bytes 0x20–0x7e other than '"' and '\\'.
+func printableASCII(body []byte) bool {
+	for _, c := range body {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // PythonJSON serialises the JSON document data exactly as Python's
@@ -65,16 +154,6 @@ func decodeValue(data []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
-}
-
-// toValue decodes already-validated raw members into generic values.
-func toValue(obj map[string]json.RawMessage) map[string]any {
-	out := make(map[string]any, len(obj))
-	for k, raw := range obj {
-		v, _ := decodeValue(raw)
-		out[k] = v
-	}
-	return out
 }
 
 // pythonJSON writes v with sorted keys, ", " and ": " separators and

@@ -65,8 +65,10 @@ type Resource struct {
 	Status       Status
 	Error        string
 
-	hash func() string              // Hash of the entry without runtime keys, computed once when asked
-	raw  map[string]json.RawMessage // every key as read
+	hash  func() string              // Hash of the entry without runtime keys, computed once when asked
+	raw   map[string]json.RawMessage // every key as read
+	src   json.RawMessage            // the entry's bytes as read, for ParseNext
+	clean bool                       // decoded without a problem: reusable by ParseNext
 }
 
 // Function is one entry of a resource's "functions" array.

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -284,5 +285,36 @@ func TestInvalidErrorIsErrInvalidManifest(t *testing.T) {
 	_, err := Parse([]byte(`{"version":"2.0","resources":{}}`))
 	if !errors.Is(err, flasherr.ErrInvalidManifest) {
 		t.Fatalf("errors.Is(%v, ErrInvalidManifest) = false", err)
+	}
+}
+
+func TestParseNextReusesUnchangedResources(t *testing.T) {
+	prev, err := Parse(bigManifest(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := prev.WithRuntime("res1", Runtime{Status: StatusDeployed}).MarshalJSON()
+	next, err := ParseNext(prev, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range next.Resources {
+		if same := r == prev.Resources[name]; same != (name != "res1") {
+			t.Errorf("%s: reused = %v", name, same)
+		}
+	}
+	if next.Resources["res1"].Status != StatusDeployed {
+		t.Errorf("res1 status %q", next.Resources["res1"].Status)
+	}
+	fresh, _ := Parse(data)
+	a, _ := next.MarshalJSON()
+	b, _ := fresh.MarshalJSON()
+	if string(a) != string(b) {
+		t.Errorf("ParseNext and Parse disagree:\n%s\n%s", a, b)
+	}
+	// An invalid next version is refused whatever prev holds.
+	bad := bytes.Replace(data, []byte(`"resource_type":"LiveServerless"`), []byte(`"resource_type":7`), 1)
+	if _, err := ParseNext(prev, bad); err == nil {
+		t.Error("ParseNext accepted a resource_type of the wrong type")
 	}
 }

@@ -81,7 +81,7 @@ func (m *Manifest) problems() problems {
 	if m.Version != "" && m.Version != SupportedVersion {
 		ps.add("version", "unsupported version %q: only %q is accepted", m.Version, SupportedVersion)
 	}
-	owner := map[string]string{} // function → the first resource listing it
+	owner := make(map[string]string, len(m.FunctionRegistry)) // function → the first resource listing it
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
 		path := child("resources", name)
@@ -92,14 +92,14 @@ func (m *Manifest) problems() problems {
 		seen := map[string]bool{}     // function names on this resource
 		routes := map[string]string{} // "METHOD /normalised" → function
 		for i, f := range r.Functions {
-			fp := index(child(path, "functions"), i)
+			fp := func() string { return index(child(path, "functions"), i) } // only for problems
 			switch {
 			case !ValidFunctionName(f.Name):
-				ps.add(child(fp, "name"), "function name %q must be a Go or Python identifier", f.Name)
+				ps.add(child(fp(), "name"), "function name %q must be a Go or Python identifier", f.Name)
 			case seen[f.Name]:
-				ps.add(fp, "function %q is listed twice on resource %q", f.Name, name)
+				ps.add(fp(), "function %q is listed twice on resource %q", f.Name, name)
 			case owner[f.Name] != "":
-				ps.add(fp, "function %q is listed under two resources: %q and %q", f.Name, owner[f.Name], name)
+				ps.add(fp(), "function %q is listed under two resources: %q and %q", f.Name, owner[f.Name], name)
 			default:
 				owner[f.Name] = name
 				if reg, ok := m.FunctionRegistry[f.Name]; ok && reg != name {
@@ -109,18 +109,18 @@ func (m *Manifest) problems() problems {
 			seen[f.Name] = true
 			if !r.LoadBalanced {
 				if f.HTTPMethod != "" || f.HTTPPath != "" {
-					ps.add(fp, "function %q has an HTTP route but resource %q is queue-based", f.Name, name)
+					ps.add(fp(), "function %q has an HTTP route but resource %q is queue-based", f.Name, name)
 				}
 				continue
 			}
 			if f.HTTPMethod == "" || f.HTTPPath == "" {
-				ps.add(fp, "load-balanced function %q needs both http_method and http_path", f.Name)
+				ps.add(fp(), "load-balanced function %q needs both http_method and http_path", f.Name)
 				continue
 			}
-			checkRoute(&ps, fp, f.HTTPMethod, f.HTTPPath)
+			checkRoute(&ps, fp(), f.HTTPMethod, f.HTTPPath)
 			key := strings.ToUpper(f.HTTPMethod) + " " + normalisePath(f.HTTPPath)
 			if other, dup := routes[key]; dup {
-				ps.add(fp, "route %s %s of %q is already taken by %q", f.HTTPMethod, f.HTTPPath, f.Name, other)
+				ps.add(fp(), "route %s %s of %q is already taken by %q", f.HTTPMethod, f.HTTPPath, f.Name, other)
 			} else {
 				routes[key] = f.Name
 			}

@@ -3,6 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -16,6 +19,8 @@ func runBench(e *env) int {
 	asJSON := fs.Bool("json", false, "print one JSON object of figures instead of the table")
 	out := fs.String("out", "", "also write each curve as DIR/NAME.svg and DIR/NAME.csv, with table.txt and result.json")
 	only := fs.String("only", "", "comma-separated groups to run: "+strings.Join(bench.Groups(), ", "))
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both ends of every in-process figure) to FILE")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to FILE")
 	pipeline := fs.String("pipeline", "", "built examples/pipeline binary for topology_up_ms (default: build it from the source)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: flash bench [--quick] [--json] [--out DIR] [--only GROUPS] [--pipeline BINARY]")
@@ -42,6 +47,26 @@ func runBench(e *env) int {
 			}
 			cfg.Only = append(cfg.Only, g)
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(e, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(e, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	res, err := bench.Run(e.ctx, cfg)
 	if res == nil {

@@ -85,6 +85,14 @@ var emptyObject = json.RawMessage(`{}`)
 // DecodeJobRequest parses a /run or /runsync body. Every error describes
 // the caller's mistake in words meant for the caller (an HTTP 400).
 func DecodeJobRequest(body []byte) (Invocation, error) {
+	if c, ok := decodeCanonical(body); ok {
+		return c, nil
+	}
+	return decodeJobRequest(body)
+}
+
+// decodeJobRequest is DecodeJobRequest for any body.
+func decodeJobRequest(body []byte) (Invocation, error) {
 	var env JobRequest
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Invocation{}, fmt.Errorf("malformed JSON body: %s", jsonErrorText(err))
@@ -135,6 +143,45 @@ func DecodeJobRequest(body []byte) (Invocation, error) {
 		}
 	}
 	return c, nil
+}
+
+// canonicalHead and the name after it start what AppendJobRequest writes.
+const (
+	canonicalHead = `{"input":{"function_name":"`
+	canonicalMid  = `","execution_type":"function","args":[`
+)
+
+// decodeCanonical decodes, without encoding/json, the exact envelope that
+// flash callers send (AppendJobRequest with a plain function name and an
+// argument without surrounding space), so that a call's input is scanned
+// once here and decoded once by its function. Any other body, however
+// valid, reports false and takes the general decoder.
+func decodeCanonical(body []byte) (Invocation, bool) {
+	rest, ok := bytes.CutPrefix(body, []byte(canonicalHead))
+	if !ok {
+		return Invocation{}, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 {
+		return Invocation{}, false
+	}
+	for _, c := range rest[:end] {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return Invocation{}, false
+		}
+	}
+	name := rest[:end]
+	arg, ok := bytes.CutPrefix(rest[end:], []byte(canonicalMid))
+	if !ok {
+		return Invocation{}, false
+	}
+	if arg, ok = bytes.CutSuffix(arg, []byte(JobRequestTail)); !ok || len(arg) == 0 {
+		return Invocation{}, false
+	}
+	if spaceAt(arg[0]) || spaceAt(arg[len(arg)-1]) || !json.Valid(arg) {
+		return Invocation{}, false
+	}
+	return Invocation{Function: string(name), Input: arg}, true
 }
 
 // present reports whether a raw field was sent with a value: absent, null
@@ -218,6 +265,14 @@ type JobRef struct {
 // is not flash's JobOutput leaves Output nil (RawOutput keeps it), so the
 // status and error of any Runpod worker's answer can still be read.
 func DecodeJobAnswer(data []byte) (JobAnswer, error) {
+	if a, ok := decodeCompleted(data); ok {
+		return a, nil
+	}
+	return decodeJobAnswer(data)
+}
+
+// decodeJobAnswer is DecodeJobAnswer for any body.
+func decodeJobAnswer(data []byte) (JobAnswer, error) {
 	var a struct {
 		ID, Status, Error string
 		Output            json.RawMessage
@@ -238,6 +293,63 @@ func DecodeJobAnswer(data []byte) (JobAnswer, error) {
 	}
 	return ans, nil
 }
+
+// The parts of a COMPLETED answer as flash's endpoints encode it
+// (json.Marshal of JobAnswer with a Completed output).
+const (
+	completedHead   = `{"id":"`
+	completedMid    = `","status":"COMPLETED","output":{"success":true,"json_result":`
+	completedDelay  = `},"delayTime":`
+	completedExec   = `,"executionTime":`
+	completedOutput = `{"success":true,"json_result":`
+)
+
+// decodeCompleted decodes, with one json.Valid of the result, the exact
+// COMPLETED answer flash's endpoints write, so that a caller scans the
+// result once here and decodes it once into its type. Any other body,
+// however valid, reports false and takes the general decoder.
+func decodeCompleted(data []byte) (JobAnswer, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(completedHead))
+	if !ok {
+		return JobAnswer{}, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || !ValidJobID(string(rest[:end])) {
+		return JobAnswer{}, false
+	}
+	id := string(rest[:end])
+	result, ok := bytes.CutPrefix(rest[end:], []byte(completedMid))
+	if !ok {
+		return JobAnswer{}, false
+	}
+	tail := bytes.LastIndex(result, []byte(completedDelay))
+	if tail <= 0 {
+		return JobAnswer{}, false
+	}
+	times, ok := bytes.CutSuffix(result[tail+len(completedDelay):], []byte("}"))
+	delay, exec, found := bytes.Cut(times, []byte(completedExec))
+	d, ok1 := jsonCount(delay)
+	e, ok2 := jsonCount(exec)
+	result = result[:tail]
+	if !ok || !found || !ok1 || !ok2 || len(result) == 0 || spaceAt(result[0]) || spaceAt(result[len(result)-1]) || !json.Valid(result) {
+		return JobAnswer{}, false
+	}
+	outStart := len(completedHead) + end + len(completedMid) - len(completedOutput)
+	out := data[outStart : outStart+len(completedOutput)+len(result)+1]
+	return JobAnswer{ID: id, Status: StatusCompleted, Output: Completed(result), RawOutput: out,
+		DelayTime: d, ExecutionTime: e}, true
+}
+
+// jsonCount parses a JSON number made of digits only (no leading zero).
+func jsonCount(b []byte) (int64, bool) {
+	if len(b) > 1 && b[0] == '0' {
+		return 0, false
+	}
+	n, err := parseDigits(string(b), 18)
+	return n, err == nil
+}
+
+func spaceAt(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // ErrorBody is the body of every error answer: {"error": "<message>"},
 // with "error_type" when a function's error is the cause (LB routes).

@@ -147,6 +147,28 @@ func TestJobAnswerRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDecodeCanonical(t *testing.T) {
+	for _, c := range []struct {
+		body  string
+		fast  bool
+		input string
+	}{
+		{`{"input":{"function_name":"embed","execution_type":"function","args":[{"text":"hi"}],"kwargs":{},"serialization_format":"json"}}`, true, `{"text":"hi"}`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[null],"kwargs":{},"serialization_format":"json"}}`, true, `null`},
+		// Valid envelopes that are not exactly flash's take the general decoder.
+		{`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{"a":1},"x":[2],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[ 1 ],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f\u0041","execution_type":"function","args":[1],"kwargs":{},"serialization_format":"json"}}`, false, `1`},
+		{`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{},"serialization_format":"json"},"policy":{"executionTimeout":5}}`, false, `1`},
+	} {
+		_, fast := decodeCanonical([]byte(c.body))
+		got, err := DecodeJobRequest([]byte(c.body))
+		if fast != c.fast || err != nil || string(got.Input) != c.input {
+			t.Errorf("%s: fast %v, input %s, err %v; want fast %v, input %s", c.body, fast, got.Input, err, c.fast, c.input)
+		}
+	}
+}
+
 func FuzzDecodeJobRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"input":{"function_name":"f","execution_type":"function","args":[{"x":1}],"kwargs":{},"serialization_format":"json"}}`,
@@ -157,8 +179,16 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"input":{"function_name":"f","execution_type":"function","args":[1],"kwargs":{"a":1},"x":[2],"kwargs":{},"serialization_format":"json"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, err := DecodeJobRequest(body)
+		// The fast path for flash's own envelope agrees with the general decoder.
+		if fast, ok := decodeCanonical(body); ok {
+			slow, err := decodeJobRequest(body)
+			if err != nil || slow.Function != fast.Function || string(slow.Input) != string(fast.Input) || slow.Timeout != 0 {
+				t.Fatalf("canonical %+v, general %+v, %v", fast, slow, err)
+			}
+		}
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error text")
@@ -191,8 +221,21 @@ func FuzzDecodeJobAnswer(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"id":"ab_c","status":"COMPLETED","output":{"success":true,"json_result":{"x":"},\"delayTime\":1"}},"delayTime":0,"executionTime":12}`))
+	f.Add([]byte(`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":[1]},"delayTime":01,"executionTime":2}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		a, err := DecodeJobAnswer(body)
+		// The fast path for flash's own COMPLETED answer agrees with the general decoder.
+		if fast, ok := decodeCompleted(body); ok {
+			slow, err := decodeJobAnswer(body)
+			if err != nil || slow.ID != fast.ID || slow.Status != fast.Status || slow.Error != fast.Error ||
+				slow.DelayTime != fast.DelayTime || slow.ExecutionTime != fast.ExecutionTime ||
+				string(slow.RawOutput) != string(fast.RawOutput) || slow.Output == nil ||
+				slow.Output.Success == nil || !*slow.Output.Success || string(slow.Output.JSONResult) != string(fast.Output.JSONResult) ||
+				slow.Output.Error != "" || slow.Output.ErrorType != "" {
+				t.Fatalf("fast %+v, general %+v, %v", fast, slow, err)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -236,4 +279,30 @@ func FuzzJobError(f *testing.F) {
 			t.Fatalf("JobError(%q) made text up: %q %q", s, typ, msg)
 		}
 	})
+}
+
+// TestDecodeCompleted: what an endpoint writes for a COMPLETED job takes the
+// fast path and decodes as the general decoder does; near misses do not.
+func TestDecodeCompleted(t *testing.T) {
+	body, err := json.Marshal(JobAnswer{ID: "Ab-9_x", Status: StatusCompleted, DelayTime: 3, ExecutionTime: 12,
+		Output: Completed(json.RawMessage(`{"vector":[1,2],"s":"},\"delayTime\":1"}`))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, ok := decodeCompleted(body)
+	slow, err := decodeJobAnswer(body)
+	if !ok || err != nil || fast.ID != slow.ID || fast.DelayTime != 3 || fast.ExecutionTime != 12 ||
+		string(fast.RawOutput) != string(slow.RawOutput) || string(fast.Output.JSONResult) != string(slow.Output.JSONResult) {
+		t.Fatalf("fast %+v (%v), general %+v (%v)\n%s", fast, ok, slow, err, body)
+	}
+	for _, near := range []string{
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":0,"executionTime":0,"error":"x"}`,
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result": 1},"delayTime":0,"executionTime":0}`,
+		`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":-1,"executionTime":0}`,
+		`{"id":"j k","status":"COMPLETED","output":{"success":true,"json_result":1},"delayTime":0,"executionTime":0}`,
+	} {
+		if _, ok := decodeCompleted([]byte(near)); ok {
+			t.Errorf("fast path took %s", near)
+		}
+	}
 }
