@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Defaults of BreakerPolicy.
@@ -217,8 +218,32 @@ func health(ctx context.Context, t *Target, a answer, err error) verdict {
 		return healthy
 	case a.status == http.StatusInternalServerError && t.LB && functionError(a.data):
 		return healthy
+	case t.LB && codedAnswer(a.data):
+		return healthy
 	}
 	return failing
+}
+
+// codedAnswer reports whether an LB error body is a function's own error
+// with a code (a 404 not_found, a 503 unavailable, …): the function ran and
+// answered, so the answer is neither retried nor held against the endpoint.
+// Timeouts and cancellations, which the server reports itself, are not.
+func codedAnswer(body []byte) bool {
+	var e wire.ErrorBody
+	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &e) != nil || e.ErrorType == "" {
+		return false
+	}
+	c := flasherr.Code(e.Code)
+	return c.Valid() && c != flasherr.CodeDeadlineExceeded && c != flasherr.CodeCanceled
+}
+
+// knownCode is s as a flasherr.Code, or "" when it is none of them (a
+// worker outside flash may send anything).
+func knownCode(s string) flasherr.Code {
+	if c := flasherr.Code(s); c.Valid() {
+		return c
+	}
+	return ""
 }
 
 // functionError reports whether an error body names the function's error

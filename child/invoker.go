@@ -260,7 +260,7 @@ func excerpt(raw []byte) string {
 func (t *Target) remoteError(job wire.JobAnswer) error {
 	e := &flasherr.RemoteError{Function: t.Function, Resource: t.Resource}
 	if job.Output != nil {
-		e.Type, e.Message = job.Output.ErrorType, job.Output.Error
+		e.Type, e.Message, e.Code = job.Output.ErrorType, job.Output.Error, knownCode(job.Output.Code)
 	}
 	if e.Message == "" {
 		typ, msg := wire.JobError(job.Error)
@@ -426,8 +426,8 @@ func (iv *Invoker) statusError(t *Target, target string, code int, body []byte) 
 	if json.Unmarshal(body, &e) == nil {
 		msg = iv.clean(e.Error)
 	}
-	if t.LB && code == http.StatusInternalServerError && e.ErrorType != "" {
-		return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: e.ErrorType, Message: msg}
+	if t.LB && (code == http.StatusInternalServerError && e.ErrorType != "" || codedAnswer(body)) {
+		return &flasherr.RemoteError{Function: t.Function, Resource: t.Resource, Type: e.ErrorType, Message: msg, Code: knownCode(e.Code)}
 	}
 	if msg == "" {
 		msg = iv.clean(strings.TrimSpace(truncate(string(body), maxReasonLen)))

@@ -150,7 +150,7 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 				refusedSince = time.Time{}
 			}
 			switch {
-			case err == nil && !retryableStatus(t, method, a.status):
+			case err == nil && (!retryableStatus(t, method, a.status) || t.LB && codedAnswer(a.data)):
 				return a, nil
 			case err != nil && !refused, iv.retry.MaxAttempts <= 1:
 				return a, err

@@ -40,6 +40,7 @@ type RemoteError struct {
 	Resource string // the resource that ran it
 	Type     string // the error's type as the callee reported it ("ValueError", "Panic", …)
 	Message  string
+	Code     Code // the error's code as the callee reported it; "" when it sent none
 }
 
 func (e *RemoteError) Error() string {
@@ -48,6 +49,19 @@ func (e *RemoteError) Error() string {
 
 // Is makes errors.Is(err, ErrRemoteFunction) true.
 func (e *RemoteError) Is(target error) bool { return target == ErrRemoteFunction }
+
+// ErrorCode reports the callee's code, so that CodeOf finds it and serving
+// the error again passes it on.
+func (e *RemoteError) ErrorCode() Code { return e.Code }
+
+// Unwrap gives errors.As an *Error with the callee's code and message, when
+// the callee sent a code.
+func (e *RemoteError) Unwrap() error {
+	if e.Code == "" {
+		return nil
+	}
+	return &Error{Code: e.Code, err: errors.New(e.Message)}
+}
 
 // ErrorType reports the callee's error type, so that serving the error again
 // (a remote error passing through an intermediate endpoint) keeps it.

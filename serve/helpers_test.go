@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/flasherr"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -138,6 +139,11 @@ func testFuncs(g *gate) []Func {
 		{Name: "lbfail", Method: "POST", Path: "/fail", Bind: bindJSON(func(_ context.Context, in any) (any, error) {
 			return nil, &valueError{"no good"}
 		})},
+		{Name: "lbcoded", Method: "POST", Path: "/coded/{code}", Bind: func(in Input) (Job, error) {
+			return func(context.Context) (any, error) {
+				return nil, flasherr.Errorf(flasherr.Code(in.Params["code"]), "no item at http://10.1.2.3:9/x, key Bearer s3cret")
+			}, nil
+		}},
 		{Name: "lbpanic", Method: "PUT", Path: "/panic", Bind: bindJSON(func(_ context.Context, in any) (any, error) { panic("lb kaboom") })},
 		{Name: "lbslow", Method: "POST", Path: "/slow", Bind: bindJSON(func(ctx context.Context, in any) (any, error) {
 			<-ctx.Done()

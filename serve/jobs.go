@@ -56,6 +56,7 @@ type job struct {
 	result   json.RawMessage // json_result when COMPLETED
 	errType  string
 	errMsg   string
+	errCode  string
 	queued   time.Time
 	started  time.Time
 	finished time.Time
@@ -68,6 +69,7 @@ func final(status string) bool {
 // jobView is a consistent copy of a job's state, taken under the lock.
 type jobView struct {
 	ID, Status, ErrType, ErrMsg string
+	ErrCode                     string // the failed function error's flasherr.Code
 	Result                      json.RawMessage
 	Delay, Exec                 time.Duration
 }
@@ -246,7 +248,7 @@ func (t *jobTable) execute(j *job) {
 		// still a timeout, so the caller gets ErrTimeout, not a plain failure.
 		status, errType, errMsg = StatusTimedOut, "TimeoutError", err.Error()
 	case err != nil:
-		status, errType, errMsg = StatusFailed, ErrorType(err), err.Error()
+		status, errType, errMsg = StatusFailed, ErrorType(err), publicMessage(err.Error())
 	default:
 		if result, err = json.Marshal(out); err != nil {
 			status, errType, errMsg = StatusFailed, "SerializationError", fmt.Sprintf("encoding result: %v", err)
@@ -311,6 +313,9 @@ func (t *jobTable) finish(j *job, status string, result json.RawMessage, errType
 		t.finished = append(t.finished, j)
 	}
 	j.status, j.result, j.errType, j.errMsg, j.finished = status, result, errType, errMsg, now
+	if status == StatusFailed {
+		j.errCode = string(flasherr.CodeOf(err))
+	}
 	switch status {
 	case StatusCompleted:
 		t.completed++
@@ -408,7 +413,7 @@ func (t *jobTable) keepFull() (full bool, retry time.Duration) {
 }
 
 func (j *job) viewLocked(now time.Time) jobView {
-	v := jobView{ID: j.id, Status: j.status, ErrType: j.errType, ErrMsg: j.errMsg, Result: j.result}
+	v := jobView{ID: j.id, Status: j.status, ErrType: j.errType, ErrMsg: j.errMsg, ErrCode: j.errCode, Result: j.result}
 	switch {
 	case j.started.IsZero():
 		v.Delay = now.Sub(j.queued)

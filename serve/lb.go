@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/flash-go/flash/flasherr"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -64,16 +65,19 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 	status := http.StatusInternalServerError
 	typ, msg := "", ""
+	code := flasherr.CodeUnknown
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		status, typ, msg = http.StatusGatewayTimeout, "TimeoutError", "execution timed out"
+		status, typ, msg, code = http.StatusGatewayTimeout, "TimeoutError", "execution timed out", flasherr.CodeDeadlineExceeded
 	case ctx.Err() != nil:
 		// The caller went away; nobody reads this answer.
-		status, typ, msg = 499, "Cancelled", "request cancelled"
+		status, typ, msg, code = 499, "Cancelled", "request cancelled", flasherr.CodeCanceled
 	default:
-		typ, msg = ErrorType(err), err.Error()
+		typ, msg = ErrorType(err), publicMessage(err.Error())
+		code = flasherr.CodeOf(err)
+		status = code.HTTPStatus()
 	}
-	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("err", msg))
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("code", string(code)), slog.String("err", err.Error()))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {
@@ -81,7 +85,7 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
 	}
 	s.log.LogAttrs(ctx, level, "function failed", attrs...)
-	return &httpError{Status: status, Msg: msg, KV: []any{"error_type", typ}}
+	return &httpError{Status: status, Msg: msg, KV: []any{"error_type", typ, "code", string(code)}}
 }
 
 // admitError is the answer of a call that got no slot: 429 when the queue

@@ -23,6 +23,7 @@ func (v jobView) response() wire.JobAnswer {
 	case v.ErrType != "":
 		r.Error = v.ErrType + ": " + v.ErrMsg
 		r.Output = wire.Failed(v.ErrType, v.ErrMsg)
+		r.Output.Code = v.ErrCode
 	}
 	return r
 }

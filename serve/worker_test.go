@@ -201,9 +201,9 @@ func TestWorkerOutcomes(t *testing.T) {
 		name, job, want string
 	}{
 		{"function error", jobJSON("j", "fail", 1),
-			`{"output":{"success":false,"error":"checking input: bad value","error_type":"ValueError"},"error":"ValueError: checking input: bad value"}`},
+			`{"output":{"success":false,"error":"checking input: bad value","error_type":"ValueError","code":"unknown"},"error":"ValueError: checking input: bad value"}`},
 		{"panic", jobJSON("j", "boom", 1),
-			`{"output":{"success":false,"error":"panic: kaboom","error_type":"Panic"},"error":"Panic: panic: kaboom"}`},
+			`{"output":{"success":false,"error":"panic: kaboom","error_type":"Panic","code":"unknown"},"error":"Panic: panic: kaboom"}`},
 		{"unknown function", jobJSON("j", "nope", 1),
 			`{"error":"function \"nope\" not found on this endpoint (available: add, block, boom, echo, fail, meta, plainfail, unencodable)"}`},
 		{"bad envelope", `{"id":"j","input":{"function_name":"add","execution_type":"class"}}`,

@@ -2,13 +2,15 @@
 // queue-based resources whose functions exercise deadlines, cancellation and
 // routing loops across real processes.
 //
-//	front  relay, ping
-//	back   slow, cancelled, pong
+//	front  relay, ping, find
+//	back   slow, cancelled, pong, lookup
+//	edge   GET /items/{id} (LB)
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
 // the count. ping calls pong, which calls ping again: a cycle that only the
-// hop limit ends.
+// hop limit ends. lookup fails with a code (flash.CodeNotFound) that find
+// (QB) and GET /items/{id} (LB) pass on: an error code across two hops.
 package main
 
 import (
@@ -82,5 +84,31 @@ func newApp() *flash.App {
 	pong = flash.Register(back, "pong", func(ctx context.Context, in PingIn) (PingOut, error) {
 		return ping.Call(ctx, PingIn{N: in.N + 1})
 	})
+
+	lookup := flash.Register(back, "lookup", func(ctx context.Context, in ItemIn) (ItemOut, error) {
+		if in.ID == "missing" {
+			// The message names an internal address, which must not reach
+			// a caller outside the app.
+			return ItemOut{}, flash.Errorf(flash.CodeNotFound, "no item %q (looked at http://127.0.0.1:1/items)", in.ID)
+		}
+		return ItemOut{ID: in.ID}, nil
+	})
+	flash.Register(front, "find", func(ctx context.Context, in ItemIn) (ItemOut, error) {
+		return lookup.Call(ctx, in)
+	})
+	edge := app.LoadBalanced("edge", flash.ResourceConfig{})
+	flash.Route(edge, "GET /items/{id}", "item", func(ctx context.Context, in ItemIn) (ItemOut, error) {
+		return lookup.Call(ctx, in)
+	})
 	return app
+}
+
+// ItemIn names an item.
+type ItemIn struct {
+	ID string `json:"id"`
+}
+
+// ItemOut is a found item.
+type ItemOut struct {
+	ID string `json:"id"`
 }

@@ -237,6 +237,7 @@ type JobOutput struct {
 	JSONResult json.RawMessage `json:"json_result,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	ErrorType  string          `json:"error_type,omitempty"`
+	Code       string          `json:"code,omitempty"` // the error's flasherr.Code, if it has one
 }
 
 // Completed is the output of a function that returned result (JSON).
@@ -352,10 +353,12 @@ func jsonCount(b []byte) (int64, bool) {
 func spaceAt(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // ErrorBody is the body of every error answer: {"error": "<message>"},
-// with "error_type" when a function's error is the cause (LB routes).
+// with "error_type" and "code" (a flasherr.Code) when a function's error is
+// the cause (LB routes).
 type ErrorBody struct {
 	Error     string `json:"error"`
 	ErrorType string `json:"error_type,omitempty"`
+	Code      string `json:"code,omitempty"`
 }
 
 // JobError splits a FAILED job's "error" into the error's type and

@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestErrorCodesTwoHops: a function's error code (testapp's lookup on back,
+// flash.CodeNotFound) crosses two hops of real processes — the gateway, an
+// LB route on edge or a QB function on front, then back — and reaches the
+// outside caller as a 404 with "code" (LB) or in the FAILED output (QB),
+// without the internal address its message named.
+func TestErrorCodesTwoHops(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, bins.testapp, "testapp")
+	ms := w.startMothership()
+	ms.waitDeployed(t, 30*time.Second, "front", "back", "edge")
+
+	t.Run("LB route through the gateway", func(t *testing.T) {
+		r := mustSend(t, http.MethodGet, ms.url+"/edge/items/missing", apiKey, nil)
+		var body struct {
+			Error, Code string
+			ErrorType   string `json:"error_type"`
+		}
+		r.decode(t, &body)
+		if r.Code != http.StatusNotFound || body.Code != "not_found" {
+			t.Fatalf("GET /edge/items/missing: %s, want 404 with code not_found", r)
+		}
+		if !strings.Contains(body.Error, `no item "missing"`) || strings.Contains(string(r.Body), "127.0.0.1") {
+			t.Errorf("error %q: want the function's message without the internal address", body.Error)
+		}
+		r = mustSend(t, http.MethodGet, ms.url+"/edge/items/x7", apiKey, nil)
+		if r.Code != http.StatusOK || !strings.Contains(string(r.Body), `"x7"`) {
+			t.Errorf("GET /edge/items/x7: %s, want 200 with the item", r)
+		}
+	})
+	t.Run("QB job through the gateway", func(t *testing.T) {
+		r := mustSend(t, http.MethodPost, ms.url+"/v2/front/runsync", apiKey, envelope("find", map[string]string{"id": "missing"}))
+		var j struct {
+			Status, Error string
+			Output        struct {
+				Code      string `json:"code"`
+				ErrorType string `json:"error_type"`
+				Error     string `json:"error"`
+			}
+		}
+		r.decode(t, &j)
+		if r.Code != http.StatusOK || j.Status != "FAILED" || j.Output.Code != "not_found" {
+			t.Fatalf("find missing: %s, want a FAILED job with code not_found", r)
+		}
+		if strings.Contains(string(r.Body), "127.0.0.1") {
+			t.Errorf("the answer names an internal address: %s", r)
+		}
+	})
+}
