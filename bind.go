@@ -16,10 +16,16 @@ import (
 // binder turns wire input into a job for one function.
 type binder func(in serve.Input) (serve.Job, error)
 
-// newBinder returns the binder of fn: JSON input decoded into In, then the
-// route's path parameters set on In's fields of the same JSON name.
+// newBinder returns the binder of fn: JSON input decoded into In, then an
+// LB request's query parameters and headers set on the fields tagged for
+// them, then the route's path parameters set on In's fields of the same
+// JSON name.
 func newBinder[In, Out any](fn func(context.Context, In) (Out, error), path string) (binder, error) {
 	set, err := paramSetter(reflect.TypeFor[In](), wire.PathParams(path))
+	if err != nil {
+		return nil, err
+	}
+	setMeta, err := metaSetter(reflect.TypeFor[In]())
 	if err != nil {
 		return nil, err
 	}
@@ -28,6 +34,11 @@ func newBinder[In, Out any](fn func(context.Context, In) (Out, error), path stri
 		if body := bytes.TrimSpace(in.JSON); len(body) > 0 && !bytes.Equal(body, []byte("null")) {
 			if err := json.Unmarshal(body, &v); err != nil {
 				return nil, fmt.Errorf("input does not fit %s: %w", reflect.TypeFor[In](), err)
+			}
+		}
+		if setMeta != nil && (in.Query != nil || in.Header != nil) {
+			if err := setMeta(reflect.ValueOf(&v).Elem(), in.Query, in.Header); err != nil {
+				return nil, err
 			}
 		}
 		if err := set(reflect.ValueOf(&v).Elem(), in.Params); err != nil {

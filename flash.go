@@ -127,10 +127,11 @@ func (a *App) problem(format string, args ...any) {
 // Func is a handle on a registered function. Call it from anywhere in the
 // app: it runs in this process or on the endpoint that owns it.
 type Func[In, Out any] struct {
-	app   *App
-	name  string
-	fn    func(context.Context, In) (Out, error)
-	route atomic.Pointer[cachedRoute]
+	app    *App
+	name   string
+	fn     func(context.Context, In) (Out, error)
+	route  atomic.Pointer[cachedRoute]
+	remote *remoteTarget // set by Bind: every call goes through a Client
 }
 
 // cachedRoute is a Func's route as read from one routing table: valid as
@@ -148,6 +149,11 @@ func (f *Func[In, Out]) Name() string { return f.name }
 // (SPEC §5.2). Errors from a remote call are the typed errors of package
 // flasherr, re-exported here (ErrLoopDetected, *RemoteError, …).
 func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
+	if f.remote != nil {
+		var out Out
+		err := f.remote.invoke(ctx, in, &out)
+		return out, err
+	}
 	rt := f.app.caller.Load()
 	if rt == nil {
 		return f.fn(ctx, in)

@@ -23,7 +23,7 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 			return admitError(err)
 		}
 		defer s.lb.release()
-		in := Input{}
+		in := Input{Query: r.URL.Query(), Header: r.Header}
 		if len(params) > 0 {
 			in.Params = make(map[string]string, len(params))
 			for _, p := range params {
@@ -46,17 +46,25 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 		if err != nil {
 			return err
 		}
-		ctx := r.Context()
+		meta := &answerMeta{}
+		ctx := context.WithValue(r.Context(), answerMetaKey{}, meta)
 		out, err := call(ctx, run)
 		if err == nil && ctx.Err() == nil {
 			result, merr := json.Marshal(out)
 			if merr == nil {
-				wire.WriteRawJSON(w, http.StatusOK, append(result, '\n'))
+				status := meta.apply(w.Header(), http.StatusOK)
+				if status == http.StatusNoContent || status == http.StatusNotModified {
+					w.WriteHeader(status)
+					return nil
+				}
+				wire.WriteRawJSON(w, status, append(result, '\n'))
 				return nil
 			}
 			err = &typedError{typ: "SerializationError", err: merr}
 		}
-		return s.lbError(ctx, f, err)
+		herr := s.lbError(ctx, f, err)
+		meta.apply(w.Header(), 0)
+		return herr
 	})
 }
 

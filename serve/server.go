@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -35,6 +36,10 @@ type Input struct {
 	JSON json.RawMessage
 	// Params are the path parameters of an LB route ("/items/{id}" → "id").
 	Params map[string]string
+	// Query and Header are an LB request's query parameters and headers,
+	// for fields tagged `query:"…"` and `header:"…"` (nil for QB jobs).
+	Query  url.Values
+	Header http.Header
 }
 
 // Job runs one function call. Its result is JSON-encoded by the server.
