@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flash-go/flash"
 )
 
 // TestErrorCodesTwoHops: a function's error code (testapp's lookup on back,
@@ -54,4 +58,44 @@ func TestErrorCodesTwoHops(t *testing.T) {
 			t.Errorf("the answer names an internal address: %s", r)
 		}
 	})
+	t.Run("Go client", func(t *testing.T) {
+		find, item := testappHandles()
+		c, err := flash.NewClient(ms.url, apiKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for name, call := range map[string]func(itemIn) (itemOut, error){
+			"QB find":     func(in itemIn) (itemOut, error) { return flash.Bind(c, find).Call(ctx, in) },
+			"LB GET item": func(in itemIn) (itemOut, error) { return flash.Bind(c, item).Call(ctx, in) },
+		} {
+			if out, err := call(itemIn{ID: "k9"}); err != nil || out.ID != "k9" {
+				t.Errorf("%s k9: %+v %v", name, out, err)
+			}
+			_, err := call(itemIn{ID: "missing"})
+			var fe *flash.Error
+			if !errors.As(err, &fe) || fe.Code != flash.CodeNotFound || strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("%s missing: %v, want a not_found *flash.Error without an internal address", name, err)
+			}
+		}
+	})
+}
+
+type itemIn struct {
+	ID string `json:"id"`
+}
+
+type itemOut struct {
+	ID string `json:"id"`
+}
+
+// testappHandles declares testapp's find and item as another Go program
+// would to call them: the same names and resources, no bodies of its own.
+func testappHandles() (*flash.Func[itemIn, itemOut], *flash.Func[itemIn, itemOut]) {
+	app := flash.NewApp("testapp")
+	none := func(context.Context, itemIn) (itemOut, error) { return itemOut{}, errors.New("runs remotely") }
+	find := flash.Register(app.Queue("front", flash.ResourceConfig{}), "find", none)
+	item := flash.Route(app.LoadBalanced("edge", flash.ResourceConfig{}), "GET /items/{id}", "item", none)
+	return find, item
 }
