@@ -91,7 +91,7 @@ func newApp() *flash.App {
 			// a caller outside the app.
 			return ItemOut{}, flash.Errorf(flash.CodeNotFound, "no item %q (looked at http://127.0.0.1:1/items)", in.ID)
 		}
-		return ItemOut{ID: in.ID}, nil
+		return ItemOut(in), nil
 	})
 	flash.Register(front, "find", func(ctx context.Context, in ItemIn) (ItemOut, error) {
 		return lookup.Call(ctx, in)
