@@ -10,6 +10,7 @@ import (
 
 	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Client calls an app's functions from another Go program through its
@@ -19,6 +20,8 @@ import (
 // between the app's own endpoints. It is safe for concurrent use.
 type Client struct {
 	base string
+	key  string
+	hc   *http.Client // for streams; calls go through iv
 	iv   *child.Invoker
 }
 
@@ -42,7 +45,10 @@ func NewClient(mothershipURL, apiKey string, opts ...ClientOption) (*Client, err
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Client{base: strings.TrimRight(mothershipURL, "/"), iv: child.NewInvoker(cfg)}, nil
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: wire.NewTransport()}
+	}
+	return &Client{base: strings.TrimRight(mothershipURL, "/"), key: apiKey, hc: cfg.Client, iv: child.NewInvoker(cfg)}, nil
 }
 
 // Bind returns a handle on f whose Call goes through c to the app's

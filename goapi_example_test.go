@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -104,4 +105,39 @@ func ExampleBind() {
 	// Output:
 	// [5 1] <nil>
 	// unknown
+}
+
+// A load-balanced route streams values; the caller ranges over them typed,
+// and a break stops the producer.
+func ExampleRouteStream() {
+	app := flash.NewApp("counter")
+	api := app.LoadBalanced("api", flash.ResourceConfig{})
+	count := flash.RouteStream(api, "POST /count", "count", func(ctx context.Context, in struct {
+		N int `json:"n"`
+	}) iter.Seq2[int, error] {
+		return func(yield func(int, error) bool) {
+			for i := 1; i <= in.N; i++ {
+				if !yield(i*i, nil) {
+					return // the caller stopped
+				}
+			}
+		}
+	})
+	h, _ := app.Handler("api", flash.Config{})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", h)) // as the mothership's gateway serves it
+	gateway := httptest.NewServer(mux)
+	defer gateway.Close()
+
+	c, _ := flash.NewClient(gateway.URL, "")
+	for v, err := range flash.BindStream(c, count).Stream(context.Background(), struct {
+		N int `json:"n"`
+	}{N: 1000}) {
+		if err != nil || v > 20 {
+			break
+		}
+		fmt.Print(v, " ")
+	}
+	fmt.Println()
+	// Output: 1 4 9 16
 }

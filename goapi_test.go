@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -75,7 +76,7 @@ func noLeaks(t *testing.T) {
 // serveApp mounts the app's handler on a real HTTP server.
 func serveApp(t *testing.T, app *flash.App, resource, key string) *httptest.Server {
 	t.Helper()
-	h, err := app.Handler(resource, flash.Config{APIKey: key})
+	h, err := app.Handler(resource, flash.Config{APIKey: key, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

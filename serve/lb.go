@@ -49,6 +49,10 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 		meta := &answerMeta{}
 		ctx := context.WithValue(r.Context(), answerMetaKey{}, meta)
 		out, err := call(ctx, run)
+		if st, ok := out.(Stream); ok && err == nil && ctx.Err() == nil {
+			s.writeStream(ctx, w, f, st, meta)
+			return nil
+		}
 		if err == nil && ctx.Err() == nil {
 			result, merr := json.Marshal(out)
 			if merr == nil {
