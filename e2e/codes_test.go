@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"iter"
 	"net/http"
 	"strings"
 	"testing"
@@ -98,4 +100,74 @@ func testappHandles() (*flash.Func[itemIn, itemOut], *flash.Func[itemIn, itemOut
 	find := flash.Register(app.Queue("front", flash.ResourceConfig{}), "find", none)
 	item := flash.Route(app.LoadBalanced("edge", flash.ResourceConfig{}), "GET /items/{id}", "item", none)
 	return find, item
+}
+
+// TestStreamThroughGateway: a Go client reads 10,000 streamed values from
+// an LB route through the mothership's gateway, and a cancellation half-way
+// stops the producer on the child.
+func TestStreamThroughGateway(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, bins.testapp, "testapp")
+	ms := w.startMothership()
+	ms.waitDeployed(t, 30*time.Second, "edge")
+	app := flash.NewApp("testapp")
+	count := flash.RouteStream(app.LoadBalanced("edge", flash.ResourceConfig{}), "POST /count", "count",
+		func(context.Context, struct {
+			N int `json:"n"`
+		}) iter.Seq2[int, error] {
+			return nil
+		})
+	c, err := flash.NewClient(ms.url, apiKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := flash.BindStream(c, count)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	n := 0
+	for v, err := range remote.Stream(ctx, struct {
+		N int `json:"n"`
+	}{N: 10000}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; v != n {
+			t.Fatalf("value %d is %d", n, v)
+		}
+	}
+	if n != 10000 {
+		t.Fatalf("%d values, want 10000", n)
+	}
+
+	stops := func() int64 {
+		var s int64
+		mustSend(t, http.MethodGet, ms.url+"/edge/stops", apiKey, nil).decode(t, &s)
+		return s
+	}
+	before := stops()
+	cctx, ccancel := context.WithCancel(ctx)
+	n = 0
+	var last error
+	for _, err := range remote.Stream(cctx, struct {
+		N int `json:"n"`
+	}{N: 1 << 40}) {
+		if err != nil {
+			last = err
+			break
+		}
+		if n++; n == 5000 {
+			ccancel()
+		}
+	}
+	ccancel()
+	if !errors.Is(last, context.Canceled) {
+		t.Errorf("after the cancellation: %v, want context.Canceled", last)
+	}
+	eventually(t, 10*time.Second, "the producer on edge stopped", func() error {
+		if s := stops(); s <= before {
+			return fmt.Errorf("%d producers stopped, %d before", s, before)
+		}
+		return nil
+	})
 }

@@ -4,7 +4,7 @@
 //
 //	front  relay, ping, find
 //	back   slow, cancelled, pong, lookup
-//	edge   GET /items/{id} (LB)
+//	edge   GET /items/{id}, POST /count (LB; count streams)
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"iter"
 	"sync/atomic"
 	"time"
 
@@ -100,7 +101,27 @@ func newApp() *flash.App {
 	flash.Route(edge, "GET /items/{id}", "item", func(ctx context.Context, in ItemIn) (ItemOut, error) {
 		return lookup.Call(ctx, in)
 	})
+	// count streams 1..N; stops counts the producers that stopped early.
+	var stops atomic.Int64
+	flash.RouteStream(edge, "POST /count", "count", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
+		return func(yield func(int, error) bool) {
+			for i := 1; i <= in.N; i++ {
+				if !yield(i, nil) {
+					stops.Add(1)
+					return
+				}
+			}
+		}
+	})
+	flash.Route(edge, "GET /stops", "stops", func(ctx context.Context, _ struct{}) (int64, error) {
+		return stops.Load(), nil
+	})
 	return app
+}
+
+// CountIn is count's input.
+type CountIn struct {
+	N int `json:"n"`
 }
 
 // ItemIn names an item.
