@@ -149,6 +149,10 @@ func testFuncs(g *gate) []Func {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		})},
+		{Name: "lblate", Method: "POST", Path: "/late", Bind: bindJSON(func(ctx context.Context, in any) (any, error) {
+			<-ctx.Done()
+			return "done anyway", nil // success after the deadline: still a timeout
+		})},
 		{Name: "lbblock", Method: "POST", Path: "/block", Bind: bindJSON(g.fn)},
 		{Name: "lbroot", Method: "DELETE", Path: "/things/", Bind: bindJSON(func(_ context.Context, in any) (any, error) { return map[string]bool{"deleted": true}, nil })},
 	}

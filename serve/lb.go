@@ -89,7 +89,11 @@ func (s *Server) lbError(ctx context.Context, f *Func, err error) error {
 		code = flasherr.CodeOf(err)
 		status = code.HTTPStatus()
 	}
-	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("code", string(code)), slog.String("err", err.Error()))
+	logged := msg // the log keeps the whole text; err is nil when only the deadline passed
+	if err != nil {
+		logged = err.Error()
+	}
+	attrs := append(metaAttrs(ctx), slog.String("function", f.Name), slog.String("error_type", typ), slog.String("code", string(code)), slog.String("err", logged))
 	level := slog.LevelInfo
 	var pe *PanicError
 	if errors.As(err, &pe) {

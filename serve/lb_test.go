@@ -37,6 +37,7 @@ func TestLB(t *testing.T) {
 			want: "map[code:unknown error:no item at <internal address>, key Bearer *** error_type:Error]"},
 		{name: "panic", method: "PUT", path: "/panic", body: `{}`, code: 500, want: "map[code:unknown error:panic: lb kaboom error_type:Panic]"},
 		{name: "timeout", method: "POST", path: "/slow", body: `{}`, headers: []string{"X-Flash-Timeout: 10"}, code: 504, want: "map[code:deadline_exceeded error:execution timed out error_type:TimeoutError]"},
+		{name: "timeout, function returns no error", method: "POST", path: "/late", body: `{}`, headers: []string{"X-Flash-Timeout: 10"}, code: 504, want: "map[code:deadline_exceeded error:execution timed out error_type:TimeoutError]"},
 		{name: "unknown route", method: "GET", path: "/nowhere", code: 404, want: "map[error:no such route]"},
 		{name: "wrong method", method: "DELETE", path: "/stats/x", code: 405, want: "map[error:method not allowed (allowed: POST)]"},
 		{name: "unclean path served clean", method: "GET", path: "/items/../items/1", code: 200, want: "map[has_body:false id:1]"},
@@ -58,7 +59,7 @@ func TestLB(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var r response
 			run := func() { r = do(t, s, tt.method, tt.path, tt.body, tt.headers...) }
-			if tt.name == "timeout" {
+			if strings.HasPrefix(tt.name, "timeout") {
 				synctest.Test(t, func(t *testing.T) { run() })
 			} else {
 				run()
