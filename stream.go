@@ -64,13 +64,24 @@ func BindStream[In, Out any](c *Client, s *StreamFunc[In, Out]) *StreamFunc[In, 
 }
 
 // Stream runs the function with in and returns its values. A handle from
-// BindStream reads them from the app's deployment as they come, others run
-// the function in this process. ctx's deadline and cancellation end the
+// BindStream reads them from the app's deployment as they come; others run
+// the function in this process, and fail when the app's manifest places it
+// on another endpoint (not supported yet: bind a Client). ctx's deadline and cancellation end the
 // stream (with ctx's error as the last value); stopping the iteration early
 // stops the producer.
 func (s *StreamFunc[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, error] {
 	if s.client == nil {
 		return func(yield func(Out, error) bool) {
+			if rt := s.f.app.caller.Load(); rt != nil {
+				var zero Out
+				if target, err := s.f.lookup(ctx, rt); err != nil || target != nil {
+					if err == nil {
+						err = fmt.Errorf("stream %s: it runs on %s; streaming between endpoints needs a Client (flash.BindStream)", s.f.name, target.Resource)
+					}
+					yield(zero, err)
+					return
+				}
+			}
 			for v, err := range s.fn(ctx, in) {
 				if cerr := ctx.Err(); cerr != nil && err == nil {
 					var zero Out
