@@ -38,6 +38,18 @@ type StreamFunc[In, Out any] struct {
 // with it; when the caller goes away, yield returns false and the producer
 // must return.
 func RouteStream[In, Out any](r *Resource, route, name string, fn func(context.Context, In) iter.Seq2[Out, error]) *StreamFunc[In, Out] {
+	return &StreamFunc[In, Out]{f: Route(r, route, name, streamJob(fn)), fn: fn}
+}
+
+// RegisterStream adds a queue function that yields values one by one:
+// started with /run, its values are read with GET /stream/{id} (Runpod's
+// shape), each once; its result is {"values": N}.
+func RegisterStream[In, Out any](r *Resource, name string, fn func(context.Context, In) iter.Seq2[Out, error]) *StreamFunc[In, Out] {
+	return &StreamFunc[In, Out]{f: Register(r, name, streamJob(fn)), fn: fn}
+}
+
+// streamJob adapts a producer to the function serve runs.
+func streamJob[In, Out any](fn func(context.Context, In) iter.Seq2[Out, error]) func(context.Context, In) (serve.Stream, error) {
 	adapted := func(ctx context.Context, in In) (serve.Stream, error) {
 		seq := fn(ctx, in)
 		return func(yield func(any, error) bool) {
@@ -51,7 +63,7 @@ func RouteStream[In, Out any](r *Resource, route, name string, fn func(context.C
 	if fn == nil {
 		adapted = nil
 	}
-	return &StreamFunc[In, Out]{f: Route(r, route, name, adapted), fn: fn}
+	return adapted
 }
 
 // Name returns the function's name.
@@ -113,6 +125,9 @@ func (s *StreamFunc[In, Out]) remote(ctx context.Context, in In, yield func(Out,
 	arg, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+	}
+	if !info.resource.loadBalanced {
+		return s.remoteQB(ctx, info, arg, yield)
 	}
 	path, err := wire.FillPathJSON(info.path, arg)
 	if err != nil {

@@ -57,6 +57,7 @@ type job struct {
 	errType  string
 	errMsg   string
 	errCode  string
+	stream   *streamBuf // a streaming job's unread values; nil for others
 	queued   time.Time
 	started  time.Time
 	finished time.Time
@@ -234,6 +235,9 @@ func (t *jobTable) execute(j *job) {
 	)
 	if j.ctx.Err() == nil {
 		out, err = call(j.ctx, run)
+	}
+	if st, ok := out.(Stream); ok && err == nil {
+		out, err = t.runStream(j, st)
 	}
 	var (
 		status          = StatusCompleted
