@@ -103,15 +103,22 @@ func testappHandles() (*flash.Func[itemIn, itemOut], *flash.Func[itemIn, itemOut
 }
 
 // TestStreamThroughGateway: a Go client reads 10,000 streamed values from
-// an LB route through the mothership's gateway, and a cancellation half-way
-// stops the producer on the child.
+// an LB route (NDJSON) and from a queue function (/run + /stream/{id})
+// through the mothership's gateway, and a cancellation half-way stops the
+// producer on the LB child.
 func TestStreamThroughGateway(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, bins.testapp, "testapp")
 	ms := w.startMothership()
-	ms.waitDeployed(t, 30*time.Second, "edge")
+	ms.waitDeployed(t, 30*time.Second, "edge", "back")
 	app := flash.NewApp("testapp")
 	count := flash.RouteStream(app.LoadBalanced("edge", flash.ResourceConfig{}), "POST /count", "count",
+		func(context.Context, struct {
+			N int `json:"n"`
+		}) iter.Seq2[int, error] {
+			return nil
+		})
+	countq := flash.RegisterStream(app.Queue("back", flash.ResourceConfig{}), "countq",
 		func(context.Context, struct {
 			N int `json:"n"`
 		}) iter.Seq2[int, error] {
@@ -125,19 +132,23 @@ func TestStreamThroughGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	n := 0
-	for v, err := range remote.Stream(ctx, struct {
+	for _, sf := range []*flash.StreamFunc[struct {
 		N int `json:"n"`
-	}{N: 10000}) {
-		if err != nil {
-			t.Fatal(err)
+	}, int]{remote, flash.BindStream(c, countq)} {
+		n := 0
+		for v, err := range sf.Stream(ctx, struct {
+			N int `json:"n"`
+		}{N: 10000}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n++; v != n {
+				t.Fatalf("%s: value %d is %d", sf.Name(), n, v)
+			}
 		}
-		if n++; v != n {
-			t.Fatalf("value %d is %d", n, v)
+		if n != 10000 {
+			t.Fatalf("%s: %d values, want 10000", sf.Name(), n)
 		}
-	}
-	if n != 10000 {
-		t.Fatalf("%d values, want 10000", n)
 	}
 
 	stops := func() int64 {
@@ -147,7 +158,7 @@ func TestStreamThroughGateway(t *testing.T) {
 	}
 	before := stops()
 	cctx, ccancel := context.WithCancel(ctx)
-	n = 0
+	n := 0
 	var last error
 	for _, err := range remote.Stream(cctx, struct {
 		N int `json:"n"`

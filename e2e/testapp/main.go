@@ -3,7 +3,7 @@
 // routing loops across real processes.
 //
 //	front  relay, ping, find
-//	back   slow, cancelled, pong, lookup
+//	back   slow, cancelled, pong, lookup, countq (streams)
 //	edge   GET /items/{id}, POST /count (LB; count streams)
 //
 // relay calls slow with the caller's context, so a deadline on relay must
@@ -104,6 +104,16 @@ func newApp() *flash.App {
 	// count streams 1..N; stops counts the producers that stopped early.
 	var stops atomic.Int64
 	flash.RouteStream(edge, "POST /count", "count", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
+		return func(yield func(int, error) bool) {
+			for i := 1; i <= in.N; i++ {
+				if !yield(i, nil) {
+					stops.Add(1)
+					return
+				}
+			}
+		}
+	})
+	flash.RegisterStream(back, "countq", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
 		return func(yield func(int, error) bool) {
 			for i := 1; i <= in.N; i++ {
 				if !yield(i, nil) {
