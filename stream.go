@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/flash-go/flash/child"
@@ -147,7 +146,7 @@ func (s *StreamFunc[In, Out]) remote(ctx context.Context, in In, yield func(Out,
 		req.Header.Set(wire.HeaderAuthorization, "Bearer "+s.client.key)
 	}
 	if d, ok := ctx.Deadline(); ok {
-		req.Header.Set(wire.HeaderTimeout, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
+		req.Header.Set(wire.HeaderTimeout, wire.FormatTimeout(time.Until(d)))
 	}
 	resp, err := s.client.hc.Do(req)
 	if err != nil {
