@@ -90,6 +90,9 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 	ms.Register(srv.Handle)
 
+	// flash run deploys its fresh build: the first leadership term records
+	// the binary's own manifest instead of following the stored one.
+	deploySelf := cfg.Getenv(DeploySelfEnv) == "1"
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
@@ -102,19 +105,35 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 					return
 				}
 			}
-			a.reconcileStored(ctx, log, ms, desired)
+			self := deploySelf
+			deploySelf = false // a later term follows what was deployed since
+			a.reconcileStored(ctx, log, ms, desired, self)
 		})
 	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
 
+// DeploySelfEnv, set to 1 by `flash run` on a mothership's first start, makes
+// its boot deploy the binary's own manifest (recorded as the new desired
+// state) rather than reconcile toward the stored one: a run is a deploy of a
+// fresh build.
+const DeploySelfEnv = "FLASH_DEPLOY_SELF"
+
 // reconcileStored reconciles toward the stored desired state, as every boot
-// (and every newly elected leader) does, and logs the outcome.
-func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest) {
-	report, err := ms.ReconcileStored(ctx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+// (and every newly elected leader) does, or with self toward desired,
+// recorded first; it logs the outcome.
+func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest, self bool) {
+	opts := mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
 		log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
 			"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
-	}})
+	}}
+	var report mothership.Report
+	var err error
+	if self {
+		report, err = ms.Reconcile(ctx, desired, opts)
+	} else {
+		report, err = ms.ReconcileStored(ctx, desired, opts)
+	}
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		log.Error("reconciliation failed", "err", err)

@@ -266,6 +266,7 @@ func (t *topologyRun) run() error {
 	rec := runRecord{App: t.m.ProjectName, Mothership: strings.Join(urls, ","), PID: os.Getpid(), Started: time.Now().UTC()}
 	exits := make(chan mothershipExit, len(urls))
 	cmds := make([]*exec.Cmd, len(urls))
+	started := make([]bool, len(urls)) // per mothership: started once already
 	start := func(i int) error {
 		cmd := exec.Command(t.bin)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
@@ -275,6 +276,12 @@ func (t *topologyRun) run() error {
 			// The mothership and its children stop by themselves when this
 			// process is gone, however it ended.
 			flash.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		if !started[i] {
+			// Its first start deploys this build; a restart after a crash
+			// follows what was deployed since (flash dev's builds).
+			cmd.Env = append(cmd.Env, flash.DeploySelfEnv+"=1")
+		}
+		started[i] = true
 		if t.ha > 0 {
 			cmd.Env = append(cmd.Env, "FLASH_MOTHERSHIP_URL="+strings.Join(urls, ",")) // children may use any
 		}
@@ -392,7 +399,7 @@ func withoutFlashEnv(env []string) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST",
-			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv:
+			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv, flash.DeploySelfEnv:
 			continue
 		}
 		out = append(out, kv)
