@@ -1,11 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // newHelloApp makes a fresh `flash init` app in a temporary directory.
@@ -85,4 +91,153 @@ func TestFlashRunAgainDeploysTheEditedApp(t *testing.T) {
 	if err := rt.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("flash run exit: %v", err)
 	}
+}
+
+// callLoad calls one printed curl from several clients until stopped,
+// counting the calls, the failures and the answers that contain want.
+type callLoad struct {
+	calls, failures, wanted atomic.Int64
+	mu                      sync.Mutex
+	firstFailures           []string
+	stop                    chan struct{}
+	wg                      sync.WaitGroup
+}
+
+func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
+	t.Helper()
+	method, url, body := "GET", "", ""
+	headers := http.Header{}
+	words := shellWords(curl)
+	for i := 1; i < len(words); i++ {
+		switch w := words[i]; w {
+		case "-s":
+		case "-X":
+			i++
+			method = words[i]
+		case "-H":
+			i++
+			k, v, _ := strings.Cut(words[i], ":")
+			headers.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		case "-d":
+			i++
+			body = words[i]
+		default:
+			url = w
+		}
+	}
+	l := &callLoad{stop: make(chan struct{})}
+	client := &http.Client{Timeout: 60 * time.Second}
+	call := func() {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header = headers.Clone()
+		resp, err := client.Do(req)
+		l.calls.Add(1)
+		var msg string
+		if err != nil {
+			msg = err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				msg = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			} else if strings.Contains(string(b), want) {
+				l.wanted.Add(1)
+			}
+		}
+		if msg != "" {
+			l.failures.Add(1)
+			l.mu.Lock()
+			if len(l.firstFailures) < 10 {
+				l.firstFailures = append(l.firstFailures, msg)
+			}
+			l.mu.Unlock()
+		}
+	}
+	for range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+					call()
+				}
+			}
+		})
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+// end stops the clients and waits for them.
+func (l *callLoad) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// waitFor polls cond until it holds, failing after a generous bound (a
+// bound against hanging, not a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool, out func() string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never happened:\n%s", what, out())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flash dev redeploys an edited function while calls go on through the
+// gateway: the new code is served and no call fails; a syntax error is shown
+// with the compiler's message and the last good build keeps serving.
+func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	app := newHelloApp(t)
+	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := helloCall(t, rt)
+	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+
+	load := startCalls(t, hello, "Howdy, ", 4)
+	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 20 }, rt.out)
+	main := filepath.Join(app, "main.go")
+	editFile(t, main, `"Hello, "`, `"Howdy, "`)
+	waitFor(t, "the edited greeting served", func() bool { return load.wanted.Load() > 0 }, rt.out)
+	after := load.calls.Load()
+	waitFor(t, "calls after the switch", func() bool { return load.calls.Load() >= after+20 }, rt.out)
+	load.end()
+	t.Logf("%d calls during the reload, %d failed", load.calls.Load(), load.failures.Load())
+	if n := load.failures.Load(); n > 0 {
+		t.Errorf("%d of %d calls failed during the reload, first: %q\n%s", n, load.calls.Load(), load.firstFailures, rt.out())
+	}
+	waitFor(t, "the reload's report", func() bool { return strings.Contains(rt.out(), "reloaded") }, rt.out)
+	if out := rt.out(); !strings.Contains(out, "reloaded: manifest v") || !strings.Contains(out, "worker (changed): updated at http://") {
+		t.Errorf("the reload does not say what changed:\n%s", out)
+	}
+	if out := rt.out(); !strings.Contains(out, "is up on "+rt.mothership()) {
+		t.Errorf("the public address moved:\n%s", out)
+	}
+
+	// A syntax error: the compiler's message, and the last good build serves.
+	editFile(t, main, "func main() {\n", "func main() {\n\tbroken(\n")
+	waitFor(t, "the build error shown", func() bool { return strings.Contains(rt.out(), "the last good build keeps serving") }, rt.out)
+	if out := rt.out(); !strings.Contains(out, "main.go:") || !strings.Contains(out, "syntax error") {
+		t.Errorf("the compiler's message is not shown:\n%s", out)
+	}
+	if code, body := doCurl(t, hello); code != 200 || !strings.Contains(body, "Howdy, ") {
+		t.Errorf("after a failed build: %d %s", code, body)
+	}
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("flash dev exit: %v\n%s", err, rt.out())
+	}
+	t.Log(rt.out())
 }

@@ -77,11 +77,17 @@ func startFlashRunIn(t *testing.T, dir, pkg string, port int) *runningTopology {
 // env is added to the CLI's environment.
 func launchFlashRun(t *testing.T, dir, pkg string, port int, env ...string) (*runningTopology, error) {
 	t.Helper()
+	return launchFlash(t, "run", dir, pkg, port, env...)
+}
+
+// launchFlash is launchFlashRun of `flash command` (run or dev).
+func launchFlash(t *testing.T, command, dir, pkg string, port int, env ...string) (*runningTopology, error) {
+	t.Helper()
 	bin, err := flashBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(port), pkg)
+	cmd := exec.Command(bin, command, "--port", strconv.Itoa(port), pkg)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL="), env...)
 	stdout, _ := cmd.StdoutPipe()
