@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flash-go/flash/mothership"
 )
 
 // newHelloApp makes a fresh `flash init` app in a temporary directory.
@@ -240,4 +242,32 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 		t.Fatalf("flash dev exit: %v\n%s", err, rt.out())
 	}
 	t.Log(rt.out())
+}
+
+func TestIsSource(t *testing.T) {
+	for name, want := range map[string]bool{
+		"/a/main.go": true, "/a/main_test.go": true, "/a/go.mod": true, "/a/go.sum": true,
+		"/a/.main.go.swp": false, "/a/.#main.go": false, "/a/main.go~": false, "/a/README.md": false, "/a/4913": false,
+	} {
+		if got := isSource(name); got != want {
+			t.Errorf("isSource(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestDeployLines(t *testing.T) {
+	r := mothership.Report{Version: 7, Resources: []mothership.ResourceReport{
+		{Name: "api", Action: mothership.ActionChanged, Status: "updated", EndpointURLs: []string{"http://127.0.0.1:1"}},
+		{Name: "db", Action: mothership.ActionUnchanged, Status: "deployed"},
+		{Name: "gpu", Action: mothership.ActionNew, Status: "failed", Error: "no port"},
+	}}
+	got := strings.Join(deployLines(r, 1234*time.Millisecond), "\n")
+	want := "reloaded with failures: manifest v7\n  api (changed): updated at http://127.0.0.1:1\n  gpu (new): failed: no port"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	r.Resources = r.Resources[:2]
+	if got := deployLines(r, 1234*time.Millisecond)[0]; got != "reloaded: manifest v7, 1.23s after the save" {
+		t.Errorf("got %q", got)
+	}
 }
