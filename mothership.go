@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/manifest"
@@ -91,8 +92,11 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	ms.Register(srv.Handle)
 
 	// flash run deploys its fresh build: the first leadership term records
-	// the binary's own manifest instead of following the stored one.
+	// the binary's own manifest instead of following the stored one, unless
+	// a deploy was recorded since this process started (another mothership
+	// of the same run led first).
 	deploySelf := cfg.Getenv(DeploySelfEnv) == "1"
+	started := time.Now()
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
@@ -105,7 +109,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 					return
 				}
 			}
-			self := deploySelf
+			self := deploySelf && !deployedSince(ctx, st, started)
 			deploySelf = false // a later term follows what was deployed since
 			a.reconcileStored(ctx, log, ms, desired, self)
 		})
@@ -118,6 +122,12 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 // state) rather than reconcile toward the stored one: a run is a deploy of a
 // fresh build.
 const DeploySelfEnv = "FLASH_DEPLOY_SELF"
+
+// deployedSince reports whether a desired state was recorded after t.
+func deployedSince(ctx context.Context, st store.Store, t time.Time) bool {
+	d, err := st.Desired(ctx)
+	return err == nil && d.RecordedAt.After(t)
+}
 
 // reconcileStored reconciles toward the stored desired state, as every boot
 // (and every newly elected leader) does, or with self toward desired,
