@@ -64,6 +64,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 			m.forwardQB(w, r, t, id)
 		}))
 	}
+	handle("POST /v2/{resource}/purge-queue", http.HandlerFunc(m.servePurgeQueue))
 	handle("/{resource}/{rest...}", http.HandlerFunc(m.forwardLB))
 }
 

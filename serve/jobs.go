@@ -349,6 +349,23 @@ func (t *jobTable) cancelJob(id string) (v jobView, ok bool) {
 	return v, true
 }
 
+// purgeQueue cancels every queued job and returns how many; running jobs
+// are untouched (Runpod's /purge-queue).
+func (t *jobTable) purgeQueue() int {
+	t.mu.Lock()
+	queued := t.queue
+	t.queue = nil
+	for _, j := range queued {
+		j.run = nil
+	}
+	t.mu.Unlock()
+	for _, j := range queued {
+		t.finish(j, StatusCancelled, nil, "", "", nil)
+		j.cancel(errCancelled)
+	}
+	return len(queued)
+}
+
 // lookup returns the async job id, or nil when unknown or expired.
 func (t *jobTable) lookup(id string) *job {
 	t.mu.Lock()

@@ -317,6 +317,16 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// purgeQueue answers POST /purge-queue: every queued job is cancelled,
+// running ones go on.
+func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) error {
+	wire.WriteJSON(w, http.StatusOK, struct {
+		Removed int    `json:"removed"`
+		Status  string `json:"status"`
+	}{s.jobs.purgeQueue(), "completed"})
+	return nil
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	h := s.jobs.health()
 	type jobs struct {

@@ -233,6 +233,38 @@ func TestCancelQueuedNeverRuns(t *testing.T) {
 	}
 }
 
+// /purge-queue cancels the queued jobs only: the running one completes.
+func TestPurgeQueue(t *testing.T) {
+	g := newGate()
+	s := newServer(t, Config{Workers: 1}, g)
+	running := submitAsync(t, s, "block", map[string]any{"tag": "running"})
+	wait(t, g.started, "running")
+	queued := []string{submitAsync(t, s, "block", map[string]any{"tag": "q1"}), submitAsync(t, s, "block", map[string]any{"tag": "q2"})}
+	for _, path := range []string{"/purge-queue", "/v2/e/purge-queue"} {
+		want := fmt.Sprint(len(queued))
+		if path != "/purge-queue" {
+			want = "0"
+		}
+		r := do(t, s, "POST", path, "")
+		if m := r.json(t); r.Code != 200 || fmt.Sprint(m["removed"]) != want || m["status"] != "completed" {
+			t.Fatalf("%s: %d %s", path, r.Code, r.Body)
+		}
+	}
+	for _, id := range queued {
+		if m := jobStatus(t, s, id); m["status"] != StatusCancelled {
+			t.Errorf("purged job %s: %v", id, m)
+		}
+	}
+	g.release <- struct{}{}
+	waitStatus(t, s, running, StatusCompleted)
+	eventually(t, "pool idle", func() bool { return s.jobs.health().Running == 0 })
+	select {
+	case tag := <-g.started:
+		t.Fatalf("purged job %q ran", tag)
+	default:
+	}
+}
+
 func TestQueueFull(t *testing.T) {
 	g := newGate()
 	s := newServer(t, Config{Workers: 1, QueueSize: 1}, g)

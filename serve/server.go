@@ -214,6 +214,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			s.mux.Handle("POST "+prefix+"/run", handlerFunc(s.run))
 			s.mux.Handle("GET "+prefix+"/status/{id}", handlerFunc(s.status))
 			s.mux.Handle("POST "+prefix+"/cancel/{id}", handlerFunc(s.cancel))
+			s.mux.Handle("POST "+prefix+"/purge-queue", handlerFunc(s.purgeQueue))
 			s.mux.Handle("GET "+prefix+"/health", handlerFunc(s.health))
 		}
 	}
