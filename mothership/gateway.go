@@ -41,6 +41,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 		{"POST /v2/{resource}/runsync", "/runsync", true},
 		{"GET /v2/{resource}/status/{id}", "/status/", false},
 		{"POST /v2/{resource}/cancel/{id}", "/cancel/", false},
+		{"POST /v2/{resource}/retry/{id}", "/retry/", false},
 		{"GET /v2/{resource}/stream/{id}", "/stream/", false},
 		{"GET /v2/{resource}/health", "/health", false},
 	} {

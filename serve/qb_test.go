@@ -233,6 +233,38 @@ func TestCancelQueuedNeverRuns(t *testing.T) {
 	}
 }
 
+// /retry runs a FAILED job again under its id with its input; other states
+// and unknown ids are refused.
+func TestRetry(t *testing.T) {
+	s := newServer(t, Config{Workers: 1}, newGate())
+	failed := submitAsync(t, s, "fail", 1)
+	waitStatus(t, s, failed, StatusFailed)
+	for _, path := range []string{"/retry/", "/v2/e/retry/"} {
+		r := do(t, s, "POST", path+failed, "")
+		if m := r.json(t); r.Code != 200 || m["id"] != failed || m["status"] != StatusInQueue {
+			t.Fatalf("%s: %d %s", path, r.Code, r.Body)
+		}
+		if m := waitStatus(t, s, failed, StatusFailed); m["error"] != "ValueError: checking input: bad value" {
+			t.Fatalf("retried: %v", m)
+		}
+	}
+	h := do(t, s, "GET", "/health", "").json(t)
+	if jobs := h["jobs"].(map[string]any); fmt.Sprint(jobs["retried"], jobs["failed"]) != "2 3" {
+		t.Errorf("health after two retries of one failure: %v", jobs)
+	}
+	done := submitAsync(t, s, "echo", 5)
+	waitStatus(t, s, done, StatusCompleted)
+	if r := do(t, s, "POST", "/retry/"+done, ""); r.Code != http.StatusBadRequest || !strings.Contains(string(r.Body), "FAILED or TIMED_OUT") {
+		t.Errorf("retry of a completed job: %d %s", r.Code, r.Body)
+	}
+	if m := jobStatus(t, s, done); m["status"] != StatusCompleted {
+		t.Errorf("a refused retry changed the job: %v", m)
+	}
+	if r := do(t, s, "POST", "/retry/nobody-has-this", ""); r.Code != http.StatusNotFound {
+		t.Errorf("retry of an unknown job: %d %s", r.Code, r.Body)
+	}
+}
+
 // /purge-queue cancels the queued jobs only: the running one completes.
 func TestPurgeQueue(t *testing.T) {
 	g := newGate()

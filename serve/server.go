@@ -215,6 +215,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			s.mux.Handle("GET "+prefix+"/status/{id}", handlerFunc(s.status))
 			s.mux.Handle("POST "+prefix+"/cancel/{id}", handlerFunc(s.cancel))
 			s.mux.Handle("POST "+prefix+"/purge-queue", handlerFunc(s.purgeQueue))
+			s.mux.Handle("POST "+prefix+"/retry/{id}", handlerFunc(s.retry))
 			s.mux.Handle("GET "+prefix+"/health", handlerFunc(s.health))
 		}
 	}
