@@ -53,6 +53,7 @@ type job struct {
 	kept    bool            // filed under its id for /status (a /run job)
 	input   json.RawMessage // a kept job's input, for /retry; kept while it is FAILED or TIMED_OUT
 	timeout time.Duration   // its policy.executionTimeout, for /retry
+	webhook string          // where its outcome is posted
 
 	status   string
 	result   json.RawMessage // json_result when COMPLETED
@@ -433,7 +434,7 @@ func (t *jobTable) retry(id string, bind func(fn string, input json.RawMessage) 
 		deadline = t.now().Add(timeout)
 	}
 	j := t.newJob(parent, fn, run, deadline)
-	j.id, j.input, j.timeout = id, input, timeout
+	j.id, j.input, j.timeout, j.webhook = id, input, timeout, old.webhook
 	t.mu.Lock()
 	if t.byID[id] != old || old.status != status {
 		t.mu.Unlock()

@@ -36,6 +36,7 @@ type submission struct {
 	body     []byte
 	input    json.RawMessage // the function's input, kept for /retry
 	timeout  time.Duration   // policy.executionTimeout
+	webhook  string          // where the outcome of a /run job is posted
 }
 
 // bindJob reads and decodes an envelope and binds it to its function. All
@@ -61,7 +62,11 @@ func (s *Server) bindJob(w http.ResponseWriter, r *http.Request) (submission, er
 	if err != nil {
 		return sub, err
 	}
-	sub = submission{f: f, run: run, body: body, input: c.Input, timeout: c.Timeout}
+	hook, err := webhookOf(body)
+	if err != nil {
+		return sub, err
+	}
+	sub = submission{f: f, run: run, body: body, input: c.Input, timeout: c.Timeout, webhook: hook}
 	if c.Timeout > 0 {
 		sub.deadline = time.Now().Add(c.Timeout)
 	}
@@ -261,7 +266,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 		deadline = dl
 	}
 	j := s.jobs.newJob(context.WithoutCancel(r.Context()), sub.f.Name, sub.run, deadline)
-	j.input, j.timeout = sub.input, sub.timeout
+	j.input, j.timeout, j.webhook = sub.input, sub.timeout, sub.webhook
 	if err := s.jobs.submit(j, true, false); err != nil {
 		if err == ErrResultsFull {
 			_, retry := s.jobs.keepFull()
@@ -388,6 +393,11 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 // jobFinal records a job's outcome in metrics and, for failures, the log.
 func (s *Server) jobFinal(j *job, v jobView, err error) {
 	s.metrics.observeJob(j.fn, v.Status, v.Exec)
+	if j.webhook != "" {
+		if body, err := json.Marshal(v.response()); err == nil {
+			s.hooks.send(j.webhook, body)
+		}
+	}
 	if v.Status != StatusFailed && v.Status != StatusTimedOut {
 		return
 	}
