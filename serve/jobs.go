@@ -54,6 +54,8 @@ type job struct {
 	input   json.RawMessage // a kept job's input, for /retry; kept while it is FAILED or TIMED_OUT
 	timeout time.Duration   // its policy.executionTimeout, for /retry
 	webhook string          // where its outcome is posted
+	ttl     time.Duration   // policy.ttl: forgotten this long after submission, whatever its state
+	dropper *time.Timer     // runs dropTTL; guarded by the table's mutex
 
 	status   string
 	result   json.RawMessage // json_result when COMPLETED
@@ -159,6 +161,9 @@ func (t *jobTable) submit(j *job, keep, inline bool) error {
 		j.kept = true
 		t.byID[j.id] = j
 		t.keptBytes += resultOverhead
+		if j.ttl > 0 {
+			j.dropper = time.AfterFunc(j.ttl, func() { t.dropTTL(j) })
+		}
 	}
 	free := t.busy < t.workers
 	if free {
@@ -405,7 +410,41 @@ func (t *jobTable) sweepLocked(now time.Time) {
 		t.finished = t.finished[1:]
 		delete(t.byID, j.id)
 		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg)+len(j.input))
+		if j.dropper != nil {
+			j.dropper.Stop()
+		}
 	}
+}
+
+// errExpired is the cancellation cause of a job whose policy.ttl passed.
+var errExpired = errors.New("job expired (policy.ttl)")
+
+// dropTTL forgets j once its policy.ttl has passed, as Runpod does: a
+// queued one never runs, a running one is cancelled, and its status answers
+// 404 from now on.
+func (t *jobTable) dropTTL(j *job) {
+	t.mu.Lock()
+	if t.byID[j.id] != j {
+		t.mu.Unlock() // swept or retried already
+		return
+	}
+	delete(t.byID, j.id)
+	if final(j.status) {
+		if i := slices.Index(t.finished, j); i >= 0 {
+			t.finished = slices.Delete(t.finished, i, i+1)
+		}
+		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg)+len(j.input))
+		t.mu.Unlock()
+		return
+	}
+	j.kept = false // its outcome is not kept
+	t.keptBytes -= resultOverhead
+	if j.status == StatusInQueue {
+		t.dequeueLocked(j)
+	}
+	t.mu.Unlock()
+	t.finish(j, StatusCancelled, nil, "", "", nil)
+	j.cancel(errExpired)
 }
 
 // errNotRetryable is the answer of a /retry of a job that did not fail.
@@ -434,7 +473,7 @@ func (t *jobTable) retry(id string, bind func(fn string, input json.RawMessage) 
 		deadline = t.now().Add(timeout)
 	}
 	j := t.newJob(parent, fn, run, deadline)
-	j.id, j.input, j.timeout, j.webhook = id, input, timeout, old.webhook
+	j.id, j.input, j.timeout, j.webhook, j.ttl = id, input, timeout, old.webhook, old.ttl
 	t.mu.Lock()
 	if t.byID[id] != old || old.status != status {
 		t.mu.Unlock()
@@ -455,6 +494,9 @@ func (t *jobTable) retry(id string, bind func(fn string, input json.RawMessage) 
 	}
 	delete(t.byID, id)
 	t.keptBytes -= resultOverhead + int64(len(old.result)+len(old.errMsg)+len(old.input))
+	if old.dropper != nil {
+		old.dropper.Stop()
+	}
 	t.retried++
 	t.mu.Unlock()
 	if err := t.submit(j, true, false); err != nil {

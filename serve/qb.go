@@ -37,6 +37,7 @@ type submission struct {
 	input    json.RawMessage // the function's input, kept for /retry
 	timeout  time.Duration   // policy.executionTimeout
 	webhook  string          // where the outcome of a /run job is posted
+	ttl      time.Duration   // policy.ttl: a /run job is forgotten this long after submission
 }
 
 // bindJob reads and decodes an envelope and binds it to its function. All
@@ -62,11 +63,11 @@ func (s *Server) bindJob(w http.ResponseWriter, r *http.Request) (submission, er
 	if err != nil {
 		return sub, err
 	}
-	hook, err := webhookOf(body)
+	hook, ttl, err := extrasOf(body)
 	if err != nil {
 		return sub, err
 	}
-	sub = submission{f: f, run: run, body: body, input: c.Input, timeout: c.Timeout, webhook: hook}
+	sub = submission{f: f, run: run, body: body, input: c.Input, timeout: c.Timeout, webhook: hook, ttl: ttl}
 	if c.Timeout > 0 {
 		sub.deadline = time.Now().Add(c.Timeout)
 	}
@@ -266,7 +267,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 		deadline = dl
 	}
 	j := s.jobs.newJob(context.WithoutCancel(r.Context()), sub.f.Name, sub.run, deadline)
-	j.input, j.timeout, j.webhook = sub.input, sub.timeout, sub.webhook
+	j.input, j.timeout, j.webhook, j.ttl = sub.input, sub.timeout, sub.webhook, sub.ttl
 	if err := s.jobs.submit(j, true, false); err != nil {
 		if err == ErrResultsFull {
 			_, retry := s.jobs.keepFull()

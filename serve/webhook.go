@@ -23,19 +23,41 @@ const (
 	maxWebhookURL   = 2048
 )
 
-// webhookOf returns the request's "webhook" URL, "" when it has none. Only
-// absolute http(s) URLs are taken.
-func webhookOf(body []byte) (string, error) {
-	if !bytes.Contains(body, []byte(`"webhook"`)) {
-		return "", nil // the common case costs no second decode
+// Bounds of policy.ttl (Runpod's).
+const (
+	minJobTTL = 10 * time.Second
+	maxJobTTL = 7 * 24 * time.Hour
+)
+
+// extrasOf returns the request's "webhook" URL ("" when it has none) and
+// its policy.ttl (0 when none). Only absolute http(s) URLs are taken.
+func extrasOf(body []byte) (hook string, ttl time.Duration, err error) {
+	if !bytes.Contains(body, []byte(`"webhook"`)) && !bytes.Contains(body, []byte(`"ttl"`)) {
+		return "", 0, nil // the common case costs no second decode
 	}
 	var req struct {
 		Webhook any `json:"webhook"`
+		Policy  struct {
+			TTL *float64 `json:"ttl"`
+		} `json:"policy"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Webhook == nil {
-		return "", nil // not a top-level field
+	json.Unmarshal(body, &req) // the envelope's decoder reported what is malformed
+	if ms := req.Policy.TTL; ms != nil {
+		if *ms < float64(minJobTTL.Milliseconds()) || *ms > float64(maxJobTTL.Milliseconds()) {
+			return "", 0, badRequest(`"policy.ttl" must be milliseconds between %d and %d`, minJobTTL.Milliseconds(), maxJobTTL.Milliseconds())
+		}
+		ttl = time.Duration(*ms * float64(time.Millisecond))
 	}
-	hook, ok := req.Webhook.(string)
+	hook, err = webhookOf(req.Webhook)
+	return hook, ttl, err
+}
+
+// webhookOf checks a request's "webhook" value.
+func webhookOf(v any) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	hook, ok := v.(string)
 	if !ok {
 		return "", badRequest(`"webhook" must be a URL string`)
 	}
