@@ -107,26 +107,7 @@ type callLoad struct {
 
 func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
 	t.Helper()
-	method, url, body := "GET", "", ""
-	headers := http.Header{}
-	words := shellWords(curl)
-	for i := 1; i < len(words); i++ {
-		switch w := words[i]; w {
-		case "-s":
-		case "-X":
-			i++
-			method = words[i]
-		case "-H":
-			i++
-			k, v, _ := strings.Cut(words[i], ":")
-			headers.Set(strings.TrimSpace(k), strings.TrimSpace(v))
-		case "-d":
-			i++
-			body = words[i]
-		default:
-			url = w
-		}
-	}
+	method, url, body, headers := parseCurl(curl)
 	l := &callLoad{stop: make(chan struct{})}
 	client := &http.Client{Timeout: 60 * time.Second}
 	call := func() {
