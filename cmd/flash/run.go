@@ -312,7 +312,10 @@ func (t *topologyRun) run() error {
 		}
 		return nil
 	}
+	var deployed <-chan *manifest.Manifest // flash dev's builds, once deployed
+	stopDev := func() {}
 	stopAll := func() error {
+		stopDev() // no deploy while stopping
 		logs.stopping.Store(true)
 		fmt.Fprintln(out, "stopping: the mothership, then every endpoint it started …")
 		running := 0
@@ -363,8 +366,7 @@ func (t *topologyRun) run() error {
 	} else {
 		printTopology(out, topo, t.keySource, e.self)
 	}
-	deployed, stopDev := t.startDev(base, logs)
-	defer stopDev()
+	deployed, stopDev = t.startDev(base, logs)
 
 	// A mothership that dies is started again: it adopts the running
 	// endpoints, which kept serving meanwhile. Repeated crashes give up.
@@ -374,7 +376,6 @@ func (t *topologyRun) run() error {
 	for {
 		select {
 		case <-e.ctx.Done():
-			stopDev() // no deploy while stopping
 			return stopAll()
 		case m := <-deployed:
 			t.m = m
