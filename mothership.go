@@ -77,6 +77,11 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		defer c.Close() // local children keep serving: they do not depend on the mothership
 	}
 
+	tracer, flush, err := startTracing(ctx, "mothership", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
 		TTL: cfg.ManifestTTL, Logger: log, URL: self,
@@ -84,7 +89,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	if err != nil {
 		return err
 	}
-	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger}, nil)
+	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer}, nil)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -318,6 +319,15 @@ type answer struct {
 // do sends one request with the call headers and reads the answer. Error
 // texts name the URL without its password, and never the API key.
 func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body []byte) (answer, error) {
+	c.attempt++
+	ctx, span := telemetry.StartCall(ctx, c.t.Resource, c.t.Function, c.attempt)
+	a, err := iv.doHTTP(ctx, c, method, target, body)
+	telemetry.End(span, a.status, err)
+	return a, err
+}
+
+// doHTTP is do without its span.
+func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, body []byte) (answer, error) {
 	t := c.t
 	var rd io.Reader
 	if body != nil {
@@ -328,6 +338,7 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 		return answer{}, t.errorf("build request: %w", iv.scrub(err))
 	}
 	wire.SetMetaHeaders(ctx, req.Header, iv.keyFor(target), c.meta)
+	telemetry.Inject(ctx, req.Header)
 	if c.idem != "" {
 		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,8 @@ type Config struct {
 	// IdempotencyMaxBytes bounds the answer bytes kept; default 64 MiB. An
 	// answer larger than a sixteenth of it is not kept.
 	IdempotencyMaxBytes int
+	// Tracer, when not nil, makes a span of every request and job.
+	Tracer *telemetry.Tracer
 }
 
 // Defaults of Config.
