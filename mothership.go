@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
@@ -82,9 +84,10 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		return err
 	}
 	defer flush()
+	metrics := telemetry.NewMetrics("mothership", time.Now)
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics,
 	})
 	if err != nil {
 		return err
@@ -94,6 +97,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		return err
 	}
 	ms.Register(srv.Handle)
+	srv.Registry().MustRegister(metrics)
 
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)

@@ -58,6 +58,8 @@ type InvokerConfig struct {
 	Breaker BreakerPolicy
 	// Now is the breakers' clock (tests); nil → time.Now.
 	Now func() time.Time
+	// Metrics, when not nil, counts calls, retries and breaker changes.
+	Metrics *telemetry.Metrics
 }
 
 // Invoker makes remote calls to other endpoints (SPEC §5.3). It is safe for
@@ -72,6 +74,7 @@ type Invoker struct {
 	log     *slog.Logger
 	retry   RetryPolicy
 	brk     *breakers
+	metrics *telemetry.Metrics
 }
 
 // NewInvoker returns an Invoker for cfg.
@@ -83,6 +86,7 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 		cfg.Now = time.Now
 	}
 	iv.brk = newBreakers(cfg.Breaker, cfg.Now)
+	iv.brk.metrics, iv.metrics = cfg.Metrics, cfg.Metrics
 	if iv.client == nil {
 		iv.client = &http.Client{Transport: wire.NewTransport()}
 	}
@@ -116,9 +120,29 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	return iv.invoke(ctx, t, in, out, nil)
 }
 
+// outcome is the flash_outgoing_calls_total label of a call's error.
+func outcome(err error) string {
+	var remote *flasherr.RemoteError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &remote):
+		return "function_error"
+	case errors.Is(err, flasherr.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, flasherr.ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, flasherr.ErrEndpointNotReady):
+		return "not_ready"
+	}
+	return "error"
+}
+
 // invoke is Invoke that gives up waiting for a refusing endpoint when
 // moved is closed (see send).
-func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) error {
+func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) (err error) {
 	if t == nil {
 		return errors.New("child: Invoke with a nil target")
 	}
@@ -129,6 +153,10 @@ func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-c
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
 		defer cancel()
+	}
+	if iv.metrics != nil {
+		start := time.Now()
+		defer func() { iv.metrics.Call(t.Resource, t.Function, outcome(err), time.Since(start)) }()
 	}
 	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)

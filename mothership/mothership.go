@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
@@ -114,6 +115,10 @@ type Config struct {
 	// Rand returns a number in [0, 1) used to shorten long polls (tests).
 	// Default math/rand/v2.Float64.
 	Rand func() float64
+	// Tracer, when not nil, makes a span of each reconciliation and step.
+	Tracer *telemetry.Tracer
+	// Metrics, when not nil, records reconcile steps, deploys and parked polls.
+	Metrics *telemetry.Metrics
 }
 
 // Mothership is the control plane of one app. Create it with New, mount its

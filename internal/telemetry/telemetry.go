@@ -184,10 +184,10 @@ func End(span trace.Span, status int, err error) {
 	}
 	switch {
 	case err != nil:
-		span.SetAttributes(AttrOutcome.String("error"))
+		span.SetAttributes(AttrOutcome.String("failed"))
 		span.SetStatus(codes.Error, err.Error())
 	case status >= 500:
-		span.SetAttributes(AttrOutcome.String("error"))
+		span.SetAttributes(AttrOutcome.String("failed"))
 		span.SetStatus(codes.Error, http.StatusText(status))
 	case status >= 400:
 		span.SetAttributes(AttrOutcome.String("rejected"))

@@ -147,7 +147,7 @@ func TestExportLinksParents(t *testing.T) {
 	if spans["call embed"] != ids["POST /process"] {
 		t.Errorf("call's parent is not the server span: %v", spans)
 	}
-	if outcome != "error" {
-		t.Errorf("call outcome = %q, want error for a 503", outcome)
+	if outcome != "failed" {
+		t.Errorf("call outcome = %q, want failed for a 503", outcome)
 	}
 }
