@@ -568,7 +568,7 @@ func fullJitter(d time.Duration) time.Duration {
 func (s *Sync) apply(sn *snapshot, persist bool) {
 	_, span := s.cfg.Tracer.Start(context.Background(), "manifest apply", telemetry.AttrVersion.Int64(sn.version))
 	defer span.End()
-	s.cfg.Metrics.Applied(sn.version, time.Now())
+	s.cfg.Metrics.Applied(sn.version)
 	s.applyMu.Lock()
 	s.cur.Store(sn)
 	for _, fn := range s.listeners {

@@ -25,6 +25,7 @@ type Metrics struct {
 	stepTime   *prometheus.HistogramVec
 	deploys    *prometheus.CounterVec
 	collectors []prometheus.Collector
+	now        func() time.Time
 }
 
 // NewMetrics returns the metrics of the process serving resource identity
@@ -33,6 +34,7 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 	labels := prometheus.Labels{"resource": identity}
 	buckets := prometheus.ExponentialBuckets(0.0005, 4, 10)
 	m := &Metrics{
+		now: now,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_outgoing_calls_total", Help: "Calls this process made to other endpoints, by target resource, function and outcome.",
 			ConstLabels: labels,
@@ -78,7 +80,7 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 		if at == 0 {
 			return 0
 		}
-		return now().Sub(time.Unix(0, at)).Seconds()
+		return m.now().Sub(time.Unix(0, at)).Seconds()
 	})
 	m.collectors = []prometheus.Collector{m.calls, m.callTime, m.retries, m.breakers, m.version, m.age,
 		m.syncErrors, m.parked, m.stepTime, m.deploys}
@@ -122,11 +124,11 @@ func (m *Metrics) Breaker(state string) {
 	}
 }
 
-// Applied records the manifest version applied at t.
-func (m *Metrics) Applied(version int64, t time.Time) {
+// Applied records the manifest version applied now.
+func (m *Metrics) Applied(version int64) {
 	if m != nil {
 		m.version.Set(float64(version))
-		m.appliedAt.Store(t.UnixNano())
+		m.appliedAt.Store(m.now().UnixNano())
 	}
 }
 
