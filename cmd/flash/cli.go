@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"manifest":   {summary: "validate, show, hash or diff manifest files", run: runManifest},
 		"build":      {summary: "build the app and write its manifest and artifact", run: runBuild},
 		"status":     {summary: "show the mothership's resources and children", run: runStatus},
+		"logs":       {summary: "show the topology's logs merged in time order (-f follows)", run: runLogs},
 		"run":        {summary: "build and run the whole topology here (alias: dev)", run: runRun},
 		"deploy":     {summary: "build and deploy to a running mothership", run: runDeploy},
 		"undeploy":   {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
