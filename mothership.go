@@ -92,7 +92,8 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	if err != nil {
 		return err
 	}
-	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer}, nil)
+	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer,
+		Public: mothership.PublicUI}, nil)
 	if err != nil {
 		return err
 	}

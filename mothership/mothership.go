@@ -158,6 +158,7 @@ type Mothership struct {
 
 	inst   instances
 	events endpointEvents
+	trail  *deployTrail  // recent reconcile events, for the dashboard
 	jobs   jobReplicas   // gateway: which replica holds a job
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
@@ -211,6 +212,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		inst:      newInstances(cfg.MaxInstances, cfg.Logger),
 		jobs:      newJobReplicas(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
+		trail:     newDeployTrail(),
 	}
 	m.fence, _ = cfg.Store.(*Fenced)
 	m.proxy = m.newProxy()
@@ -233,6 +235,7 @@ func (m *Mothership) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /flash/status", http.HandlerFunc(m.serveStatus))
 	handle("POST /flash/invalidate", http.HandlerFunc(m.serveInvalidate))
 	handle("POST /flash/deploy", http.HandlerFunc(m.serveDeploy))
+	m.registerUI(handle)
 	m.registerGateway(handle)
 }
 
