@@ -245,6 +245,28 @@ func TestTraceAcrossEndpoints(t *testing.T) {
 	if t.Failed() || testing.Verbose() {
 		dumpSpans(t, spans)
 	}
+
+	// Through the mothership's gateway, the gateway's span is api's parent.
+	const viaGateway = "5bf92f3577b34da6a3ce929d0e0e4737"
+	if _, err := processWith(ms.url+"/api", "Traceparent: 00-"+viaGateway+"-"+callerSpan+"-01"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "api's span under the gateway's", func() error {
+		spans := rcv.trace(viaGateway)
+		ids := map[string]receivedSpan{}
+		for _, s := range spans {
+			ids[s.id] = s
+		}
+		for _, s := range spans {
+			if s.service == "api" && s.kind == tracepb.Span_SPAN_KIND_SERVER {
+				if p := ids[s.parent]; p.service != "mothership" || p.kind != tracepb.Span_SPAN_KIND_SERVER {
+					return fmt.Errorf("api's server span has parent %+v, want the mothership's server span", p)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no api server span yet (%d spans)", len(spans))
+	})
 }
 
 // unlinked lists the spans whose parent is neither root nor in spans.
