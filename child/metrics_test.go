@@ -95,7 +95,8 @@ func TestSyncMetrics(t *testing.T) {
 	srv, client := startServer(t, ms)
 	clk := &clock{now: time.Unix(1000, 0)}
 	m := telemetry.NewMetrics("api", clk.Now)
-	s, err := NewSync(Config{Identity: "api", MothershipURL: srv.URL, PollWait: 5 * time.Second,
+	// A short long poll: the failure shows at the next poll, not in a minute.
+	s, err := NewSync(Config{Identity: "api", MothershipURL: srv.URL, PollWait: 100 * time.Millisecond,
 		HTTPClient: client, Logger: quietLogger(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +116,6 @@ func TestSyncMetrics(t *testing.T) {
 	}
 
 	ms.setStatus(http.StatusInternalServerError)
-	s.Nudge()
 	eventually(t, "a sync error counted", func() bool {
 		return telemetrytest.Value(t, m, "flash_manifest_sync_errors_total") > 0
 	})
