@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,7 +36,9 @@ func TestDashboard(t *testing.T) {
 	t.Parallel()
 	exe := chromium(t)
 	w := newWorld(t, bins.pipeline, "pipeline")
-	ms := w.startMothership()
+	mf := w.appManifest(t)
+	w.writeDesired(t, mf)
+	ms := w.startMothership("FLASH_MANIFEST_PATH=" + w.desiredPath())
 	st := ms.waitDeployed(t, 30*time.Second, pipelineResources...)
 
 	// The page holds no data and loads without the key; its data do not.
@@ -111,6 +114,21 @@ func TestDashboard(t *testing.T) {
 		`document.querySelector('#resources tr[data-resource="embedder"] td:nth-child(5)').textContent !== "0"`,
 		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		t.Fatalf("the restart of embedder never showed: %v", err)
+	}
+
+	// A deploy's steps appear while the page stays open.
+	ms.settle(t, 60*time.Second)
+	object(t, object(t, mf, "resources"), "embedder")["env"] = map[string]any{"EMBED_MODE": "dashboard"}
+	d := ms.deployAsync(t, encodeJSON(t, mf))
+	<-d.done
+	if d.err != nil || d.report == nil {
+		t.Fatalf("deploy: %v", d.err)
+	}
+	after := ms.status(t).Version
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(
+		`document.querySelector('#version').textContent === "%d" && document.querySelector('#deploys').textContent.includes("embedder  changed  published  v%d")`,
+		after, after), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("the deploy of version %d never showed: %v\n%s", after, err, text("#deploys"))
 	}
 	mu.Lock()
 	defer mu.Unlock()
