@@ -130,6 +130,12 @@ func (e *openError) Error() string {
 // Is makes errors.Is(err, flasherr.ErrCircuitOpen) true.
 func (e *openError) Is(target error) bool { return target == flasherr.ErrCircuitOpen }
 
+// closedLocked reports whether url's breaker is closed (or untracked).
+func (b *breakers) closedLocked(url string) bool {
+	st := b.m[url]
+	return st == nil || st.openUntil.IsZero()
+}
+
 // availableLocked reports whether a request to url would be let through.
 func (b *breakers) availableLocked(url string, now time.Time) bool {
 	st := b.m[url]

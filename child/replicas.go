@@ -1,10 +1,18 @@
 package child
 
 import (
+	"context"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"time"
 
 	"github.com/flash-go/flash/internal/wire"
 )
+
+// ProbeTimeout bounds a background probe of a replica whose breaker is due
+// for one; a replica that does not answer /ping within it stays open.
+const ProbeTimeout = time.Second
 
 // call is one Invoke in progress.
 type call struct {
@@ -39,8 +47,12 @@ func (c *call) release() {
 }
 
 // choose picks a replica of t: by the power of two random choices on calls
-// in flight, among those whose breaker would let a request through, and
-// other than avoid (the one that just failed) when there is another.
+// in flight, among the replicas whose breaker is closed, other than avoid
+// (the one that just failed) when there is another. A replica whose breaker
+// is due for a probe gets no caller's request while a closed one is left:
+// it is probed in the background with GET /ping instead, so that a hung
+// replica never costs a caller its deadline. Without a closed replica, those
+// due for a probe are candidates too (the request is the probe).
 func (iv *Invoker) choose(t *Target, avoid int) int {
 	n := len(t.URLs)
 	if n == 1 {
@@ -49,23 +61,58 @@ func (iv *Invoker) choose(t *Target, avoid int) int {
 	if avoid < 0 && !iv.brk.any() {
 		return t.pick2(nil)
 	}
-	var buf [16]int
-	cand := buf[:0]
+	var buf, due [16]int
+	cand, probes := buf[:0], due[:0]
 	iv.brk.mu.Lock()
 	now := iv.brk.now()
-	for pass := 0; pass < 3 && len(cand) == 0; pass++ {
+	for pass := 0; pass < 4 && len(cand) == 0; pass++ {
 		for j, u := range t.URLs {
 			switch {
-			case pass == 0 && (j == avoid || !iv.brk.availableLocked(u, now)):
-			case pass == 1 && !iv.brk.availableLocked(u, now):
-			case pass == 2 && j == avoid && n > 1:
+			case pass == 0 && !iv.brk.closedLocked(u):
+				if j != avoid && iv.brk.availableLocked(u, now) && len(probes) < cap(probes) {
+					probes = append(probes, j)
+				}
+			case pass == 0 && j == avoid:
+			case pass == 1 && (j == avoid || !iv.brk.availableLocked(u, now)):
+			case pass == 2 && !iv.brk.availableLocked(u, now):
+			case pass == 3 && j == avoid:
 			default:
 				cand = append(cand, j)
 			}
 		}
+		if pass == 0 && len(cand) == 0 {
+			probes = probes[:0] // the request itself will probe
+		}
+	}
+	for _, j := range probes {
+		iv.brk.m[t.URLs[j]].probing = true
 	}
 	iv.brk.mu.Unlock()
+	for _, j := range probes {
+		go iv.probe(t.URLs[j])
+	}
 	return t.pick2(cand)
+}
+
+// probe asks the replica at base for GET /ping on behalf of its half-open
+// breaker (marked probing by choose): any answer below 500 closes the
+// breaker, no answer within ProbeTimeout opens it again for longer.
+func (iv *Invoker) probe(base string) {
+	ctx, cancel := context.WithTimeout(context.Background(), ProbeTimeout)
+	defer cancel()
+	v := failing
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/ping", nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = iv.client.Do(req); err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				v = healthy
+			}
+		}
+	}
+	iv.brk.record(base, v, true)
 }
 
 // pick2 chooses among cand (nil: every replica) by the power of two random

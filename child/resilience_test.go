@@ -631,3 +631,57 @@ func TestRetryAcrossRestart(t *testing.T) {
 		t.Fatalf("%d requests reached the endpoint, want 1", ep.hits())
 	}
 }
+
+// TestBreakerProbesInBackground: a hung replica whose breaker is due for a
+// probe gets no caller's request while another replica is healthy; it is
+// probed with GET /ping instead, and stays open while it does not answer.
+func TestBreakerProbesInBackground(t *testing.T) {
+	var calls, pings atomic.Int64
+	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ping" {
+			pings.Add(1)
+		} else {
+			calls.Add(1)
+		}
+		io.Copy(io.Discard, r.Body) // the server notices a gone client only once the body is read
+		<-r.Context().Done()
+	})
+	srvHung, client := startServer(t, hung)
+	srvGood, _ := startServer(t, &scripted{answer: failThen(0, 0, "")})
+	clk := &clock{now: time.Unix(1000, 0)}
+	iv := NewInvoker(InvokerConfig{APIKey: "k", Client: client, Logger: quietLogger(), Now: clk.Now,
+		Breaker: BreakerPolicy{Failures: 1}})
+	only := qbTarget("embed", srvHung.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if err := iv.Invoke(ctx, only, embedIn{}, nil); !errors.Is(err, flasherr.ErrTimeout) {
+		t.Fatalf("hung replica: %v, want a timeout", err)
+	}
+	cancel()
+	before := calls.Load()
+	both := &Target{Function: "embed", Resource: "embedder", URLs: []string{srvHung.URL, srvGood.URL}, inflight: make([]atomic.Int64, 2)}
+	for i := range 20 {
+		clk.advance(DefaultBreakerMaxOpenFor) // the hung replica's breaker is due for a probe at every call
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := iv.Invoke(ctx, both, embedIn{}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d with a healthy replica beside a hung one: %v", i, err)
+		}
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Errorf("the hung replica got %d callers' requests while it was due for a probe", n)
+	}
+	eventually(t, "a background /ping probe of the hung replica", func() bool { return pings.Load() > 0 })
+	iv.brk.mu.Lock()
+	open := !iv.brk.closedLocked(srvHung.URL)
+	iv.brk.mu.Unlock()
+	eventually(t, "the probe's failure recorded", func() bool {
+		iv.brk.mu.Lock()
+		defer iv.brk.mu.Unlock()
+		st := iv.brk.m[srvHung.URL]
+		return st != nil && !st.probing
+	})
+	if !open {
+		t.Error("the hung replica's breaker closed without an answer")
+	}
+}
