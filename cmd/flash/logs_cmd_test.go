@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,4 +207,21 @@ func TestLogsFollow(t *testing.T) {
 			t.Errorf("%q shown %d times:\n%s", s, count(got, s), out.String())
 		}
 	}
+}
+
+// FuzzLogLine: any line gets a verdict and, with a time, a parsed one,
+// without a panic.
+func FuzzLogLine(f *testing.F) {
+	for _, s := range []string{slogLine(1, "INFO", "x"), `{"time":"2026-12-01T04:00:04Z","level":"WARN","msg":"m"}`,
+		"goroutine 1 [running]:", "time=bad level=INFO msg=x", "time=", "{", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		r := &logReader{min: slog.LevelWarn}
+		s := &logSource{name: "api"}
+		l, _ := r.filter(s, []byte(line))
+		if at, ok := lineTime([]byte(line)); ok && !l.at.Equal(at) {
+			t.Fatalf("line time %v, parsed %v", l.at, at)
+		}
+	})
 }
