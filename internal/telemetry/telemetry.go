@@ -129,9 +129,10 @@ func (t *Tracer) StartServer(ctx context.Context, traceparent, name string, attr
 	return ctx, span, true
 }
 
-// TraceParent is the W3C traceparent of span, "" when span is not recorded.
+// TraceParent is the W3C traceparent of span, "" when it has no valid
+// context. A span the sampler dropped has one: its trace goes on unsampled.
 func TraceParent(span trace.Span) string {
-	if !span.IsRecording() {
+	if !span.SpanContext().IsValid() {
 		return ""
 	}
 	h := propagation.HeaderCarrier{}
@@ -144,7 +145,7 @@ func TraceParent(span trace.Span) string {
 // Tracer of their own.
 func from(ctx context.Context) trace.Tracer {
 	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
+	if !span.SpanContext().IsValid() {
 		return noop.Tracer{}
 	}
 	return span.TracerProvider().Tracer(scope)
@@ -164,10 +165,10 @@ func StartCall(ctx context.Context, target, fn string, attempt int) (context.Con
 		trace.WithAttributes(AttrTarget.String(target), AttrFunction.String(fn), AttrAttempt.Int(attempt)))
 }
 
-// Inject sets h's traceparent to ctx's span when it is recorded, so that
-// the span becomes the parent of the one the receiver starts.
+// Inject sets h's traceparent to ctx's span when there is one, so that the
+// span becomes the parent of the one the receiver starts.
 func Inject(ctx context.Context, h http.Header) {
-	if trace.SpanFromContext(ctx).IsRecording() {
+	if trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		w3c.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 }
