@@ -100,6 +100,12 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	ms.Register(srv.Handle)
 	srv.Registry().MustRegister(metrics)
 
+	// flash run deploys its fresh build: the first leadership term records
+	// the binary's own manifest instead of following the stored one, unless
+	// a deploy was recorded since this process started (another mothership
+	// of the same run led first).
+	deploySelf := cfg.Getenv(DeploySelfEnv) == "1"
+	started := time.Now()
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
@@ -112,19 +118,41 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 					return
 				}
 			}
-			a.reconcileStored(ctx, log, ms, desired)
+			self := deploySelf && !deployedSince(ctx, st, started)
+			deploySelf = false // a later term follows what was deployed since
+			a.reconcileStored(ctx, log, ms, desired, self)
 		})
 	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
 
+// DeploySelfEnv, set to 1 by `flash run` on a mothership's first start, makes
+// its boot deploy the binary's own manifest (recorded as the new desired
+// state) rather than reconcile toward the stored one: a run is a deploy of a
+// fresh build.
+const DeploySelfEnv = "FLASH_DEPLOY_SELF"
+
+// deployedSince reports whether a desired state was recorded after t.
+func deployedSince(ctx context.Context, st store.Store, t time.Time) bool {
+	d, err := st.Desired(ctx)
+	return err == nil && d.RecordedAt.After(t)
+}
+
 // reconcileStored reconciles toward the stored desired state, as every boot
-// (and every newly elected leader) does, and logs the outcome.
-func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest) {
-	report, err := ms.ReconcileStored(ctx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+// (and every newly elected leader) does, or with self toward desired,
+// recorded first; it logs the outcome.
+func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest, self bool) {
+	opts := mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
 		log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
 			"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
-	}})
+	}}
+	var report mothership.Report
+	var err error
+	if self {
+		report, err = ms.Reconcile(ctx, desired, opts)
+	} else {
+		report, err = ms.ReconcileStored(ctx, desired, opts)
+	}
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		log.Error("reconciliation failed", "err", err)

@@ -42,6 +42,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 		{"POST /v2/{resource}/runsync", "/runsync", true},
 		{"GET /v2/{resource}/status/{id}", "/status/", false},
 		{"POST /v2/{resource}/cancel/{id}", "/cancel/", false},
+		{"POST /v2/{resource}/retry/{id}", "/retry/", false},
 		{"GET /v2/{resource}/stream/{id}", "/stream/", false},
 		{"GET /v2/{resource}/health", "/health", false},
 	} {
@@ -65,6 +66,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 			m.forwardQB(w, r, t, id)
 		}))
 	}
+	handle("POST /v2/{resource}/purge-queue", http.HandlerFunc(m.servePurgeQueue))
 	handle("/{resource}/{rest...}", http.HandlerFunc(m.forwardLB))
 }
 

@@ -140,6 +140,7 @@ type Server struct {
 	jobs    *jobTable
 	lb      *admission
 	idem    *idemTable // nil: idempotency disabled
+	hooks   *webhooks
 	metrics *metrics
 }
 
@@ -164,6 +165,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	s.metrics = newMetrics(cfg.Identity, s)
 	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.MaxResults, cfg.MaxResultBytes, cfg.Now)
 	s.jobs.onFinal = s.jobFinal
+	s.hooks = newWebhooks(s.log)
 	s.lb = newAdmission(cfg.LBConcurrency, cfg.LBQueue)
 	if cfg.IdempotencyTTL > 0 {
 		s.idem = newIdemTable(cfg.IdempotencyTTL, cfg.IdempotencyEntries, cfg.IdempotencyMaxBytes, cfg.Now)
@@ -220,6 +222,8 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			s.mux.Handle("POST "+prefix+"/run", handlerFunc(s.run))
 			s.mux.Handle("GET "+prefix+"/status/{id}", handlerFunc(s.status))
 			s.mux.Handle("POST "+prefix+"/cancel/{id}", handlerFunc(s.cancel))
+			s.mux.Handle("POST "+prefix+"/purge-queue", handlerFunc(s.purgeQueue))
+			s.mux.Handle("POST "+prefix+"/retry/{id}", handlerFunc(s.retry))
 			s.mux.Handle("GET "+prefix+"/health", handlerFunc(s.health))
 		}
 	}
@@ -337,7 +341,9 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 // running jobs to finish. When ctx ends first, it cancels the jobs left and
 // returns an error wrapping ctx's.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.jobs.shutdown(ctx)
+	err := s.jobs.shutdown(ctx)
+	s.hooks.close(ctx) // the last outcomes' webhooks, while ctx lasts
+	return err
 }
 
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
