@@ -55,7 +55,7 @@ func runLogs(e *env) int {
 	if *tail < 0 || *tail > maxLogTail {
 		return fail(e, usageError{fmt.Sprintf("logs: -n %d: want 0 to %d", *tail, maxLogTail)})
 	}
-	name, err := undeployTarget(*app, e.self)
+	name, err := targetApp("logs", *app, e.self)
 	if err != nil {
 		return fail(e, err)
 	}
