@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
@@ -78,18 +79,26 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		defer c.Close() // local children keep serving: they do not depend on the mothership
 	}
 
+	tracer, flush, err := startTracing(ctx, "mothership", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	metrics := telemetry.NewMetrics("mothership", time.Now)
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics,
 	})
 	if err != nil {
 		return err
 	}
-	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger}, nil)
+	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer,
+		Public: mothership.PublicUI}, nil)
 	if err != nil {
 		return err
 	}
 	ms.Register(srv.Handle)
+	srv.Registry().MustRegister(metrics)
 
 	// flash run deploys its fresh build: the first leadership term records
 	// the binary's own manifest instead of following the stored one, unless

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
@@ -249,6 +250,7 @@ func (m *Mothership) newProxy() http.Handler {
 				pr.Out.Header.Set(wire.HeaderRequestID, meta.RequestID)
 			}
 			pr.Out.Header.Set(wire.HeaderTraceParent, wire.ChildTraceParent(meta.TraceParent))
+			telemetry.Inject(pr.In.Context(), pr.Out.Header) // traced: the gateway's span is the parent
 			pr.Out.Header.Set(wire.HeaderHops, strconv.Itoa(meta.Hops+1))
 		},
 		ModifyResponse: func(resp *http.Response) error {

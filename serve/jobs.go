@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -243,7 +244,9 @@ func (t *jobTable) execute(j *job) {
 		err error
 	)
 	if j.ctx.Err() == nil {
-		out, err = call(j.ctx, run)
+		ctx, span := telemetry.StartJob(j.ctx, j.fn, j.id)
+		out, err = call(ctx, run)
+		telemetry.End(span, 0, err)
 	}
 	if st, ok := out.(Stream); ok && err == nil {
 		out, err = t.runStream(j, st)

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,11 @@ type Config struct {
 	// IdempotencyMaxBytes bounds the answer bytes kept; default 64 MiB. An
 	// answer larger than a sixteenth of it is not kept.
 	IdempotencyMaxBytes int
+	// Tracer, when not nil, makes a span of every request and job.
+	Tracer *telemetry.Tracer
+	// Public, when not nil, names requests served without the API key
+	// (pages that hold no data, such as the mothership's dashboard).
+	Public func(*http.Request) bool
 }
 
 // Defaults of Config.
@@ -235,7 +241,19 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.handler = s.observe(wire.Auth(cfg.APIKey, s.checkHeaders(http.HandlerFunc(s.route))))
+	inner := s.checkHeaders(http.HandlerFunc(s.route))
+	auth := wire.Auth(cfg.APIKey, inner)
+	authed := auth
+	if public := cfg.Public; public != nil {
+		authed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if public(r) {
+				inner.ServeHTTP(w, r)
+				return
+			}
+			auth.ServeHTTP(w, r)
+		})
+	}
+	s.handler = s.observe(authed)
 	return s, nil
 }
 

@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"manifest":   {summary: "validate, show, hash or diff manifest files", run: runManifest},
 		"build":      {summary: "build the app and write its manifest and artifact", run: runBuild},
 		"status":     {summary: "show the mothership's resources and children", run: runStatus},
+		"logs":       {summary: "show the topology's logs merged in time order (-f follows)", run: runLogs},
 		"run":        {summary: "build and run the whole topology here", run: runRun},
 		"dev":        {summary: "flash run, redeploying the app whenever a Go source changes", run: runDev},
 		"deploy":     {summary: "build and deploy to a running mothership", run: runDeploy},
