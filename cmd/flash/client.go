@@ -14,8 +14,13 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/mothership"
 )
+
+// httpClient carries every request the CLI makes to a mothership: the one
+// pooled transport of internal/wire, not http.DefaultClient's.
+var httpClient = &http.Client{Transport: wire.NewTransport()}
 
 // apiKey returns FLASH_API_KEY, else RUNPOD_API_KEY, else the directory's key
 // that flash run keeps in .flash/api_key.
@@ -52,7 +57,7 @@ func callJSON(ctx context.Context, method, base, path, key string, v any) error 
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return unreachable(base, err)
 	}

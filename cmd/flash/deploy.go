@@ -89,7 +89,7 @@ func postDeploy(ctx context.Context, base, key string, body []byte, contentType 
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return report, unreachable(base, err)
 	}
