@@ -4,6 +4,7 @@
 //
 //	front  relay, ping
 //	back   slow, cancelled, pong
+//	edge   POST /sleep (load-balanced; only the load runs start it)
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
@@ -81,6 +82,19 @@ func newApp() *flash.App {
 	})
 	pong = flash.Register(back, "pong", func(ctx context.Context, in PingIn) (PingOut, error) {
 		return ping.Call(ctx, PingIn{N: in.N + 1})
+	})
+	// edge is deployed with the rest but only the load runs call it: a slow
+	// load-balanced route to overload.
+	edge := app.LoadBalanced("edge", flash.ResourceConfig{})
+	flash.Route(edge, "POST /sleep", "sleep", func(ctx context.Context, in SlowIn) (SlowOut, error) {
+		t := time.NewTimer(time.Duration(in.MS) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return SlowOut{Finished: true, ServedBy: app.Identity()}, nil
+		case <-ctx.Done():
+			return SlowOut{}, ctx.Err()
+		}
 	})
 	return app
 }
