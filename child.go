@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/flash-go/flash/child"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/serve"
 )
@@ -22,15 +24,21 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	log := cfg.Logger.With("resource", cfg.Resource)
 	a.setIdentity(cfg.Resource)
 
+	tracer, flush, err := startTracing(ctx, cfg.Resource, log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	metrics := telemetry.NewMetrics(cfg.Resource, time.Now)
 	invoker := child.NewInvoker(child.InvokerConfig{APIKey: cfg.APIKey, RunpodAPIKey: cfg.RunpodAPIKey,
-		RunpodBaseURL: cfg.RunpodBaseURL, Logger: log})
+		RunpodBaseURL: cfg.RunpodBaseURL, Logger: log, Metrics: metrics})
 	var sync *child.Sync
 	ready := func() bool { return true }
 	if cfg.MothershipURL != "" {
 		var err error
 		sync, err = child.NewSync(child.Config{
 			Identity: cfg.Resource, Instance: cfg.Instance, MothershipURL: cfg.MothershipURL, APIKey: cfg.APIKey,
-			CacheDir: cfg.CacheDir, TTL: cfg.ManifestTTL, Logger: log,
+			CacheDir: cfg.CacheDir, TTL: cfg.ManifestTTL, Logger: log, Tracer: tracer, Metrics: metrics,
 		})
 		if err != nil {
 			return err
@@ -47,11 +55,12 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	}
 	a.caller.Store(child.NewCaller(router, invoker, sync))
 
-	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready},
+	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready, Tracer: tracer},
 		a.serveFuncs(res.Name))
 	if err != nil {
 		return err
 	}
+	srv.Registry().MustRegister(metrics)
 	if sync != nil {
 		syncDone := make(chan struct{})
 		ctx, stopSync := context.WithCancel(ctx)

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
@@ -77,19 +79,33 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 		defer c.Close() // local children keep serving: they do not depend on the mothership
 	}
 
+	tracer, flush, err := startTracing(ctx, "mothership", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	metrics := telemetry.NewMetrics("mothership", time.Now)
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics,
 	})
 	if err != nil {
 		return err
 	}
-	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger}, nil)
+	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer,
+		Public: mothership.PublicUI}, nil)
 	if err != nil {
 		return err
 	}
 	ms.Register(srv.Handle)
+	srv.Registry().MustRegister(metrics)
 
+	// flash run deploys its fresh build: the first leadership term records
+	// the binary's own manifest instead of following the stored one, unless
+	// a deploy was recorded since this process started (another mothership
+	// of the same run led first).
+	deploySelf := cfg.Getenv(DeploySelfEnv) == "1"
+	started := time.Now()
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
@@ -102,19 +118,41 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 					return
 				}
 			}
-			a.reconcileStored(ctx, log, ms, desired)
+			self := deploySelf && !deployedSince(ctx, st, started)
+			deploySelf = false // a later term follows what was deployed since
+			a.reconcileStored(ctx, log, ms, desired, self)
 		})
 	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
 
+// DeploySelfEnv, set to 1 by `flash run` on a mothership's first start, makes
+// its boot deploy the binary's own manifest (recorded as the new desired
+// state) rather than reconcile toward the stored one: a run is a deploy of a
+// fresh build.
+const DeploySelfEnv = "FLASH_DEPLOY_SELF"
+
+// deployedSince reports whether a desired state was recorded after t.
+func deployedSince(ctx context.Context, st store.Store, t time.Time) bool {
+	d, err := st.Desired(ctx)
+	return err == nil && d.RecordedAt.After(t)
+}
+
 // reconcileStored reconciles toward the stored desired state, as every boot
-// (and every newly elected leader) does, and logs the outcome.
-func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest) {
-	report, err := ms.ReconcileStored(ctx, desired, mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
+// (and every newly elected leader) does, or with self toward desired,
+// recorded first; it logs the outcome.
+func (a *App) reconcileStored(ctx context.Context, log *slog.Logger, ms *mothership.Mothership, desired *manifest.Manifest, self bool) {
+	opts := mothership.ReconcileOptions{Progress: func(ev mothership.Event) {
 		log.Info("reconcile", "resource", ev.Resource, "action", ev.Action, "step", ev.Step,
 			"urls", strings.Join(ev.EndpointURLs, " "), "err", ev.Error)
-	}})
+	}}
+	var report mothership.Report
+	var err error
+	if self {
+		report, err = ms.Reconcile(ctx, desired, opts)
+	} else {
+		report, err = ms.ReconcileStored(ctx, desired, opts)
+	}
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		log.Error("reconciliation failed", "err", err)

@@ -95,7 +95,12 @@ func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.caller.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
-	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger}, a.serveFuncs(""))
+	tracer, flush, err := startTracing(ctx, "standalone", cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	srv, err := serve.New(serve.Config{Identity: "standalone", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Tracer: tracer}, a.serveFuncs(""))
 	if err != nil {
 		return err
 	}

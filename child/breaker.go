@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/telemetry"
 )
 
 // Defaults of BreakerPolicy.
@@ -64,6 +65,7 @@ type breakers struct {
 	openFor    time.Duration
 	maxOpenFor time.Duration
 	now        func() time.Time
+	metrics    *telemetry.Metrics // counts state changes
 
 	tracked atomic.Int32 // len(m): zero lets the happy path skip the lock
 	mu      sync.Mutex
@@ -109,6 +111,7 @@ func (b *breakers) allow(url string) (probe bool, err error) {
 		return false, &openError{fails: st.fails, wait: max(st.openUntil.Sub(now), 0)}
 	}
 	st.probing = true
+	b.metrics.Breaker("half_open")
 	return true, nil
 }
 
@@ -150,6 +153,9 @@ func (b *breakers) record(url string, v verdict, probe bool) {
 	switch v {
 	case healthy:
 		if st != nil {
+			if !st.openUntil.IsZero() {
+				b.metrics.Breaker("closed")
+			}
 			delete(b.m, url)
 			b.tracked.Store(int32(len(b.m)))
 		}
@@ -171,9 +177,11 @@ func (b *breakers) record(url string, v verdict, probe bool) {
 		case probe:
 			st.openFor, st.probing = min(2*st.openFor, b.maxOpenFor), false
 			st.openUntil = b.now().Add(st.openFor)
+			b.metrics.Breaker("open")
 		case st.openUntil.IsZero() && st.fails >= b.failures:
 			st.openFor = b.openFor
 			st.openUntil = b.now().Add(st.openFor)
+			b.metrics.Breaker("open")
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -57,6 +58,8 @@ type InvokerConfig struct {
 	Breaker BreakerPolicy
 	// Now is the breakers' clock (tests); nil → time.Now.
 	Now func() time.Time
+	// Metrics, when not nil, counts calls, retries and breaker changes.
+	Metrics *telemetry.Metrics
 }
 
 // Invoker makes remote calls to other endpoints (SPEC §5.3). It is safe for
@@ -71,6 +74,7 @@ type Invoker struct {
 	log     *slog.Logger
 	retry   RetryPolicy
 	brk     *breakers
+	metrics *telemetry.Metrics
 }
 
 // NewInvoker returns an Invoker for cfg.
@@ -82,6 +86,7 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 		cfg.Now = time.Now
 	}
 	iv.brk = newBreakers(cfg.Breaker, cfg.Now)
+	iv.brk.metrics, iv.metrics = cfg.Metrics, cfg.Metrics
 	if iv.client == nil {
 		iv.client = &http.Client{Transport: wire.NewTransport()}
 	}
@@ -115,9 +120,29 @@ func (iv *Invoker) Invoke(ctx context.Context, t *Target, in, out any) error {
 	return iv.invoke(ctx, t, in, out, nil)
 }
 
+// outcome is the flash_outgoing_calls_total label of a call's error.
+func outcome(err error) string {
+	var remote *flasherr.RemoteError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &remote):
+		return "function_error"
+	case errors.Is(err, flasherr.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, flasherr.ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, flasherr.ErrEndpointNotReady):
+		return "not_ready"
+	}
+	return "error"
+}
+
 // invoke is Invoke that gives up waiting for a refusing endpoint when
 // moved is closed (see send).
-func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) error {
+func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) (err error) {
 	if t == nil {
 		return errors.New("child: Invoke with a nil target")
 	}
@@ -128,6 +153,10 @@ func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-c
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, iv.timeout)
 		defer cancel()
+	}
+	if iv.metrics != nil {
+		start := time.Now()
+		defer func() { iv.metrics.Call(t.Resource, t.Function, outcome(err), time.Since(start)) }()
 	}
 	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)
@@ -318,6 +347,15 @@ type answer struct {
 // do sends one request with the call headers and reads the answer. Error
 // texts name the URL without its password, and never the API key.
 func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body []byte) (answer, error) {
+	c.attempt++
+	ctx, span := telemetry.StartCall(ctx, c.t.Resource, c.t.Function, c.attempt)
+	a, err := iv.doHTTP(ctx, c, method, target, body)
+	telemetry.End(span, a.status, err)
+	return a, err
+}
+
+// doHTTP is do without its span.
+func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, body []byte) (answer, error) {
 	t := c.t
 	var rd io.Reader
 	if body != nil {
@@ -328,6 +366,7 @@ func (iv *Invoker) do(ctx context.Context, c *call, method, target string, body 
 		return answer{}, t.errorf("build request: %w", iv.scrub(err))
 	}
 	wire.SetMetaHeaders(ctx, req.Header, iv.keyFor(target), c.meta)
+	telemetry.Inject(ctx, req.Header)
 	if c.idem != "" {
 		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}

@@ -16,11 +16,12 @@ const ProbeTimeout = time.Second
 
 // call is one Invoke in progress.
 type call struct {
-	t    *Target
-	meta wire.Meta // what every send of the call carries
-	idem string    // Idempotency-Key of the first request ("" for none)
-	idx  int       // replica counted in flight, -1 for none
-	base string    // URL of the replica in use
+	t       *Target
+	meta    wire.Meta // what every send of the call carries
+	idem    string    // Idempotency-Key of the first request ("" for none)
+	idx     int       // replica counted in flight, -1 for none
+	base    string    // URL of the replica in use
+	attempt int       // requests sent so far, the span attribute flash.attempt
 
 	moved <-chan struct{} // closed when the manifest changes (nil: never); see send
 }

@@ -171,6 +171,7 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			return last, lastErr // no time left for another attempt
 		}
+		iv.metrics.Retry(t.Resource, t.Function)
 		iv.log.Debug("retrying a call", "function", t.Function, "resource", t.Resource, "attempt", attempt+1,
 			"after", wait, "status", last.status, "err", lastErr)
 		timer := time.NewTimer(wait)

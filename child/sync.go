@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
@@ -83,6 +84,10 @@ type Config struct {
 	// OnApply, when set, is called after each manifest is applied (and
 	// persisted), from one goroutine at a time.
 	OnApply func(m *manifest.Manifest, version int64)
+	// Tracer, when not nil, makes a span of each manifest apply.
+	Tracer *telemetry.Tracer
+	// Metrics, when not nil, records the applied version and sync errors.
+	Metrics *telemetry.Metrics
 }
 
 // MothershipURL resolves the mothership's base URL by the seed's rule:
@@ -535,6 +540,7 @@ func (s *Sync) fail(cap time.Duration, level slog.Level, what string, err error)
 		s.log.Debug(what+" failed", "err", err, "attempt", s.attempt)
 	}
 	s.failing = true
+	s.cfg.Metrics.SyncError()
 	return s.backoff(cap)
 }
 
@@ -560,6 +566,9 @@ func fullJitter(d time.Duration) time.Duration {
 // listeners, the wake-up of Changed, the cache file, OnApply, and last the
 // wake-up of WaitReady.
 func (s *Sync) apply(sn *snapshot, persist bool) {
+	_, span := s.cfg.Tracer.Start(context.Background(), "manifest apply", telemetry.AttrVersion.Int64(sn.version))
+	defer span.End()
+	s.cfg.Metrics.Applied(sn.version)
 	s.applyMu.Lock()
 	s.cur.Store(sn)
 	for _, fn := range s.listeners {

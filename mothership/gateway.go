@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 )
@@ -41,6 +42,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 		{"POST /v2/{resource}/runsync", "/runsync", true},
 		{"GET /v2/{resource}/status/{id}", "/status/", false},
 		{"POST /v2/{resource}/cancel/{id}", "/cancel/", false},
+		{"POST /v2/{resource}/retry/{id}", "/retry/", false},
 		{"GET /v2/{resource}/stream/{id}", "/stream/", false},
 		{"GET /v2/{resource}/health", "/health", false},
 	} {
@@ -64,6 +66,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 			m.forwardQB(w, r, t, id)
 		}))
 	}
+	handle("POST /v2/{resource}/purge-queue", http.HandlerFunc(m.servePurgeQueue))
 	handle("/{resource}/{rest...}", http.HandlerFunc(m.forwardLB))
 }
 
@@ -247,6 +250,7 @@ func (m *Mothership) newProxy() http.Handler {
 				pr.Out.Header.Set(wire.HeaderRequestID, meta.RequestID)
 			}
 			pr.Out.Header.Set(wire.HeaderTraceParent, wire.ChildTraceParent(meta.TraceParent))
+			telemetry.Inject(pr.In.Context(), pr.Out.Header) // traced: the gateway's span is the parent
 			pr.Out.Header.Set(wire.HeaderHops, strconv.Itoa(meta.Hops+1))
 		},
 		ModifyResponse: func(resp *http.Response) error {

@@ -47,6 +47,7 @@ func newReplica(t *testing.T, name string) *replica {
 	}
 	mux.HandleFunc("GET /status/{id}", known)
 	mux.HandleFunc("POST /cancel/{id}", known)
+	mux.HandleFunc("POST /retry/{id}", known)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.hits++
@@ -93,7 +94,7 @@ func TestGatewayJobReachesItsReplica(t *testing.T) {
 			t.Fatalf("run %d: %d %v", i, code, job)
 		}
 		ids = append(ids, job["id"])
-		for _, c := range []struct{ method, path string }{{"GET", "/v2/gpu/status/"}, {"POST", "/v2/gpu/cancel/"}} {
+		for _, c := range []struct{ method, path string }{{"GET", "/v2/gpu/status/"}, {"POST", "/v2/gpu/cancel/"}, {"POST", "/v2/gpu/retry/"}} {
 			if code, out := call(h.srv.URL, c.method, c.path+job["id"]); code != http.StatusOK || out["id"] != job["id"] {
 				t.Fatalf("%s %s%s: %d %v", c.method, c.path, job["id"], code, out)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
@@ -114,6 +115,10 @@ type Config struct {
 	// Rand returns a number in [0, 1) used to shorten long polls (tests).
 	// Default math/rand/v2.Float64.
 	Rand func() float64
+	// Tracer, when not nil, makes a span of each reconciliation and step.
+	Tracer *telemetry.Tracer
+	// Metrics, when not nil, records reconcile steps, deploys and parked polls.
+	Metrics *telemetry.Metrics
 }
 
 // Mothership is the control plane of one app. Create it with New, mount its
@@ -153,6 +158,7 @@ type Mothership struct {
 
 	inst   instances
 	events endpointEvents
+	trail  *deployTrail  // recent reconcile events, for the dashboard
 	jobs   jobReplicas   // gateway: which replica holds a job
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
@@ -206,6 +212,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		inst:      newInstances(cfg.MaxInstances, cfg.Logger),
 		jobs:      newJobReplicas(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
+		trail:     newDeployTrail(),
 	}
 	m.fence, _ = cfg.Store.(*Fenced)
 	m.proxy = m.newProxy()
@@ -228,6 +235,7 @@ func (m *Mothership) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /flash/status", http.HandlerFunc(m.serveStatus))
 	handle("POST /flash/invalidate", http.HandlerFunc(m.serveInvalidate))
 	handle("POST /flash/deploy", http.HandlerFunc(m.serveDeploy))
+	m.registerUI(handle)
 	m.registerGateway(handle)
 }
 

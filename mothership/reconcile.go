@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
@@ -118,13 +119,17 @@ func (m *Mothership) reconcileLocked(ctx context.Context, d store.Desired, desir
 		state:          make(map[string]*resState),
 		keep:           make(map[string]bool),
 	}
+	ctx, span := m.cfg.Tracer.Start(ctx, "reconcile", telemetry.AttrVersion.Int64(d.Version))
+	defer span.End()
 	if m.prov == nil {
 		rc.publishOnly(ctx)
 	} else {
 		rc.run(ctx)
 	}
 	m.removeUnusedArtifacts(ctx)
-	return rc.report(), nil
+	report := rc.report()
+	m.cfg.Metrics.Deploy(report.Failed())
+	return report, nil
 }
 
 // readPersisted returns the store's latest manifest, nil when none. Any other
@@ -189,9 +194,7 @@ func (rc *reconciler) publishOnly(ctx context.Context) {
 		rc.state[name] = &resState{action: ActionRemoved, removal: removalDropped,
 			report: ResourceReport{Name: name, Action: ActionRemoved, Status: StatusRemoved}}
 	}
-	if _, err := rc.publish(ctx); err != nil {
-		rc.fail("publish: %v", err)
-	}
+	rc.step(ctx, "publish", "", rc.publishOrFail)
 	for _, name := range rc.changes.Removed {
 		rc.m.inst.forget(name)
 		rc.deleteDeployment(ctx, name)
@@ -201,7 +204,7 @@ func (rc *reconciler) publishOnly(ctx context.Context) {
 // run reconciles through the provider.
 func (rc *reconciler) run(ctx context.Context) {
 	m := rc.m
-	rc.discover(ctx)
+	rc.step(ctx, "discover", "", rc.discover)
 
 	type task func(context.Context)
 	var tasks []task
@@ -221,7 +224,9 @@ func (rc *reconciler) run(ctx context.Context) {
 				m.setDeployed(name, *cur)
 				for _, e := range eps {
 					if e.ID != cur.ID {
-						tasks = append(tasks, func(ctx context.Context) { rc.undeployOrphan(ctx, e) })
+						tasks = append(tasks, func(ctx context.Context) {
+							rc.step(ctx, "undeploy", e.Resource, func(ctx context.Context) { rc.undeployOrphan(ctx, e) })
+						})
 					}
 				}
 			}
@@ -230,18 +235,24 @@ func (rc *reconciler) run(ctx context.Context) {
 			rc.emit(Event{Resource: name, Action: st.action, Step: StepUnchanged, Status: rt.Status, EndpointURLs: rt.EndpointURLs})
 			continue
 		}
-		tasks = append(tasks, func(ctx context.Context) { rc.deploy(ctx, name, d, p, cur, eps) })
+		tasks = append(tasks, func(ctx context.Context) {
+			rc.step(ctx, "deploy", name, func(ctx context.Context) { rc.deploy(ctx, name, d, p, cur, eps) })
+		})
 	}
 	for _, name := range rc.changes.Removed {
 		st := &resState{action: ActionRemoved, start: rc.now()}
 		st.report = ResourceReport{Name: name, Action: ActionRemoved}
 		rc.state[name] = st
 		eps := rc.liveOf(name)
-		tasks = append(tasks, func(ctx context.Context) { rc.remove(ctx, name, eps) })
+		tasks = append(tasks, func(ctx context.Context) {
+			rc.step(ctx, "remove", name, func(ctx context.Context) { rc.remove(ctx, name, eps) })
+		})
 	}
 	for _, e := range rc.live {
 		if _, ok := rc.state[e.Resource]; !ok {
-			tasks = append(tasks, func(ctx context.Context) { rc.undeployOrphan(ctx, e) })
+			tasks = append(tasks, func(ctx context.Context) {
+				rc.step(ctx, "undeploy", e.Resource, func(ctx context.Context) { rc.undeployOrphan(ctx, e) })
+			})
 		}
 	}
 
@@ -249,9 +260,7 @@ func (rc *reconciler) run(ctx context.Context) {
 	// on their old endpoints. A new child becomes ready (/ping 200) only once
 	// it knows some manifest, and callers of what is still deploying get a
 	// clear not-ready error instead of a missing route.
-	if _, err := rc.publish(ctx); err != nil {
-		rc.fail("publish: %v", err)
-	}
+	rc.step(ctx, "publish", "", rc.publishOrFail)
 
 	var (
 		g       errgroup.Group
@@ -275,6 +284,21 @@ func (rc *reconciler) run(ctx context.Context) {
 
 	// Publish the final state too: top-level keys of desired, and unchanged
 	// resources whose live URLs moved, may not have been published yet.
+	rc.step(ctx, "publish", "", rc.publishOrFail)
+}
+
+// step runs one reconcile step (about resource, "" for all) in a span of
+// its own and records its duration.
+func (rc *reconciler) step(ctx context.Context, step, resource string, fn func(context.Context)) {
+	start := time.Now()
+	ctx, span := rc.m.cfg.Tracer.Start(ctx, "reconcile "+step, telemetry.AttrStep.String(step), telemetry.AttrResource.String(resource))
+	fn(ctx)
+	span.End()
+	rc.m.cfg.Metrics.Step(step, time.Since(start))
+}
+
+// publishOrFail publishes, recording a failure in the report.
+func (rc *reconciler) publishOrFail(ctx context.Context) {
 	if _, err := rc.publish(ctx); err != nil {
 		rc.fail("publish: %v", err)
 	}

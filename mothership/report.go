@@ -112,10 +112,11 @@ func (r Report) Failed() bool {
 
 // emit reports e through Progress, URL credentials redacted.
 func (rc *reconciler) emit(e Event) {
+	e.Error, e.EndpointURLs = RedactURLs(e.Error), redactAll(e.EndpointURLs)
+	rc.m.trail.add(e, rc.now())
 	if rc.opts.Progress == nil {
 		return
 	}
-	e.Error, e.EndpointURLs = RedactURLs(e.Error), redactAll(e.EndpointURLs)
 	rc.eventMu.Lock()
 	defer rc.eventMu.Unlock()
 	rc.opts.Progress(e)

@@ -115,6 +115,7 @@ func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 		defer timer.Stop()
 		m.parked.Add(1)
 		defer m.parked.Add(-1)
+		defer m.cfg.Metrics.Park()()
 	park:
 		for s.version == lp.version {
 			select {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -48,9 +49,14 @@ type job struct {
 	run     Job
 	ctx     context.Context
 	cancel  func(cause error)
-	unwatch func() bool   // stops the context watcher; nil for inline jobs
-	done    chan struct{} // closed when the state becomes final
-	kept    bool          // filed under its id for /status (a /run job)
+	unwatch func() bool     // stops the context watcher; nil for inline jobs
+	done    chan struct{}   // closed when the state becomes final
+	kept    bool            // filed under its id for /status (a /run job)
+	input   json.RawMessage // a kept job's input, for /retry; kept while it is FAILED or TIMED_OUT
+	timeout time.Duration   // its policy.executionTimeout, for /retry
+	webhook string          // where its outcome is posted
+	ttl     time.Duration   // policy.ttl: forgotten this long after submission, whatever its state
+	dropper *time.Timer     // runs dropTTL; guarded by the table's mutex
 
 	status   string
 	result   json.RawMessage // json_result when COMPLETED
@@ -94,6 +100,7 @@ type jobTable struct {
 	closed    bool
 	completed int64
 	failed    int64
+	retried   int64
 	wg        sync.WaitGroup
 }
 
@@ -155,6 +162,9 @@ func (t *jobTable) submit(j *job, keep, inline bool) error {
 		j.kept = true
 		t.byID[j.id] = j
 		t.keptBytes += resultOverhead
+		if j.ttl > 0 {
+			j.dropper = time.AfterFunc(j.ttl, func() { t.dropTTL(j) })
+		}
 	}
 	free := t.busy < t.workers
 	if free {
@@ -231,7 +241,9 @@ func (t *jobTable) execute(j *job) {
 		err error
 	)
 	if j.ctx.Err() == nil {
-		out, err = call(j.ctx, run)
+		ctx, span := telemetry.StartJob(j.ctx, j.fn, j.id)
+		out, err = call(ctx, run)
+		telemetry.End(span, 0, err)
 	}
 	var (
 		status          = StatusCompleted
@@ -299,8 +311,11 @@ func (t *jobTable) finish(j *job, status string, result json.RawMessage, errType
 	if j.started.IsZero() {
 		j.started = now
 	}
+	if status != StatusFailed && status != StatusTimedOut {
+		j.input = nil // only a failure can be retried
+	}
 	if j.kept {
-		size := int64(len(result) + len(errMsg))
+		size := int64(len(result) + len(errMsg) + len(j.input))
 		if t.keptBytes+size > t.maxBytes {
 			status, result, errType = StatusFailed, nil, "ResultTooLarge"
 			errMsg = fmt.Sprintf("the result (%d bytes) cannot be kept for /status: kept results already use %d of %d bytes; "+
@@ -349,6 +364,23 @@ func (t *jobTable) cancelJob(id string) (v jobView, ok bool) {
 	return v, true
 }
 
+// purgeQueue cancels every queued job and returns how many; running jobs
+// are untouched (Runpod's /purge-queue).
+func (t *jobTable) purgeQueue() int {
+	t.mu.Lock()
+	queued := t.queue
+	t.queue = nil
+	for _, j := range queued {
+		j.run = nil
+	}
+	t.mu.Unlock()
+	for _, j := range queued {
+		t.finish(j, StatusCancelled, nil, "", "", nil)
+		j.cancel(errCancelled)
+	}
+	return len(queued)
+}
+
 // lookup returns the async job id, or nil when unknown or expired.
 func (t *jobTable) lookup(id string) *job {
 	t.mu.Lock()
@@ -380,8 +412,100 @@ func (t *jobTable) sweepLocked(now time.Time) {
 		t.finished[0] = nil
 		t.finished = t.finished[1:]
 		delete(t.byID, j.id)
-		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg))
+		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg)+len(j.input))
+		if j.dropper != nil {
+			j.dropper.Stop()
+		}
 	}
+}
+
+// errExpired is the cancellation cause of a job whose policy.ttl passed.
+var errExpired = errors.New("job expired (policy.ttl)")
+
+// dropTTL forgets j once its policy.ttl has passed, as Runpod does: a
+// queued one never runs, a running one is cancelled, and its status answers
+// 404 from now on.
+func (t *jobTable) dropTTL(j *job) {
+	t.mu.Lock()
+	if t.byID[j.id] != j {
+		t.mu.Unlock() // swept or retried already
+		return
+	}
+	delete(t.byID, j.id)
+	if final(j.status) {
+		if i := slices.Index(t.finished, j); i >= 0 {
+			t.finished = slices.Delete(t.finished, i, i+1)
+		}
+		t.keptBytes -= resultOverhead + int64(len(j.result)+len(j.errMsg)+len(j.input))
+		t.mu.Unlock()
+		return
+	}
+	j.kept = false // its outcome is not kept
+	t.keptBytes -= resultOverhead
+	if j.status == StatusInQueue {
+		t.dequeueLocked(j)
+	}
+	t.mu.Unlock()
+	t.finish(j, StatusCancelled, nil, "", "", nil)
+	j.cancel(errExpired)
+}
+
+// errNotRetryable is the answer of a /retry of a job that did not fail.
+var errNotRetryable = errors.New("only a FAILED or TIMED_OUT job can be retried")
+
+// retry queues the kept job id again, under the same id, with the same
+// input (bound to a job by bind) and a cleared outcome. The old job's record
+// is replaced. ok is false for an unknown id.
+func (t *jobTable) retry(id string, bind func(fn string, input json.RawMessage) (Job, error), parent context.Context) (ok bool, err error) {
+	old := t.lookup(id)
+	if old == nil {
+		return false, nil
+	}
+	t.mu.Lock()
+	status, input, fn, timeout := old.status, old.input, old.fn, old.timeout
+	t.mu.Unlock()
+	if status != StatusFailed && status != StatusTimedOut {
+		return true, fmt.Errorf("%w: job %s is %s", errNotRetryable, id, status)
+	}
+	run, err := bind(fn, input)
+	if err != nil {
+		return true, err
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = t.now().Add(timeout)
+	}
+	j := t.newJob(parent, fn, run, deadline)
+	j.id, j.input, j.timeout, j.webhook, j.ttl = id, input, timeout, old.webhook, old.ttl
+	t.mu.Lock()
+	if t.byID[id] != old || old.status != status {
+		t.mu.Unlock()
+		j.cancel(context.Canceled)
+		return true, fmt.Errorf("%w: job %s changed meanwhile (retried already?)", errNotRetryable, id)
+	}
+	if refuse := t.closed || t.busy >= t.workers && len(t.queue) >= t.queueCap; refuse {
+		t.mu.Unlock()
+		j.cancel(context.Canceled)
+		if t.closed {
+			return true, ErrShuttingDown
+		}
+		return true, ErrQueueFull // the failed job stays as it was
+	}
+	// Forget the old outcome; submit files j under the same id.
+	if i := slices.Index(t.finished, old); i >= 0 {
+		t.finished = slices.Delete(t.finished, i, i+1)
+	}
+	delete(t.byID, id)
+	t.keptBytes -= resultOverhead + int64(len(old.result)+len(old.errMsg)+len(old.input))
+	if old.dropper != nil {
+		old.dropper.Stop()
+	}
+	t.retried++
+	t.mu.Unlock()
+	if err := t.submit(j, true, false); err != nil {
+		return true, err
+	}
+	return true, nil
 }
 
 // keepFullLocked reports whether another result would pass a bound, after
@@ -423,6 +547,7 @@ func (j *job) viewLocked(now time.Time) jobView {
 // health is the /health snapshot.
 type health struct {
 	Completed, Failed   int64
+	Retried             int64
 	InProgress, InQueue int
 	Idle, Running       int
 }
@@ -431,7 +556,7 @@ func (t *jobTable) health() health {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return health{
-		Completed: t.completed, Failed: t.failed,
+		Completed: t.completed, Failed: t.failed, Retried: t.retried,
 		InProgress: t.busy, InQueue: len(t.queue),
 		Idle: t.workers - t.busy, Running: t.busy,
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
@@ -31,9 +32,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			tp = wire.NewTraceParent()
 			traceID, _ = wire.ParseTraceParent(tp)
 		}
+		ctx, span, traced := s.cfg.Tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
+			telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
+		if traced { // the span is the parent of the calls made while serving
+			tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
+		}
 		hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
 		w.Header()[wire.HeaderRequestID] = []string{rid}         // canonical key
-		r = r.WithContext(wire.WithMeta(r.Context(), wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+		r = r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
 		sw := &statusWriter{ResponseWriter: w}
 
 		defer func() {
@@ -57,6 +63,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			d := time.Since(start)
+			if traced {
+				name := route
+				if !strings.Contains(name, " ") { // LB routes are named "METHOD /path" already
+					name = r.Method + " " + name
+				}
+				span.SetName(name)
+				telemetry.End(span, status, nil)
+			}
 			s.metrics.observeRequest(route, status, d)
 			if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
 				s.log.LogAttrs(r.Context(), level, "request",

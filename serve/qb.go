@@ -34,6 +34,10 @@ type submission struct {
 	run      Job
 	deadline time.Time
 	body     []byte
+	input    json.RawMessage // the function's input, kept for /retry
+	timeout  time.Duration   // policy.executionTimeout
+	webhook  string          // where the outcome of a /run job is posted
+	ttl      time.Duration   // policy.ttl: a /run job is forgotten this long after submission
 }
 
 // bindJob reads and decodes an envelope and binds it to its function. All
@@ -59,7 +63,11 @@ func (s *Server) bindJob(w http.ResponseWriter, r *http.Request) (submission, er
 	if err != nil {
 		return sub, err
 	}
-	sub = submission{f: f, run: run, body: body}
+	hook, ttl, err := extrasOf(body)
+	if err != nil {
+		return sub, err
+	}
+	sub = submission{f: f, run: run, body: body, input: c.Input, timeout: c.Timeout, webhook: hook, ttl: ttl}
 	if c.Timeout > 0 {
 		sub.deadline = time.Now().Add(c.Timeout)
 	}
@@ -259,6 +267,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 		deadline = dl
 	}
 	j := s.jobs.newJob(context.WithoutCancel(r.Context()), sub.f.Name, sub.run, deadline)
+	j.input, j.timeout, j.webhook, j.ttl = sub.input, sub.timeout, sub.webhook, sub.ttl
 	if err := s.jobs.submit(j, true, false); err != nil {
 		if err == ErrResultsFull {
 			_, retry := s.jobs.keepFull()
@@ -317,6 +326,48 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// retry answers POST /retry/{id}: a FAILED or TIMED_OUT job runs again
+// under its id, with its input; its old outcome is cleared.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := validJobPath(id); err != nil {
+		return err
+	}
+	bind := func(fn string, input json.RawMessage) (Job, error) {
+		f := s.qb[fn]
+		if f == nil {
+			return nil, badRequest("function %q is no longer served here", fn)
+		}
+		return s.bind(r.Context(), f, Input{JSON: input})
+	}
+	ok, err := s.jobs.retry(id, bind, context.WithoutCancel(r.Context()))
+	switch {
+	case !ok:
+		return notFoundJob(id)
+	case errors.Is(err, errNotRetryable):
+		return badRequest("%v", err)
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrShuttingDown):
+		return submitError(err)
+	case errors.Is(err, ErrResultsFull):
+		_, retry := s.jobs.keepFull()
+		return resultsFull(retry)
+	case err != nil:
+		return err
+	}
+	writeJobID(w, id, StatusInQueue)
+	return nil
+}
+
+// purgeQueue answers POST /purge-queue: every queued job is cancelled,
+// running ones go on.
+func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) error {
+	wire.WriteJSON(w, http.StatusOK, struct {
+		Removed int    `json:"removed"`
+		Status  string `json:"status"`
+	}{s.jobs.purgeQueue(), "completed"})
+	return nil
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	h := s.jobs.health()
 	type jobs struct {
@@ -324,7 +375,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 		Failed     int64 `json:"failed"`
 		InProgress int   `json:"inProgress"`
 		InQueue    int   `json:"inQueue"`
-		Retried    int   `json:"retried"`
+		Retried    int64 `json:"retried"`
 	}
 	type workers struct {
 		Idle    int `json:"idle"`
@@ -334,7 +385,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 		Jobs    jobs    `json:"jobs"`
 		Workers workers `json:"workers"`
 	}{
-		jobs{Completed: h.Completed, Failed: h.Failed, InProgress: h.InProgress, InQueue: h.InQueue},
+		jobs{Completed: h.Completed, Failed: h.Failed, Retried: h.Retried, InProgress: h.InProgress, InQueue: h.InQueue},
 		workers{Idle: h.Idle, Running: h.Running},
 	})
 	return nil
@@ -343,6 +394,11 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 // jobFinal records a job's outcome in metrics and, for failures, the log.
 func (s *Server) jobFinal(j *job, v jobView, err error) {
 	s.metrics.observeJob(j.fn, v.Status, v.Exec)
+	if j.webhook != "" {
+		if body, err := json.Marshal(v.response()); err == nil {
+			s.hooks.send(j.webhook, body)
+		}
+	}
 	if v.Status != StatusFailed && v.Status != StatusTimedOut {
 		return
 	}

@@ -233,6 +233,70 @@ func TestCancelQueuedNeverRuns(t *testing.T) {
 	}
 }
 
+// /retry runs a FAILED job again under its id with its input; other states
+// and unknown ids are refused.
+func TestRetry(t *testing.T) {
+	s := newServer(t, Config{Workers: 1}, newGate())
+	failed := submitAsync(t, s, "fail", 1)
+	waitStatus(t, s, failed, StatusFailed)
+	for _, path := range []string{"/retry/", "/v2/e/retry/"} {
+		r := do(t, s, "POST", path+failed, "")
+		if m := r.json(t); r.Code != 200 || m["id"] != failed || m["status"] != StatusInQueue {
+			t.Fatalf("%s: %d %s", path, r.Code, r.Body)
+		}
+		if m := waitStatus(t, s, failed, StatusFailed); m["error"] != "ValueError: checking input: bad value" {
+			t.Fatalf("retried: %v", m)
+		}
+	}
+	h := do(t, s, "GET", "/health", "").json(t)
+	if jobs := h["jobs"].(map[string]any); fmt.Sprint(jobs["retried"], jobs["failed"]) != "2 3" {
+		t.Errorf("health after two retries of one failure: %v", jobs)
+	}
+	done := submitAsync(t, s, "echo", 5)
+	waitStatus(t, s, done, StatusCompleted)
+	if r := do(t, s, "POST", "/retry/"+done, ""); r.Code != http.StatusBadRequest || !strings.Contains(string(r.Body), "FAILED or TIMED_OUT") {
+		t.Errorf("retry of a completed job: %d %s", r.Code, r.Body)
+	}
+	if m := jobStatus(t, s, done); m["status"] != StatusCompleted {
+		t.Errorf("a refused retry changed the job: %v", m)
+	}
+	if r := do(t, s, "POST", "/retry/nobody-has-this", ""); r.Code != http.StatusNotFound {
+		t.Errorf("retry of an unknown job: %d %s", r.Code, r.Body)
+	}
+}
+
+// /purge-queue cancels the queued jobs only: the running one completes.
+func TestPurgeQueue(t *testing.T) {
+	g := newGate()
+	s := newServer(t, Config{Workers: 1}, g)
+	running := submitAsync(t, s, "block", map[string]any{"tag": "running"})
+	wait(t, g.started, "running")
+	queued := []string{submitAsync(t, s, "block", map[string]any{"tag": "q1"}), submitAsync(t, s, "block", map[string]any{"tag": "q2"})}
+	for _, path := range []string{"/purge-queue", "/v2/e/purge-queue"} {
+		want := fmt.Sprint(len(queued))
+		if path != "/purge-queue" {
+			want = "0"
+		}
+		r := do(t, s, "POST", path, "")
+		if m := r.json(t); r.Code != 200 || fmt.Sprint(m["removed"]) != want || m["status"] != "completed" {
+			t.Fatalf("%s: %d %s", path, r.Code, r.Body)
+		}
+	}
+	for _, id := range queued {
+		if m := jobStatus(t, s, id); m["status"] != StatusCancelled {
+			t.Errorf("purged job %s: %v", id, m)
+		}
+	}
+	g.release <- struct{}{}
+	waitStatus(t, s, running, StatusCompleted)
+	eventually(t, "pool idle", func() bool { return s.jobs.health().Running == 0 })
+	select {
+	case tag := <-g.started:
+		t.Fatalf("purged job %q ran", tag)
+	default:
+	}
+}
+
 func TestQueueFull(t *testing.T) {
 	g := newGate()
 	s := newServer(t, Config{Workers: 1, QueueSize: 1}, g)

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,11 @@ type Config struct {
 	// IdempotencyMaxBytes bounds the answer bytes kept; default 64 MiB. An
 	// answer larger than a sixteenth of it is not kept.
 	IdempotencyMaxBytes int
+	// Tracer, when not nil, makes a span of every request and job.
+	Tracer *telemetry.Tracer
+	// Public, when not nil, names requests served without the API key
+	// (pages that hold no data, such as the mothership's dashboard).
+	Public func(*http.Request) bool
 }
 
 // Defaults of Config.
@@ -134,6 +140,7 @@ type Server struct {
 	jobs    *jobTable
 	lb      *admission
 	idem    *idemTable // nil: idempotency disabled
+	hooks   *webhooks
 	metrics *metrics
 }
 
@@ -158,6 +165,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	s.metrics = newMetrics(cfg.Identity, s)
 	s.jobs = newJobTable(cfg.Workers, cfg.QueueSize, cfg.ResultTTL, cfg.MaxResults, cfg.MaxResultBytes, cfg.Now)
 	s.jobs.onFinal = s.jobFinal
+	s.hooks = newWebhooks(s.log)
 	s.lb = newAdmission(cfg.LBConcurrency, cfg.LBQueue)
 	if cfg.IdempotencyTTL > 0 {
 		s.idem = newIdemTable(cfg.IdempotencyTTL, cfg.IdempotencyEntries, cfg.IdempotencyMaxBytes, cfg.Now)
@@ -214,6 +222,8 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			s.mux.Handle("POST "+prefix+"/run", handlerFunc(s.run))
 			s.mux.Handle("GET "+prefix+"/status/{id}", handlerFunc(s.status))
 			s.mux.Handle("POST "+prefix+"/cancel/{id}", handlerFunc(s.cancel))
+			s.mux.Handle("POST "+prefix+"/purge-queue", handlerFunc(s.purgeQueue))
+			s.mux.Handle("POST "+prefix+"/retry/{id}", handlerFunc(s.retry))
 			s.mux.Handle("GET "+prefix+"/health", handlerFunc(s.health))
 		}
 	}
@@ -225,7 +235,19 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	s.handler = s.observe(wire.Auth(cfg.APIKey, s.checkHeaders(http.HandlerFunc(s.route))))
+	inner := s.checkHeaders(http.HandlerFunc(s.route))
+	auth := wire.Auth(cfg.APIKey, inner)
+	authed := auth
+	if public := cfg.Public; public != nil {
+		authed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if public(r) {
+				inner.ServeHTTP(w, r)
+				return
+			}
+			auth.ServeHTTP(w, r)
+		})
+	}
+	s.handler = s.observe(authed)
 	return s, nil
 }
 
@@ -319,7 +341,9 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 // running jobs to finish. When ctx ends first, it cancels the jobs left and
 // returns an error wrapping ctx's.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.jobs.shutdown(ctx)
+	err := s.jobs.shutdown(ctx)
+	s.hooks.close(ctx) // the last outcomes' webhooks, while ctx lasts
+	return err
 }
 
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {

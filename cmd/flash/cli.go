@@ -39,7 +39,9 @@ func commands() map[string]command {
 		"manifest":   {summary: "validate, show, hash or diff manifest files", run: runManifest},
 		"build":      {summary: "build the app and write its manifest and artifact", run: runBuild},
 		"status":     {summary: "show the mothership's resources and children", run: runStatus},
-		"run":        {summary: "build and run the whole topology here (alias: dev)", run: runRun},
+		"logs":       {summary: "show the topology's logs merged in time order (-f follows)", run: runLogs},
+		"run":        {summary: "build and run the whole topology here", run: runRun},
+		"dev":        {summary: "flash run, redeploying the app whenever a Go source changes", run: runDev},
 		"deploy":     {summary: "build and deploy to a running mothership", run: runDeploy},
 		"undeploy":   {summary: "remove this app's endpoints (and nothing else)", run: runUndeploy},
 		"init":       {summary: "create a new app skeleton", run: runInit},
@@ -65,9 +67,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	name := args[0]
-	if name == "dev" {
-		name = "run"
-	}
 	c, ok := cmds[name]
 	if !ok {
 		fmt.Fprintf(stderr, "flash: unknown command %q\nRun '%s help' to see the commands.\n", args[0], self)

@@ -36,15 +36,24 @@ const (
 	watchEvery      = 2 * time.Second  // status polls after start-up, for moved endpoints
 )
 
-func runRun(e *env) int {
-	fs := flag.NewFlagSet("flash run", flag.ContinueOnError)
+func runRun(e *env) int { return runTopology(e, false) }
+
+// runTopology is flash run, or with dev flash dev.
+func runTopology(e *env, dev bool) int {
+	name, what := "run", "Builds the app and runs the whole topology here: the mothership and one\n"+
+		"process per resource. Ctrl-C (or closing the terminal) stops everything."
+	if dev {
+		name, what = "dev", "Runs the app as flash run does, then rebuilds it whenever one of its Go\n"+
+			"sources changes and deploys each good build through the running topology\n"+
+			"(make-before-break; the public addresses stay). Ctrl-C stops everything."
+	}
+	fs := flag.NewFlagSet("flash "+name, flag.ContinueOnError)
 	port := fs.Int("port", 8080, "the mothership's port")
 	asJSON := fs.Bool("json", false, "print the topology as one JSON object (logs go to stderr)")
 	verbose := fs.Bool("verbose", false, "show every log line of every process (FLASH_LOG_LEVEL sets their level)")
 	ha := fs.Int("ha", 0, "run N motherships (3, 5 or 7) on ports --port … --port+N-1 sharing an N-member etcd cluster, one leading")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: flash run [--port N] [--ha 3] [--verbose] [--json] [PKG]\n\nBuilds the app and runs the whole topology here: the mothership and one\n"+
-			"process per resource. Ctrl-C (or closing the terminal) stops everything.")
+		fmt.Fprintf(e.stderr, "Usage: flash %s [--port N] [--ha 3] [--verbose] [--json] [PKG]\n\n%s\n", name, what)
 		fs.PrintDefaults()
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -52,10 +61,10 @@ func runRun(e *env) int {
 		return code
 	}
 	if len(args) > 1 {
-		return fail(e, usageError{"run: give at most one package"})
+		return fail(e, usageError{name + ": give at most one package"})
 	}
 	if *port < 1 || *port+max(*ha, 1)-1 > 65535 {
-		return fail(e, usageError{fmt.Sprintf("run: --port %d is not a port number", *port)})
+		return fail(e, usageError{fmt.Sprintf("%s: --port %d is not a port number", name, *port)})
 	}
 	if err := checkHA(*ha); err != nil {
 		return fail(e, err)
@@ -106,7 +115,7 @@ func runRun(e *env) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	t := topologyRun{e: e, m: b.App, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON,
+	t := topologyRun{e: e, m: b.App, pkg: pkg, dev: dev, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON,
 		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
 	if err := t.run(); err != nil {
 		return fail(e, err)
@@ -211,7 +220,9 @@ func isMothershipOf(pid int, app layout.App) bool {
 // topologyRun is one `flash run` of a built app.
 type topologyRun struct {
 	e         *env
-	m         *manifest.Manifest
+	m         *manifest.Manifest // the app's manifest as deployed
+	pkg       string
+	dev       bool // flash dev: redeploy on every change of the sources
 	bin       string
 	app       layout.App
 	lock      *runLock
@@ -266,6 +277,7 @@ func (t *topologyRun) run() error {
 	rec := runRecord{App: t.m.ProjectName, Mothership: strings.Join(urls, ","), PID: os.Getpid(), Started: time.Now().UTC()}
 	exits := make(chan mothershipExit, len(urls))
 	cmds := make([]*exec.Cmd, len(urls))
+	started := make([]bool, len(urls)) // per mothership: started once already
 	start := func(i int) error {
 		cmd := exec.Command(t.bin)
 		cmd.Env = append(withoutFlashEnv(os.Environ()),
@@ -275,6 +287,12 @@ func (t *topologyRun) run() error {
 			// The mothership and its children stop by themselves when this
 			// process is gone, however it ended.
 			flash.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		if !started[i] {
+			// Its first start deploys this build; a restart after a crash
+			// follows what was deployed since (flash dev's builds).
+			cmd.Env = append(cmd.Env, flash.DeploySelfEnv+"=1")
+		}
+		started[i] = true
 		if t.ha > 0 {
 			cmd.Env = append(cmd.Env, "FLASH_MOTHERSHIP_URL="+strings.Join(urls, ",")) // children may use any
 		}
@@ -294,7 +312,10 @@ func (t *topologyRun) run() error {
 		}
 		return nil
 	}
+	var deployed <-chan *manifest.Manifest // flash dev's builds, once deployed
+	stopDev := func() {}
 	stopAll := func() error {
+		stopDev() // no deploy while stopping
 		logs.stopping.Store(true)
 		fmt.Fprintln(out, "stopping: the mothership, then every endpoint it started …")
 		running := 0
@@ -345,6 +366,7 @@ func (t *topologyRun) run() error {
 	} else {
 		printTopology(out, topo, t.keySource, e.self)
 	}
+	deployed, stopDev = t.startDev(base, logs)
 
 	// A mothership that dies is started again: it adopts the running
 	// endpoints, which kept serving meanwhile. Repeated crashes give up.
@@ -355,6 +377,9 @@ func (t *topologyRun) run() error {
 		select {
 		case <-e.ctx.Done():
 			return stopAll()
+		case m := <-deployed:
+			t.m = m
+			getJSON(e.ctx, base, "/flash/status", t.key, &st) // its moves were reported already
 		case <-watch.C:
 			var now statusView
 			if getJSON(e.ctx, base, "/flash/status", t.key, &now) == nil {
@@ -392,7 +417,7 @@ func withoutFlashEnv(env []string) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST",
-			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv:
+			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv, flash.DeploySelfEnv:
 			continue
 		}
 		out = append(out, kv)

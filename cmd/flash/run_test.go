@@ -77,11 +77,17 @@ func startFlashRunIn(t *testing.T, dir, pkg string, port int) *runningTopology {
 // env is added to the CLI's environment.
 func launchFlashRun(t *testing.T, dir, pkg string, port int, env ...string) (*runningTopology, error) {
 	t.Helper()
+	return launchFlash(t, "run", dir, pkg, port, env...)
+}
+
+// launchFlash is launchFlashRun of `flash command` (run or dev).
+func launchFlash(t *testing.T, command, dir, pkg string, port int, env ...string) (*runningTopology, error) {
+	t.Helper()
 	bin, err := flashBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "run", "--port", strconv.Itoa(port), pkg)
+	cmd := exec.Command(bin, command, "--port", strconv.Itoa(port), pkg)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL="), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -236,8 +242,24 @@ func alive(pid int) bool {
 // doCurl performs a printed curl line with net/http (curl may not be installed).
 func doCurl(t *testing.T, line string) (int, string) {
 	t.Helper()
-	method, url, body := "GET", "", ""
-	headers := http.Header{}
+	method, url, body, headers := parseCurl(line)
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	req.Header = headers
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// parseCurl reads a printed curl line.
+func parseCurl(line string) (method, url, body string, headers http.Header) {
+	method, headers = "GET", http.Header{}
 	words := shellWords(line)
 	for i := 1; i < len(words); i++ {
 		switch w := words[i]; w {
@@ -256,18 +278,7 @@ func doCurl(t *testing.T, line string) (int, string) {
 			url = w
 		}
 	}
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("%s: %v", line, err)
-	}
-	req.Header = headers
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s: %v", line, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return method, url, body, headers
 }
 
 // shellWords splits a command line with single-quoted words, as printed.

@@ -303,7 +303,7 @@ func runpodStatus(e *env, prov, app string, asJSON bool) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	if app, err = undeployTarget(app, e.self); err != nil {
+	if app, err = targetApp("undeploy", app, e.self); err != nil {
 		return fail(e, err)
 	}
 	ms, base, err := findRunpodMothership(e.ctx, c, app)

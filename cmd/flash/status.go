@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ func runStatus(e *env) int {
 	fs := flag.NewFlagSet("flash status", flag.ContinueOnError)
 	ms := fs.String("mothership", "", mothershipFlagHelp)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
+	ui := fs.Bool("ui", false, "print the dashboard's link (it carries the API key: keep it private)")
 	prov := fs.String("provider", "", "runpod: the app's mothership and endpoints on Runpod")
 	app := fs.String("app", "", "with --provider: the app (default: the last build's)")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, "Usage: flash status [--mothership URL] [--json]"); fs.PrintDefaults() }
@@ -34,6 +36,10 @@ func runStatus(e *env) int {
 	if err != nil {
 		return fail(e, err)
 	}
+	if *ui {
+		fmt.Fprintln(e.stdout, dashboardLink(base, apiKey()))
+		return exitOK
+	}
 	var st statusView
 	if err := getJSON(e.ctx, base, "/flash/status", apiKey(), &st); err != nil {
 		return fail(e, err)
@@ -49,6 +55,16 @@ func runStatus(e *env) int {
 		}
 	}
 	return exitOK
+}
+
+// dashboardLink is the mothership's dashboard with the key in the fragment,
+// which the browser keeps to itself: the page reads it and logs in.
+func dashboardLink(base, key string) string {
+	link := strings.TrimRight(base, "/") + "/flash/ui"
+	if key != "" {
+		link += "#key=" + url.QueryEscape(key)
+	}
+	return link
 }
 
 func printStatus(w io.Writer, base string, st statusView, now time.Time) {

@@ -34,7 +34,7 @@ func runUndeploy(e *env) int {
 	if len(args) > 0 {
 		return fail(e, usageError{"undeploy: takes no arguments"})
 	}
-	name, err := undeployTarget(*app, e.self)
+	name, err := targetApp("undeploy", *app, e.self)
 	if err != nil {
 		return fail(e, err)
 	}
@@ -76,9 +76,10 @@ func runUndeploy(e *env) int {
 	return exitOK
 }
 
-// undeployTarget names the app to undeploy: --app, else the app a `flash run`
-// runs here, else the last build's, else the only app with state here.
-func undeployTarget(flagValue, self string) (string, error) {
+// targetApp names the app a command acts on: --app, else the app a `flash
+// run` runs here, else the last build's, else the only app with state here.
+// cmd names the command in the usage error.
+func targetApp(cmd, flagValue, self string) (string, error) {
 	if flagValue != "" {
 		return flagValue, nil
 	}
@@ -92,5 +93,5 @@ func undeployTarget(flagValue, self string) (string, error) {
 	if apps := dir.Apps(); len(apps) == 1 {
 		return apps[0], nil
 	}
-	return "", usageError{fmt.Sprintf("undeploy: which app? pass --app NAME (or run `%s build` first)", self)}
+	return "", usageError{fmt.Sprintf("%s: which app? pass --app NAME (or run `%s build` first)", cmd, self)}
 }

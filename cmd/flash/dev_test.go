@@ -1,0 +1,254 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flash-go/flash/mothership"
+)
+
+// newHelloApp makes a fresh `flash init` app in a temporary directory.
+func newHelloApp(t *testing.T) string {
+	t.Helper()
+	src, _ := filepath.Abs("../..")
+	dir := filepath.Join(t.TempDir(), "hello-app")
+	if code, out, errOut := runCLI(t, "init", "--flash-source", src, dir); code != exitOK {
+		t.Fatalf("init: exit %d %s %s", code, out, errOut)
+	}
+	return dir
+}
+
+// editFile replaces old with new in path, failing when old is not there.
+func editFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// helloCall is the printed curl of POST /hello.
+func helloCall(t *testing.T, rt *runningTopology) string {
+	t.Helper()
+	for _, c := range rt.curls {
+		if strings.Contains(c, "/hello") {
+			return c
+		}
+	}
+	t.Fatalf("no /hello curl printed:\n%s", rt.out())
+	return ""
+}
+
+// A second flash run of an edited app deploys the new build: its new
+// resource comes up and its changed function is served, though the state of
+// the first run (its desired state) is still in .flash.
+func TestFlashRunAgainDeploysTheEditedApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	app := newHelloApp(t)
+	work := t.TempDir()
+	rt := startFlashRunIn(t, work, app, freePort(t))
+	if code, body := doCurl(t, helloCall(t, rt)); code != 200 || !strings.Contains(body, "Hello, ") {
+		t.Fatalf("first run: %d %s", code, body)
+	}
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("flash run exit: %v\n%s", err, rt.out())
+	}
+
+	main := filepath.Join(app, "main.go")
+	editFile(t, main, `"Hello, "`, `"Howdy, "`)
+	editFile(t, main, "\treturn app, h\n}", `	extra := app.Queue("extra", flash.ResourceConfig{})
+	flash.Register(extra, "ping", func(ctx context.Context, in GreetIn) (GreetOut, error) {
+		return GreetOut{Greeting: "pong", ServedBy: app.Identity()}, nil
+	})
+	return app, h
+}`)
+
+	// The run prints its table once every resource of the new build has an
+	// endpoint: extra included.
+	rt = startFlashRunIn(t, work, app, freePort(t))
+	out := rt.out()
+	if !strings.Contains(out, "/v2/extra") || !strings.Contains(out, "ping") {
+		t.Errorf("the table does not show the new resource:\n%s", out)
+	}
+	if code, body := doCurl(t, helloCall(t, rt)); code != 200 || !strings.Contains(body, "Howdy, ") {
+		t.Errorf("second run serves the old code: %d %s", code, body)
+	}
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("flash run exit: %v", err)
+	}
+}
+
+// callLoad calls one printed curl from several clients until stopped,
+// counting the calls, the failures and the answers that contain want.
+type callLoad struct {
+	calls, failures, wanted atomic.Int64
+	mu                      sync.Mutex
+	firstFailures           []string
+	stop                    chan struct{}
+	wg                      sync.WaitGroup
+}
+
+func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
+	t.Helper()
+	method, url, body, headers := parseCurl(curl)
+	l := &callLoad{stop: make(chan struct{})}
+	client := &http.Client{Timeout: 60 * time.Second}
+	call := func() {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header = headers.Clone()
+		resp, err := client.Do(req)
+		l.calls.Add(1)
+		var msg string
+		if err != nil {
+			msg = err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				msg = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			} else if strings.Contains(string(b), want) {
+				l.wanted.Add(1)
+			}
+		}
+		if msg != "" {
+			l.failures.Add(1)
+			l.mu.Lock()
+			if len(l.firstFailures) < 10 {
+				l.firstFailures = append(l.firstFailures, msg)
+			}
+			l.mu.Unlock()
+		}
+	}
+	for range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+					call()
+				}
+			}
+		})
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+// end stops the clients and waits for them.
+func (l *callLoad) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// waitFor polls cond until it holds, failing after a generous bound (a
+// bound against hanging, not a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool, out func() string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never happened:\n%s", what, out())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flash dev redeploys an edited function while calls go on through the
+// gateway: the new code is served and no call fails; a syntax error is shown
+// with the compiler's message and the last good build keeps serving.
+func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	app := newHelloApp(t)
+	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := helloCall(t, rt)
+	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+
+	load := startCalls(t, hello, "Howdy, ", 4)
+	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 20 }, rt.out)
+	main := filepath.Join(app, "main.go")
+	editFile(t, main, `"Hello, "`, `"Howdy, "`)
+	waitFor(t, "the edited greeting served", func() bool { return load.wanted.Load() > 0 }, rt.out)
+	after := load.calls.Load()
+	waitFor(t, "calls after the switch", func() bool { return load.calls.Load() >= after+20 }, rt.out)
+	load.end()
+	t.Logf("%d calls during the reload, %d failed", load.calls.Load(), load.failures.Load())
+	if n := load.failures.Load(); n > 0 {
+		t.Errorf("%d of %d calls failed during the reload, first: %q\n%s", n, load.calls.Load(), load.firstFailures, rt.out())
+	}
+	waitFor(t, "the reload's report", func() bool { return strings.Contains(rt.out(), "reloaded") }, rt.out)
+	if out := rt.out(); !strings.Contains(out, "reloaded: manifest v") || !strings.Contains(out, "worker (changed): updated at http://") {
+		t.Errorf("the reload does not say what changed:\n%s", out)
+	}
+	if out := rt.out(); !strings.Contains(out, "is up on "+rt.mothership()) {
+		t.Errorf("the public address moved:\n%s", out)
+	}
+
+	// A syntax error: the compiler's message, and the last good build serves.
+	editFile(t, main, "func main() {\n", "func main() {\n\tbroken(\n")
+	waitFor(t, "the build error shown", func() bool { return strings.Contains(rt.out(), "the last good build keeps serving") }, rt.out)
+	if out := rt.out(); !strings.Contains(out, "main.go:") || !strings.Contains(out, "syntax error") {
+		t.Errorf("the compiler's message is not shown:\n%s", out)
+	}
+	if code, body := doCurl(t, hello); code != 200 || !strings.Contains(body, "Howdy, ") {
+		t.Errorf("after a failed build: %d %s", code, body)
+	}
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("flash dev exit: %v\n%s", err, rt.out())
+	}
+	t.Log(rt.out())
+}
+
+func TestIsSource(t *testing.T) {
+	for name, want := range map[string]bool{
+		"/a/main.go": true, "/a/main_test.go": true, "/a/go.mod": true, "/a/go.sum": true,
+		"/a/.main.go.swp": false, "/a/.#main.go": false, "/a/main.go~": false, "/a/README.md": false, "/a/4913": false,
+	} {
+		if got := isSource(name); got != want {
+			t.Errorf("isSource(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestDeployLines(t *testing.T) {
+	r := mothership.Report{Version: 7, Resources: []mothership.ResourceReport{
+		{Name: "api", Action: mothership.ActionChanged, Status: "updated", EndpointURLs: []string{"http://127.0.0.1:1"}},
+		{Name: "db", Action: mothership.ActionUnchanged, Status: "deployed"},
+		{Name: "gpu", Action: mothership.ActionNew, Status: "failed", Error: "no port"},
+	}}
+	got := strings.Join(deployLines(r, 1234*time.Millisecond), "\n")
+	want := "reloaded with failures: manifest v7\n  api (changed): updated at http://127.0.0.1:1\n  gpu (new): failed: no port"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	r.Resources = r.Resources[:2]
+	if got := deployLines(r, 1234*time.Millisecond)[0]; got != "reloaded: manifest v7, 1.23s after the save" {
+		t.Errorf("got %q", got)
+	}
+}

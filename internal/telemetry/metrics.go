@@ -1,0 +1,168 @@
+package telemetry
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the client-side and control-plane metrics of one process
+// (docs/metrics.md): outgoing calls, retries, breakers, manifest sync,
+// parked long polls, reconcile steps, deploys. It is a
+// prometheus.Collector, registered in the process's serve registry once
+// that exists. A nil *Metrics records nothing.
+type Metrics struct {
+	calls      *prometheus.CounterVec
+	callTime   *prometheus.HistogramVec
+	retries    *prometheus.CounterVec
+	breakers   *prometheus.CounterVec
+	version    prometheus.Gauge
+	appliedAt  atomic.Int64 // unix nanoseconds of the last apply, 0 before
+	age        prometheus.GaugeFunc
+	syncErrors prometheus.Counter
+	parked     prometheus.Gauge
+	stepTime   *prometheus.HistogramVec
+	deploys    *prometheus.CounterVec
+	collectors []prometheus.Collector
+	now        func() time.Time
+}
+
+// NewMetrics returns the metrics of the process serving resource identity
+// (the "resource" label of each), ages measured by now.
+func NewMetrics(identity string, now func() time.Time) *Metrics {
+	labels := prometheus.Labels{"resource": identity}
+	buckets := prometheus.ExponentialBuckets(0.0005, 4, 10)
+	m := &Metrics{
+		now: now,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flash_outgoing_calls_total", Help: "Calls this process made to other endpoints, by target resource, function and outcome.",
+			ConstLabels: labels,
+		}, []string{"target", "function", "outcome"}),
+		callTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "flash_outgoing_call_duration_seconds", Help: "Latency of outgoing calls (all attempts), by target resource and function.",
+			ConstLabels: labels, Buckets: buckets,
+		}, []string{"target", "function"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flash_outgoing_call_retries_total", Help: "Repeated sends of outgoing calls, by target resource and function.",
+			ConstLabels: labels,
+		}, []string{"target", "function"}),
+		breakers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flash_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered (open, half_open, closed).",
+			ConstLabels: labels,
+		}, []string{"state"}),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flash_manifest_applied_version", Help: "Version of the manifest this process routes by (0: none yet).",
+			ConstLabels: labels,
+		}),
+		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flash_manifest_sync_errors_total", Help: "Failed manifest fetches from the mothership.",
+			ConstLabels: labels,
+		}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flash_manifest_polls_parked", Help: "Manifest long polls waiting for a new version on the mothership.",
+			ConstLabels: labels,
+		}),
+		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "flash_reconcile_step_duration_seconds", Help: "Duration of reconcile steps, by step (discover, deploy, remove, undeploy, publish).",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"step"}),
+		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flash_deploys_total", Help: "Reconciliations run by the mothership, by outcome (ok, failed).",
+			ConstLabels: labels,
+		}, []string{"outcome"}),
+	}
+	m.age = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flash_manifest_applied_age_seconds", Help: "Time since this process applied its manifest (0: none yet).",
+		ConstLabels: labels,
+	}, func() float64 {
+		at := m.appliedAt.Load()
+		if at == 0 {
+			return 0
+		}
+		return m.now().Sub(time.Unix(0, at)).Seconds()
+	})
+	m.collectors = []prometheus.Collector{m.calls, m.callTime, m.retries, m.breakers, m.version, m.age,
+		m.syncErrors, m.parked, m.stepTime, m.deploys}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors {
+		c.Collect(ch)
+	}
+}
+
+// Call records one outgoing call and its total latency.
+func (m *Metrics) Call(target, fn, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.calls.WithLabelValues(target, fn, outcome).Inc()
+	m.callTime.WithLabelValues(target, fn).Observe(d.Seconds())
+}
+
+// Retry records one repeated send of a call.
+func (m *Metrics) Retry(target, fn string) {
+	if m != nil {
+		m.retries.WithLabelValues(target, fn).Inc()
+	}
+}
+
+// Breaker records a breaker entering state.
+func (m *Metrics) Breaker(state string) {
+	if m != nil {
+		m.breakers.WithLabelValues(state).Inc()
+	}
+}
+
+// Applied records the manifest version applied now.
+func (m *Metrics) Applied(version int64) {
+	if m != nil {
+		m.version.Set(float64(version))
+		m.appliedAt.Store(m.now().UnixNano())
+	}
+}
+
+// SyncError records a failed manifest fetch.
+func (m *Metrics) SyncError() {
+	if m != nil {
+		m.syncErrors.Inc()
+	}
+}
+
+// Park records a long poll parked; the returned function unparks it.
+func (m *Metrics) Park() (unpark func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.parked.Inc()
+	return m.parked.Dec
+}
+
+// Step records how long a reconcile step took.
+func (m *Metrics) Step(step string, d time.Duration) {
+	if m != nil {
+		m.stepTime.WithLabelValues(step).Observe(d.Seconds())
+	}
+}
+
+// Deploy records a reconciliation's outcome.
+func (m *Metrics) Deploy(failed bool) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if failed {
+		outcome = "failed"
+	}
+	m.deploys.WithLabelValues(outcome).Inc()
+}
