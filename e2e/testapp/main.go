@@ -4,7 +4,7 @@
 //
 //	front  relay, ping, find
 //	back   slow, cancelled, pong, lookup, countq (streams)
-//	edge   GET /items/{id}, POST /count (LB; count streams)
+//	edge   GET /items/{id}, POST /count (LB; count streams), POST /sleep (the load runs overload it)
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
@@ -125,6 +125,17 @@ func newApp() *flash.App {
 	})
 	flash.Route(edge, "GET /stops", "stops", func(ctx context.Context, _ struct{}) (int64, error) {
 		return stops.Load(), nil
+	})
+	// A slow route for the load runs to overload.
+	flash.Route(edge, "POST /sleep", "sleep", func(ctx context.Context, in SlowIn) (SlowOut, error) {
+		t := time.NewTimer(time.Duration(in.MS) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return SlowOut{Finished: true, ServedBy: app.Identity()}, nil
+		case <-ctx.Done():
+			return SlowOut{}, ctx.Err()
+		}
 	})
 	return app
 }
