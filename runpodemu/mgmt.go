@@ -25,25 +25,37 @@ func (e *Emulator) routes() {
 	m := http.NewServeMux()
 	handle := func(pattern string, h mgmtHandler) { m.Handle(pattern, e.mgmtRoute(h)) }
 	handle("GET /v2/serverless", e.listEndpoints)
-	handle("POST /v2/serverless", e.createEndpoint)
+	handle("POST /v2/serverless", withBody(e.createEndpoint))
 	handle("GET /v2/serverless/{id}", e.getEndpoint)
-	handle("PATCH /v2/serverless/{id}", e.patchEndpoint)
+	handle("PATCH /v2/serverless/{id}", withBody(e.patchEndpoint))
 	handle("DELETE /v2/serverless/{id}", e.deleteEndpoint)
 	handle("GET /v2/serverless/{id}/workers", e.listWorkers)
 	handle("GET /v2/serverless/{id}/releases", e.listReleases)
 	handle("GET /v2/templates", e.listTemplates)
-	handle("POST /v2/templates", e.createTemplate)
+	handle("POST /v2/templates", withBody(e.createTemplate))
 	handle("GET /v2/templates/{id}", e.getTemplate)
-	handle("PATCH /v2/templates/{id}", e.patchTemplate)
+	handle("PATCH /v2/templates/{id}", withBody(e.patchTemplate))
 	handle("DELETE /v2/templates/{id}", e.deleteTemplate)
 	handle("GET /v2/network-volumes", e.listVolumes)
-	handle("POST /v2/network-volumes", e.createVolume)
+	handle("POST /v2/network-volumes", withBody(e.createVolume))
 	handle("GET /v2/network-volumes/{id}", e.getVolume)
-	handle("PATCH /v2/network-volumes/{id}", e.patchVolume)
+	handle("PATCH /v2/network-volumes/{id}", withBody(e.patchVolume))
 	handle("DELETE /v2/network-volumes/{id}", e.deleteVolume)
 	handle("/", func(*http.Request) (int, any, *apiError) { return 0, nil, errNotFound })
 	e.mgmt = m
 	e.jobs = e.jobRoutes()
+}
+
+// withBody reads the bounded request body before h runs, so that no handler
+// holds e.mu while a client sends slowly.
+func withBody(h func(r *http.Request, body []byte) (int, any, *apiError)) mgmtHandler {
+	return func(r *http.Request) (int, any, *apiError) {
+		body, perr := readBody(r, maxMgmtBody)
+		if perr != nil {
+			return 0, nil, perr
+		}
+		return h(r, body)
+	}
 }
 
 func (e *Emulator) mgmtRoute(h mgmtHandler) http.Handler {
@@ -128,6 +140,62 @@ func readBody(r *http.Request, limit int64) ([]byte, *apiError) {
 	return b, nil
 }
 
+// saveOrUndo saves the state; when that fails it runs undo, so the failed
+// request changes nothing, and answers 500. The caller holds e.mu.
+func (e *Emulator) saveOrUndo(undo func()) *apiError {
+	if err := e.saveLocked(); err != nil {
+		undo()
+		return errorf(500, "saving state: "+err.Error())
+	}
+	return nil
+}
+
+// appendSaved adds rec to *list and saves, or leaves *list as it was.
+func appendSaved[T any](e *Emulator, list *[]*T, rec *T) *apiError {
+	*list = append(*list, rec)
+	return e.saveOrUndo(func() { *list = (*list)[:len(*list)-1] })
+}
+
+// getCopy answers a copy of the template or volume named by the path.
+func getCopy[T any](e *Emulator, r *http.Request, find func(id string) *T) (int, any, *apiError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v := find(r.PathValue("id"))
+	if v == nil {
+		return 0, nil, errNotFound
+	}
+	return 200, *v, nil
+}
+
+// patchSaved answers a PATCH of a template or volume: under e.mu it finds
+// the record named by the path, builds and checks its new value with
+// patch, then stores and saves it, or answers an error and changes nothing.
+func patchSaved[T any](e *Emulator, r *http.Request, find func(id string) *T, patch func(cur T) (T, *apiError)) (int, any, *apiError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := find(r.PathValue("id"))
+	if cur == nil {
+		return 0, nil, errNotFound
+	}
+	v, perr := patch(*cur)
+	if perr != nil {
+		return 0, nil, perr
+	}
+	before := *cur
+	*cur = v
+	if perr := e.saveOrUndo(func() { *cur = before }); perr != nil {
+		return 0, nil, perr
+	}
+	return 200, v, nil
+}
+
+// removeSaved takes (*list)[i] out and saves, or leaves *list as it was.
+func removeSaved[T any](e *Emulator, list *[]*T, i int) *apiError {
+	rec := (*list)[i]
+	*list = slices.Delete(*list, i, i+1)
+	return e.saveOrUndo(func() { *list = slices.Insert(*list, i, rec) })
+}
+
 // view is an endpoint as answered, with its request URLs.
 func (e *Emulator) view(rec *endpointRecord) Endpoint {
 	ep := cloneEndpoint(rec.Endpoint)
@@ -185,11 +253,7 @@ func (e *Emulator) checkVolumesLocked(ids []string) *apiError {
 	return nil
 }
 
-func (e *Emulator) createEndpoint(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
+func (e *Emulator) createEndpoint(r *http.Request, body []byte) (int, any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ep, tmplID, perr := decodeEndpointCreate(body, e.lookupLocked)
@@ -205,10 +269,8 @@ func (e *Emulator) createEndpoint(r *http.Request) (int, any, *apiError) {
 	ep.ID, ep.CreatedAt = randomID(14), time.Now().UTC().Truncate(time.Millisecond)
 	rec := &endpointRecord{Endpoint: ep, Version: 1, TemplateID: tmplID,
 		Releases: []Release{{ID: randomID(8), Version: 1, Source: "MANUAL", CreatedAt: ep.CreatedAt, Diff: []Change{}}}}
-	e.endpoints = append(e.endpoints, rec)
-	if err := e.saveLocked(); err != nil {
-		e.endpoints = e.endpoints[:len(e.endpoints)-1]
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := appendSaved(e, &e.endpoints, rec); perr != nil {
+		return 0, nil, perr
 	}
 	e.runs[ep.ID] = newEndpointRun(rec)
 	e.log.Info("endpoint created", "endpoint", ep.ID, "name", ep.Name, "type", ep.Type)
@@ -239,11 +301,7 @@ func releaseDiff(old, cur Endpoint) []Change {
 	return diff
 }
 
-func (e *Emulator) patchEndpoint(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
+func (e *Emulator) patchEndpoint(r *http.Request, body []byte) (int, any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := e.endpointLocked(r.PathValue("id"))
@@ -270,9 +328,8 @@ func (e *Emulator) patchEndpoint(r *http.Request) (int, any, *apiError) {
 			rec.Releases = rec.Releases[:maxReleases]
 		}
 	}
-	if err := e.saveLocked(); err != nil {
-		*rec = before
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := e.saveOrUndo(func() { *rec = before }); perr != nil {
+		return 0, nil, perr
 	}
 	if rec.Version != before.Version {
 		e.log.Info("endpoint updated: new release", "endpoint", ep.ID, "version", rec.Version)
@@ -293,11 +350,8 @@ func (e *Emulator) deleteEndpoint(r *http.Request) (int, any, *apiError) {
 	if i < 0 {
 		return 0, nil, errNotFound
 	}
-	rec := e.endpoints[i]
-	e.endpoints = slices.Delete(e.endpoints, i, i+1)
-	if err := e.saveLocked(); err != nil {
-		e.endpoints = slices.Insert(e.endpoints, i, rec)
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := removeSaved(e, &e.endpoints, i); perr != nil {
+		return 0, nil, perr
 	}
 	run := e.runs[id]
 	delete(e.runs, id)
@@ -383,13 +437,7 @@ func (e *Emulator) listTemplates(*http.Request) (int, any, *apiError) {
 }
 
 func (e *Emulator) getTemplate(r *http.Request) (int, any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t := e.templateLocked(r.PathValue("id"))
-	if t == nil {
-		return 0, nil, errNotFound
-	}
-	return 200, *t, nil
+	return getCopy(e, r, e.templateLocked)
 }
 
 // nameTakenLocked reports whether another template has the name. Template
@@ -399,11 +447,7 @@ func (e *Emulator) nameTakenLocked(name, except string) bool {
 	return slices.ContainsFunc(e.templates, func(t *Template) bool { return t.Name == name && t.ID != except })
 }
 
-func (e *Emulator) createTemplate(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
+func (e *Emulator) createTemplate(r *http.Request, body []byte) (int, any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t, perr := decodeTemplate(Template{}, body, true)
@@ -417,39 +461,21 @@ func (e *Emulator) createTemplate(r *http.Request) (int, any, *apiError) {
 		return 0, nil, errorf(429, "limit of templates reached")
 	}
 	t.ID = randomID(10)
-	e.templates = append(e.templates, &t)
-	if err := e.saveLocked(); err != nil {
-		e.templates = e.templates[:len(e.templates)-1]
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := appendSaved(e, &e.templates, &t); perr != nil {
+		return 0, nil, perr
 	}
 	return http.StatusCreated, t, nil
 }
 
-func (e *Emulator) patchTemplate(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	cur := e.templateLocked(r.PathValue("id"))
-	if cur == nil {
-		return 0, nil, errNotFound
-	}
-	t, perr := decodeTemplate(*cur, body, false)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	if e.nameTakenLocked(t.Name, t.ID) {
-		return 0, nil, errorf(400, "template name "+t.Name+" is already in use")
-	}
-	before := *cur
-	*cur = t
-	if err := e.saveLocked(); err != nil {
-		*cur = before
-		return 0, nil, errorf(500, "saving state: "+err.Error())
-	}
-	return 200, t, nil // editing a template never changes endpoints made from it
+// patchTemplate never changes the endpoints made from the template.
+func (e *Emulator) patchTemplate(r *http.Request, body []byte) (int, any, *apiError) {
+	return patchSaved(e, r, e.templateLocked, func(cur Template) (Template, *apiError) {
+		t, perr := decodeTemplate(cur, body, false)
+		if perr == nil && e.nameTakenLocked(t.Name, t.ID) {
+			perr = errorf(400, "template name "+t.Name+" is already in use")
+		}
+		return t, perr
+	})
 }
 
 func (e *Emulator) deleteTemplate(r *http.Request) (int, any, *apiError) {
@@ -463,11 +489,8 @@ func (e *Emulator) deleteTemplate(r *http.Request) (int, any, *apiError) {
 	if slices.ContainsFunc(e.endpoints, func(ep *endpointRecord) bool { return ep.TemplateID == id }) {
 		return 0, nil, errorf(400, "template is in use by an endpoint")
 	}
-	t := e.templates[i]
-	e.templates = slices.Delete(e.templates, i, i+1)
-	if err := e.saveLocked(); err != nil {
-		e.templates = slices.Insert(e.templates, i, t)
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := removeSaved(e, &e.templates, i); perr != nil {
+		return 0, nil, perr
 	}
 	return http.StatusNoContent, nil, nil
 }
@@ -483,20 +506,10 @@ func (e *Emulator) listVolumes(*http.Request) (int, any, *apiError) {
 }
 
 func (e *Emulator) getVolume(r *http.Request) (int, any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v := e.volumeLocked(r.PathValue("id"))
-	if v == nil {
-		return 0, nil, errNotFound
-	}
-	return 200, *v, nil
+	return getCopy(e, r, e.volumeLocked)
 }
 
-func (e *Emulator) createVolume(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
+func (e *Emulator) createVolume(r *http.Request, body []byte) (int, any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v, perr := decodeVolume(Volume{}, body, true)
@@ -510,37 +523,17 @@ func (e *Emulator) createVolume(r *http.Request) (int, any, *apiError) {
 	if err := os.MkdirAll(e.volumeDir(v.ID), 0o700); err != nil {
 		return 0, nil, errorf(500, "creating the volume's directory: "+err.Error())
 	}
-	e.volumes = append(e.volumes, &v)
-	if err := e.saveLocked(); err != nil {
-		e.volumes = e.volumes[:len(e.volumes)-1]
+	if perr := appendSaved(e, &e.volumes, &v); perr != nil {
 		os.RemoveAll(e.volumeDir(v.ID))
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+		return 0, nil, perr
 	}
 	return http.StatusCreated, v, nil
 }
 
-func (e *Emulator) patchVolume(r *http.Request) (int, any, *apiError) {
-	body, perr := readBody(r, maxMgmtBody)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	cur := e.volumeLocked(r.PathValue("id"))
-	if cur == nil {
-		return 0, nil, errNotFound
-	}
-	v, perr := decodeVolume(*cur, body, false)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	before := *cur
-	*cur = v
-	if err := e.saveLocked(); err != nil {
-		*cur = before
-		return 0, nil, errorf(500, "saving state: "+err.Error())
-	}
-	return 200, v, nil
+func (e *Emulator) patchVolume(r *http.Request, body []byte) (int, any, *apiError) {
+	return patchSaved(e, r, e.volumeLocked, func(cur Volume) (Volume, *apiError) {
+		return decodeVolume(cur, body, false)
+	})
 }
 
 func (e *Emulator) deleteVolume(r *http.Request) (int, any, *apiError) {
@@ -554,11 +547,8 @@ func (e *Emulator) deleteVolume(r *http.Request) (int, any, *apiError) {
 	if slices.ContainsFunc(e.endpoints, func(ep *endpointRecord) bool { return slices.Contains(ep.NetworkVolumes, id) }) {
 		return 0, nil, errorf(400, "network volume is attached to an endpoint")
 	}
-	v := e.volumes[i]
-	e.volumes = slices.Delete(e.volumes, i, i+1)
-	if err := e.saveLocked(); err != nil {
-		e.volumes = slices.Insert(e.volumes, i, v)
-		return 0, nil, errorf(500, "saving state: "+err.Error())
+	if perr := removeSaved(e, &e.volumes, i); perr != nil {
+		return 0, nil, perr
 	}
 	if err := os.RemoveAll(e.volumeDir(id)); err != nil {
 		e.log.Warn("runpodemu: removing a volume's directory", "volume", id, "err", err)

@@ -59,23 +59,39 @@ func (e *Emulator) take(w http.ResponseWriter, r *http.Request, wk *worker, batc
 			n = min(max(s, 1), maxBatchSize)
 		}
 	}
-	t := time.NewTimer(e.cfg.TakeHold)
-	defer t.Stop()
-	for {
+	return e.longPoll(w, r, wk, func() (any, bool, chan struct{}) {
 		objs, changed, stop := e.takeLocked(wk, n)
 		switch {
 		case stop:
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+			return nil, true, changed
 		case len(objs) > 0 && batch:
-			writeJSON(w, 200, objs)
-			return nil
+			return objs, false, changed
 		case len(objs) > 0:
-			writeJSON(w, 200, objs[0])
+			return objs[0], false, changed
+		}
+		return nil, false, changed
+	})
+}
+
+// longPoll holds a worker's request up to TakeHold. Each try of poll
+// answers 200 with a non-nil v, 204 when done, or else returns the channel
+// that announces the next change; the hold ending, or the worker stopping
+// between tries, answers 204 as well.
+func (e *Emulator) longPoll(w http.ResponseWriter, r *http.Request, wk *worker, poll func() (v any, done bool, wake chan struct{})) *apiError {
+	t := time.NewTimer(e.cfg.TakeHold)
+	defer t.Stop()
+	for {
+		v, done, wake := poll()
+		switch {
+		case v != nil:
+			writeJSON(w, 200, v)
+			return nil
+		case done:
+			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-wk.stopCh:
 		case <-t.C:
 			w.WriteHeader(http.StatusNoContent)
@@ -176,12 +192,17 @@ func decodeDone(body []byte) (doneBody, *apiError) {
 	return d, nil
 }
 
-func (e *Emulator) jobDone(w http.ResponseWriter, r *http.Request, wk *worker) *apiError {
-	body, perr := readBody(r, maxDoneBody)
+// readDone reads a bounded job-done or stream body and decodes it.
+func readDone(r *http.Request, limit int64) (doneBody, *apiError) {
+	body, perr := readBody(r, limit)
 	if perr != nil {
-		return perr
+		return doneBody{}, perr
 	}
-	d, perr := decodeDone(body)
+	return decodeDone(body)
+}
+
+func (e *Emulator) jobDone(w http.ResponseWriter, r *http.Request, wk *worker) *apiError {
+	d, perr := readDone(r, maxDoneBody)
 	if perr != nil {
 		return perr
 	}
@@ -211,11 +232,7 @@ func (e *Emulator) jobDone(w http.ResponseWriter, r *http.Request, wk *worker) *
 
 // jobStream appends one chunk to the job's undelivered stream.
 func (e *Emulator) jobStream(w http.ResponseWriter, r *http.Request, wk *worker) *apiError {
-	body, perr := readBody(r, maxChunk+1024)
-	if perr != nil {
-		return perr
-	}
-	d, perr := decodeDone(body)
+	d, perr := readDone(r, maxChunk+1024)
 	if perr != nil {
 		return perr
 	}
@@ -236,28 +253,13 @@ func (e *Emulator) jobStream(w http.ResponseWriter, r *http.Request, wk *worker)
 // jobStop is the stop channel: it answers {"jobsToStop": [...]} as soon as
 // one of the worker's jobs is cancelled or times out, else 204 after the hold.
 func (e *Emulator) jobStop(w http.ResponseWriter, r *http.Request, wk *worker) *apiError {
-	t := time.NewTimer(e.cfg.TakeHold)
-	defer t.Stop()
-	for {
+	return e.longPoll(w, r, wk, func() (any, bool, chan struct{}) {
 		ids, wake, stopping := e.stopListLocked(wk)
-		switch {
-		case len(ids) > 0:
-			writeJSON(w, 200, map[string][]string{"jobsToStop": ids})
-			return nil
-		case stopping:
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+		if len(ids) > 0 {
+			return map[string][]string{"jobsToStop": ids}, false, wake
 		}
-		select {
-		case <-wake:
-		case <-wk.stopCh:
-		case <-t.C:
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		case <-r.Context().Done():
-			return nil
-		}
-	}
+		return nil, stopping, wake
+	})
 }
 
 // stopListLocked takes the jobs wk must stop, or returns what to wait on.
