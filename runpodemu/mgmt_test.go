@@ -1,7 +1,11 @@
 package runpodemu
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -301,5 +305,57 @@ func TestVolumes(t *testing.T) {
 	}
 	if st, got := call(t, e, "PATCH", "/v2/network-volumes/"+vid, map[string]any{"size": 40}); st != 200 || got["size"] != 40.0 {
 		t.Errorf("grow: %d %v", st, got)
+	}
+}
+
+// TestFailedSaveChangesNothing: when the state file cannot be written, every
+// create, patch and delete answers 500 and leaves the records as they were.
+func TestFailedSaveChangesNothing(t *testing.T) {
+	e := startEmu(t, testConfig(t))
+	_, tp := call(t, e, "POST", "/v2/templates", map[string]any{"name": "tmpl", "image": "acme/w:1"})
+	_, vol := call(t, e, "POST", "/v2/network-volumes", map[string]any{"name": "v", "size": 20, "dataCenter": "EU-RO-1"})
+	_, ep := call(t, e, "POST", "/v2/serverless", validQueue())
+	tid, vid, eid := tp["id"].(string), vol["id"].(string), ep["id"].(string)
+	// A directory where the state file goes makes every save fail.
+	if err := os.Remove(e.statePath()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(e.statePath(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lists := func() string {
+		var all []map[string]any
+		for _, p := range []string{"/v2/templates", "/v2/network-volumes", "/v2/serverless"} {
+			_, got := call(t, e, "GET", p, nil)
+			all = append(all, got)
+		}
+		b, _ := json.Marshal(all)
+		return string(b)
+	}
+	before := lists()
+	tests := []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v2/templates", map[string]any{"name": "other", "image": "acme/w:1"}},
+		{"PATCH", "/v2/templates/" + tid, map[string]any{"image": "acme/w:2"}},
+		{"DELETE", "/v2/templates/" + tid, nil},
+		{"POST", "/v2/network-volumes", map[string]any{"name": "w", "size": 20, "dataCenter": "EU-RO-1"}},
+		{"PATCH", "/v2/network-volumes/" + vid, map[string]any{"size": 40}},
+		{"DELETE", "/v2/network-volumes/" + vid, nil},
+		{"POST", "/v2/serverless", with(validQueue(), "name", "other")},
+		{"PATCH", "/v2/serverless/" + eid, map[string]any{"image": "ghcr.io/acme/sdxl:2"}},
+		{"DELETE", "/v2/serverless/" + eid, nil},
+	}
+	for _, tc := range tests {
+		if st, ans := call(t, e, tc.method, tc.path, tc.body); st != 500 || !strings.Contains(fmt.Sprint(ans["detail"]), "saving state") {
+			t.Errorf("%s %s: %d %v, want 500 saving state", tc.method, tc.path, st, ans)
+		}
+		if after := lists(); after != before {
+			t.Fatalf("%s %s changed the records:\nbefore %s\nafter  %s", tc.method, tc.path, before, after)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.cfg.Dir, "volumes")); len(entries) != 1 {
+		t.Errorf("volume directories after a failed create: %d, want 1", len(entries))
 	}
 }
