@@ -72,7 +72,8 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 		}()
 		defer func() { stopSync(); <-syncDone }()
 	}
-	return a.serve(ctx, cfg, srv, srv.Shutdown)
+	a.host.log.Store(cfg.Logger)
+	return a.serve(ctx, cfg, srv, srv.Shutdown, a.host.shutdown)
 }
 
 // localManifest reads the manifest file of SPEC §2.5's lookup order.
