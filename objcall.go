@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"syscall"
 
 	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/flasherr"
@@ -90,7 +88,7 @@ func (t *objectType) call(ctx context.Context, c *Client, id, method string, loc
 	}
 	err = iv.Invoke(ctx, &child.Target{Function: t.name, Resource: tg.Resource, LB: true,
 		Method: verb, Path: path, URLs: []string{holder}, Pinned: true}, in, out)
-	if holderGone(err) {
+	if errors.Is(err, flasherr.ErrEndpointNotReady) && wire.Refused(err) {
 		t.app.locator.Forget(holder)
 		return fmt.Errorf("object %s instance %s: %w: its replica no longer answers: %w", t.name, id, flasherr.ErrObjectLost, err)
 	}
@@ -105,17 +103,6 @@ func (t *objectType) probe(iv *child.Invoker, resource string) func(context.Cont
 			Method: http.MethodGet, Path: wire.ReplicaPath, URLs: []string{u}, Pinned: true}, nil, &a)
 		return a.Replica, err
 	}
-}
-
-// holderGone reports whether a pinned call failed because nothing listens
-// at its replica's address any more: that process, and its instances, are
-// gone.
-func holderGone(err error) bool {
-	if !errors.Is(err, flasherr.ErrEndpointNotReady) {
-		return false
-	}
-	var op *net.OpError
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial"
 }
 
 // objectTarget is the gateway's address of an object call on c's app.

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/locate"
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
@@ -156,13 +157,14 @@ type Mothership struct {
 	written   int64                        // newest version written to ManifestPath
 	deployed  map[string]provider.Endpoint // resource → endpoint of its published deployment
 
-	inst   instances
-	events endpointEvents
-	trail  *deployTrail  // recent reconcile events, for the dashboard
-	jobs   jobReplicas   // gateway: which replica holds a job
-	rr     atomic.Uint64 // gateway round robin over replicas
-	parked atomic.Int64  // long polls waiting now
-	mask   envMask
+	inst    instances
+	events  endpointEvents
+	trail   *deployTrail    // recent reconcile events, for the dashboard
+	jobs    jobReplicas     // gateway: which replica holds a job
+	objects *locate.Locator // gateway: which replica URL is which replica, for object calls
+	rr      atomic.Uint64   // gateway round robin over replicas
+	parked  atomic.Int64    // long polls waiting now
+	mask    envMask
 
 	fence     *Fenced                         // nil: the store is not shared, this mothership leads alone
 	leaderCtx atomic.Pointer[context.Context] // while leading: ends with the leadership
@@ -211,6 +213,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		uploads:   make(chan struct{}, maxUploads),
 		inst:      newInstances(cfg.MaxInstances, cfg.Logger),
 		jobs:      newJobReplicas(cfg.Now),
+		objects:   locate.New(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
 		trail:     newDeployTrail(),
 	}

@@ -3,7 +3,10 @@ package wire
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"net"
 	"strings"
+	"syscall"
 )
 
 // Stateful objects (docs/objects.md). Every replica serves, behind the API
@@ -94,4 +97,12 @@ type ObjectRef struct {
 // ReplicaAnswer is the answer of GET /flash/replica.
 type ReplicaAnswer struct {
 	Replica string `json:"replica"`
+}
+
+// Refused reports whether a request failed because nothing listens at its
+// address: for a call to an instance, proof that the process that held it
+// is gone.
+func Refused(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial"
 }
