@@ -78,7 +78,8 @@ func (t *objectType) call(ctx context.Context, c *Client, id, method string, loc
 		return t.app.host.run(ctx, t, id, local)
 	}
 	iv := rt.Invoker()
-	holder := t.app.locator.Find(ctx, replica, tg.URLs, t.probe(iv, tg.Resource))
+	probe := t.probe(iv, tg.Resource)
+	holder := t.app.locator.Find(ctx, replica, tg.URLs, probe)
 	if holder == "" {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -88,9 +89,8 @@ func (t *objectType) call(ctx context.Context, c *Client, id, method string, loc
 	}
 	err = iv.Invoke(ctx, &child.Target{Function: t.name, Resource: tg.Resource, LB: true,
 		Method: verb, Path: path, URLs: []string{holder}, Pinned: true}, in, out)
-	if errors.Is(err, flasherr.ErrEndpointNotReady) && wire.Refused(err) {
-		t.app.locator.Forget(holder)
-		return fmt.Errorf("object %s instance %s: %w: its replica no longer answers: %w", t.name, id, flasherr.ErrObjectLost, err)
+	if errors.Is(err, flasherr.ErrEndpointNotReady) && t.app.locator.Gone(ctx, replica, holder, probe) {
+		return &flasherr.ObjectLostError{Object: t.name, ID: id, Reason: "its replica no longer answers: " + err.Error()}
 	}
 	return err
 }

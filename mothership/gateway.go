@@ -27,9 +27,9 @@ type gatewayTarget struct {
 	base     *url.URL
 	suffix   string // "/run", "/status/{id}", "/summarize", …
 	resource string
-	submits  bool // the answer names a new job: remember which replica holds it
-	object   bool // an object call: the answer names the replica (wire.HeaderReplica)
-	instance bool // a call to an existing instance: a refused connection means it is lost
+	submits  bool   // the answer names a new job: remember which replica holds it
+	object   bool   // an object call: the answer names the replica (wire.HeaderReplica)
+	replica  string // a call to an instance: the replica that holds it
 }
 
 type targetKey struct{}
@@ -287,7 +287,7 @@ func (m *Mothership) newProxy() http.Handler {
 			if r.Context().Err() != nil {
 				return // the caller went away
 			}
-			if t.instance && wire.Refused(err) {
+			if t.replica != "" && m.instanceGone(r, t) {
 				m.objectGone(w, r, t)
 				return
 			}

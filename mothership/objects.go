@@ -39,7 +39,7 @@ func (m *Mothership) forwardObject(w http.ResponseWriter, r *http.Request) {
 	if urls == nil {
 		return
 	}
-	t := gatewayTarget{resource: name, object: true, instance: id != "",
+	t := gatewayTarget{resource: name, object: true, replica: replica,
 		suffix: wire.ObjectPath(url.PathEscape(r.PathValue("object")), id, url.PathEscape(r.PathValue("method")))}
 	var raw string
 	if id == "" {
@@ -78,6 +78,12 @@ func (m *Mothership) askReplica(r *http.Request) func(context.Context, string) (
 		}
 		return a.Replica, nil
 	}
+}
+
+// instanceGone reports, after t's replica failed to answer, whether it is
+// gone (see locate.Locator.Gone) rather than slow or briefly unreachable.
+func (m *Mothership) instanceGone(r *http.Request, t gatewayTarget) bool {
+	return m.objects.Gone(r.Context(), t.replica, t.raw, m.askReplica(r))
 }
 
 // learnReplica notes the replica id an object call's answer names.

@@ -8,6 +8,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Defaults of a Locator.
@@ -112,4 +114,24 @@ func (l *Locator) Find(ctx context.Context, id string, urls []string, probe Prob
 	cancel()
 	wg.Wait() // no probe outlives the call
 	return u
+}
+
+// Gone reports, after a call to replica id at url failed, whether that
+// replica is gone: nothing listens at url any more, or another replica
+// does (the process restarted). A replica that answers as id, or does not
+// answer in time, is not gone: the failure may pass.
+func (l *Locator) Gone(ctx context.Context, id, url string, probe Probe) bool {
+	l.Forget(url)
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	got, err := probe(ctx, url)
+	switch {
+	case err == nil:
+		l.Learn(url, got)
+		return got != id
+	case wire.Refused(err):
+		l.Learn(url, "")
+		return true
+	}
+	return false
 }
