@@ -118,20 +118,30 @@ func (l *Locator) Find(ctx context.Context, id string, urls []string, probe Prob
 
 // Gone reports, after a call to replica id at url failed, whether that
 // replica is gone: nothing listens at url any more, or another replica
-// does (the process restarted). A replica that answers as id, or does not
-// answer in time, is not gone: the failure may pass.
+// does (the process restarted). A replica that answers as id, or goes on
+// failing otherwise (a reset: maybe a process still dying), until
+// ProbeTimeout is not gone: the failure may pass.
 func (l *Locator) Gone(ctx context.Context, id, url string, probe Probe) bool {
 	l.Forget(url)
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
-	got, err := probe(ctx, url)
-	switch {
-	case err == nil:
-		l.Learn(url, got)
-		return got != id
-	case wire.Refused(err):
-		l.Learn(url, "")
-		return true
+	for {
+		got, err := probe(ctx, url)
+		switch {
+		case err == nil:
+			l.Learn(url, got)
+			return got != id
+		case wire.Refused(err):
+			l.Learn(url, "")
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(reprobe):
+		}
 	}
-	return false
 }
+
+// reprobe is the pause before asking again a replica whose answer failed.
+const reprobe = 50 * time.Millisecond
