@@ -540,6 +540,10 @@ func describeTopology(base, key string, m *manifest.Manifest, st statusView) top
 			tr.Kind = "http"
 		}
 		for _, f := range r.Functions {
+			if f.IsClass { // a stateful object: no route or job of its own to try
+				tr.Serves = append(tr.Serves, "object "+f.Name)
+				continue
+			}
 			if r.LoadBalanced {
 				tr.Serves = append(tr.Serves, f.HTTPMethod+" "+f.HTTPPath)
 				if lbCall == "" {
