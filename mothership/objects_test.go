@@ -1,11 +1,8 @@
 package mothership
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 
@@ -75,16 +72,7 @@ func TestGatewayObjectReachesItsReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := func(base, method, path string) (int, map[string]any) {
-		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(`{}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		b, _ := io.ReadAll(resp.Body)
-		json.Unmarshal(b, &out)
-		return resp.StatusCode, out
+		return gatewayCall[any](t, base, method, path, `{}`)
 	}
 	holder := map[string]string{} // instance id → replica id
 	for i := range 6 {
