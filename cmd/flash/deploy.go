@@ -55,7 +55,7 @@ func runDeploy(e *env) int {
 		}
 		body, contentType = m.Pretty(), "application/json"
 	} else {
-		b, err := build(e, target)
+		b, err := build(e, target, buildOptions{artifact: true})
 		if err != nil {
 			return fail(e, err)
 		}
@@ -139,6 +139,8 @@ type progress struct {
 	lines  map[string]string
 	drawn  int
 	starts map[string]time.Time
+	// observe, when set, sees every event first (flash dev times its steps).
+	observe func(mothership.Event)
 }
 
 func newProgress(w io.Writer, asJSON bool) *progress {
@@ -146,6 +148,9 @@ func newProgress(w io.Writer, asJSON bool) *progress {
 }
 
 func (p *progress) event(ev mothership.Event) {
+	if p.observe != nil {
+		p.observe(ev)
+	}
 	if p.json {
 		writeJSONLine(p.w, ev)
 		return

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/mothership"
+	"github.com/flash-go/flash/store/sqlite"
 )
 
 // newHelloApp makes a fresh `flash init` app in a temporary directory.
@@ -203,7 +207,9 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 		t.Errorf("%d of %d calls failed during the reload, first: %q\n%s", n, load.calls.Load(), load.firstFailures, rt.out())
 	}
 	waitFor(t, "the reload's report", func() bool { return strings.Contains(rt.out(), "reloaded") }, rt.out)
-	if out := rt.out(); !strings.Contains(out, "reloaded: manifest v") || !strings.Contains(out, "worker (changed): updated at http://") {
+	// A code change restarts every resource: the binary is new for all.
+	if out := rt.out(); !strings.Contains(out, "reloaded: manifest v") || !strings.Contains(out, "worker (changed): updated at http://") ||
+		!strings.Contains(out, "web (changed): updated at http://") {
 		t.Errorf("the reload does not say what changed:\n%s", out)
 	}
 	if out := rt.out(); !strings.Contains(out, "is up on "+rt.mothership()) {
@@ -225,6 +231,77 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 	t.Log(rt.out())
 }
 
+// pidsOf is the recorded pids of the app's endpoints, by resource.
+func pidsOf(t *testing.T, dir, app string) map[string][]int {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), layout.In(dir).App(app).State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eps, err := st.Endpoints(context.Background(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string][]int{}
+	for _, e := range eps {
+		pids[e.Resource] = append(pids[e.Resource], e.PID)
+	}
+	for _, p := range pids {
+		slices.Sort(p)
+	}
+	return pids
+}
+
+// A change of one resource's config restarts that resource alone, while
+// calls go on through the gateway: the other keeps its processes.
+func TestFlashDevConfigChangeRestartsOnlyThatResource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology")
+	}
+	app := newHelloApp(t)
+	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+	before := pidsOf(t, rt.dir, "hello-app")
+	if len(before["web"]) != 1 || len(before["worker"]) != 1 {
+		t.Fatalf("endpoints before the change: %v", before)
+	}
+
+	load := startCalls(t, helloCall(t, rt), "Hello, ", 2)
+	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 10 }, rt.out)
+	editFile(t, filepath.Join(app, "main.go"), `app.Queue("worker", flash.ResourceConfig{})`,
+		`app.Queue("worker", flash.ResourceConfig{Env: map[string]string{"GREETING_STYLE": "warm"}})`)
+	waitFor(t, "the reload", func() bool { return strings.Contains(rt.out(), "reloaded") }, rt.out)
+	after := load.calls.Load()
+	waitFor(t, "calls after the reload", func() bool { return load.calls.Load() >= after+10 }, rt.out)
+	load.end()
+	if n := load.failures.Load(); n > 0 || load.wanted.Load() != load.calls.Load() {
+		t.Errorf("%d of %d calls failed (%d answered as expected), first: %q", n, load.calls.Load(), load.wanted.Load(), load.firstFailures)
+	}
+
+	out := rt.out()
+	if !strings.Contains(out, "worker (changed): updated at http://") || strings.Contains(out, "web (changed)") ||
+		!strings.Contains(out, "1 unchanged, left running") {
+		t.Errorf("the reload does not say that worker alone changed:\n%s", out)
+	}
+	now := pidsOf(t, rt.dir, "hello-app")
+	if !slices.Equal(now["web"], before["web"]) {
+		t.Errorf("web restarted: pids %v, then %v", before["web"], now["web"])
+	}
+	if len(now["worker"]) != 1 || now["worker"][0] == before["worker"][0] {
+		t.Errorf("worker was not restarted: pids %v, then %v", before["worker"], now["worker"])
+	}
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", now["worker"][0])); err == nil && !strings.Contains(string(env), "GREETING_STYLE=warm") {
+		t.Errorf("the new worker process runs without its new env")
+	}
+	if err := rt.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("flash dev exit: %v\n%s", err, rt.out())
+	}
+}
+
 func TestIsSource(t *testing.T) {
 	for name, want := range map[string]bool{
 		"/a/main.go": true, "/a/main_test.go": true, "/a/go.mod": true, "/a/go.sum": true,
@@ -242,13 +319,23 @@ func TestDeployLines(t *testing.T) {
 		{Name: "db", Action: mothership.ActionUnchanged, Status: "deployed"},
 		{Name: "gpu", Action: mothership.ActionNew, Status: "failed", Error: "no port"},
 	}}
-	got := strings.Join(deployLines(r, 1234*time.Millisecond), "\n")
-	want := "reloaded with failures: manifest v7\n  api (changed): updated at http://127.0.0.1:1\n  gpu (new): failed: no port"
+	at := func(ms int) time.Time { return time.Unix(1000, 0).Add(time.Duration(ms) * time.Millisecond) }
+	times := reloadTimes{saved: at(0), building: at(50), compile: 900 * time.Millisecond, posted: at(1000),
+		first: at(1080), up: at(1200), serving: at(1210), done: at(1300)}
+	got := strings.Join(deployLines(r, times), "\n")
+	want := "reloaded with failures: manifest v7\n  api (changed): updated at http://127.0.0.1:1\n  gpu (new): failed: no port\n  1 unchanged, left running"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 	r.Resources = r.Resources[:2]
-	if got := deployLines(r, 1234*time.Millisecond)[0]; got != "reloaded: manifest v7, 1.23s after the save" {
-		t.Errorf("got %q", got)
+	want = "reloaded: manifest v7, serving 1.21s after the save (wait 50ms, go build 900ms, describe 50ms, upload 80ms, start 120ms, publish 10ms); old processes stopped 90ms later"
+	if got := deployLines(r, times)[0]; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	// Nothing restarted: serving once the report is in.
+	times.first, times.up, times.serving = time.Time{}, time.Time{}, time.Time{}
+	want = "reloaded: manifest v7, serving 1.3s after the save (wait 50ms, go build 900ms, describe 50ms, upload 300ms, start 0s, publish 0s); old processes stopped 0s later"
+	if got := deployLines(r, times)[0]; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
