@@ -80,8 +80,13 @@ func runDeploy(e *env) int {
 
 // postDeploy sends a deploy and follows its NDJSON progress to the report.
 func postDeploy(ctx context.Context, base, key string, body []byte, contentType string, p *progress) (mothership.Report, error) {
+	return postDeployFrom(ctx, base, key, bytes.NewReader(body), contentType, p)
+}
+
+// postDeployFrom is postDeploy of a body read as it is sent.
+func postDeployFrom(ctx context.Context, base, key string, body io.Reader, contentType string, p *progress) (mothership.Report, error) {
 	var report mothership.Report
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/flash/deploy", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/flash/deploy", body)
 	if err != nil {
 		return report, fmt.Errorf("mothership URL %q: %w", base, err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -115,52 +114,64 @@ func isSource(name string) bool {
 // resource config literals, the resources whose entry did not change keep
 // running as they are. listed reports that it listed the inputs afresh.
 func (d *devLoop) reload(ctx context.Context, saved time.Time) (listed bool) {
-	times := reloadTimes{saved: saved, building: time.Now()}
 	var src *sources
 	if d.inputs.files != nil {
 		src = readInputs(d.inputs) // before the build: what it may contain at most
 	}
+	times := reloadTimes{saved: saved, building: time.Now()}
+	// When the sources differ only in config literals, confirm meanwhile
+	// that the build reads no file but those compared.
+	var confirm chan error
+	var in buildInputs
+	if sameCode(d.running, src) {
+		confirm = make(chan error, 1)
+		go func() {
+			var err error
+			in, err = listInputs(ctx, d.t.pkg)
+			confirm <- err
+		}()
+	}
 	e := *d.t.e
 	e.ctx = ctx
 	b, err := build(&e, d.t.pkg, buildOptions{dev: true})
+	if confirm != nil && <-confirm == nil {
+		listed = true
+		d.watch(in)
+	}
 	if ctx.Err() != nil {
-		return false
+		return listed
 	}
 	if err != nil {
 		d.logs.notice(fmt.Sprintf("%v\nthe last good build keeps serving; fix it and save again", err))
-		return false
+		return listed
 	}
 	times.compile = b.Compile
 	if b.App.ProjectName != d.name {
 		d.logs.notice(fmt.Sprintf("the app is now named %q, not %q: not deployed; restart flash dev to run it under its new name",
 			b.App.ProjectName, d.name))
-		return false
+		return listed
 	}
 	m := b.App
-	if sameCode(d.running, src) {
-		// Confirm that the build read no other file than those compared.
-		if in, err := listInputs(ctx, d.t.pkg); err == nil {
-			listed = true
-			d.watch(in)
-			if in.same(src.inputs) {
-				if m, _, err = keepFingerprints(d.runningM, m); err != nil {
-					d.logs.notice(fmt.Sprintf("cannot keep the unchanged resources running, restarting all: %v", err))
-					m = b.App
-				}
-			}
+	if listed && in.same(src.inputs) {
+		if m, _, err = keepFingerprints(d.runningM, m); err != nil {
+			d.logs.notice(fmt.Sprintf("cannot keep the unchanged resources running, restarting all: %v", err))
+			m = b.App
 		}
-	}
-	var body bytes.Buffer
-	if err := writeTar(&body, b.Binary, m.Pretty()); err != nil {
-		d.logs.notice(fmt.Sprintf("read the build: %v", err))
-		return listed
 	}
 	p := newProgress(io.Discard, false)
 	p.observe = times.event
 	times.posted = time.Now()
-	// Uncompressed: the mothership is on this machine, and gzip would cost
-	// more than the copy it saves.
-	report, err := postDeploy(ctx, d.base, d.t.key, body.Bytes(), "application/x-tar", p)
+	// A tar streamed as it is read, uncompressed: the mothership is on this
+	// machine, and gzip would cost more than the copy it saves.
+	pr, pw := io.Pipe()
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		pw.CloseWithError(writeTar(pw, b.Binary, m.Pretty()))
+	}()
+	report, err := postDeployFrom(ctx, d.base, d.t.key, pr, "application/x-tar", p)
+	pr.Close()
+	<-wrote
 	if ctx.Err() != nil {
 		return listed
 	}
