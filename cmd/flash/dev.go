@@ -95,8 +95,13 @@ func (d *devLoop) run(ctx context.Context) {
 			d.logs.notice(fmt.Sprintf("watching the sources: %v", err))
 		case <-settled:
 			settled = nil
-			// Changes made meanwhile wait in the watcher and make the next build.
-			if listed := d.reload(ctx, saved); !listed {
+			// A change during the build abandons it; one during the deploy
+			// waits in the watcher and makes the next build.
+			listed, again := d.reload(ctx, saved)
+			switch {
+			case again:
+				settled = time.After(settle) // saved stays: that change is not deployed yet
+			case !listed:
 				d.relist(ctx) // the build may import new packages
 			}
 		}
@@ -112,74 +117,38 @@ func isSource(name string) bool {
 // reload builds the app and deploys the build; a failed build or deploy
 // leaves the last good build serving. When the sources changed only in
 // resource config literals, the resources whose entry did not change keep
-// running as they are. listed reports that it listed the inputs afresh.
-func (d *devLoop) reload(ctx context.Context, saved time.Time) (listed bool) {
-	var src *sources
-	if d.inputs.files != nil {
-		src = readInputs(d.inputs) // before the build: what it may contain at most
-	}
-	times := reloadTimes{saved: saved, building: time.Now()}
-	// When the sources differ only in config literals, confirm meanwhile
-	// that the build reads no file but those compared.
-	var confirm chan error
-	var in buildInputs
-	if sameCode(d.running, src) {
-		confirm = make(chan error, 1)
-		go func() {
-			var err error
-			in, err = listInputs(ctx, d.t.pkg)
-			confirm <- err
-		}()
-	}
-	e := *d.t.e
-	e.ctx = ctx
-	b, err := build(&e, d.t.pkg, buildOptions{dev: true})
-	if confirm != nil && <-confirm == nil {
-		listed = true
-		d.watch(in)
-	}
-	if ctx.Err() != nil {
-		return listed
-	}
-	if err != nil {
+// running as they are. listed reports that it listed the inputs afresh;
+// again, that a change during the build abandoned it.
+func (d *devLoop) reload(ctx context.Context, saved time.Time) (listed, again bool) {
+	times := reloadTimes{saved: saved}
+	b, src, in, again, err := d.rebuild(ctx, &times)
+	listed = in != nil
+	switch {
+	case ctx.Err() != nil || again:
+		return listed, again
+	case err != nil:
 		d.logs.notice(fmt.Sprintf("%v\nthe last good build keeps serving; fix it and save again", err))
-		return listed
-	}
-	times.compile = b.Compile
-	if b.App.ProjectName != d.name {
+		return listed, false
+	case b.App.ProjectName != d.name:
 		d.logs.notice(fmt.Sprintf("the app is now named %q, not %q: not deployed; restart flash dev to run it under its new name",
 			b.App.ProjectName, d.name))
-		return listed
+		return listed, false
 	}
 	m := b.App
-	if listed && in.same(src.inputs) {
+	if in != nil && in.same(src.inputs) {
 		if m, _, err = keepFingerprints(d.runningM, m); err != nil {
 			d.logs.notice(fmt.Sprintf("cannot keep the unchanged resources running, restarting all: %v", err))
 			m = b.App
 		}
 	}
-	p := newProgress(io.Discard, false)
-	p.observe = times.event
-	times.posted = time.Now()
-	// A tar streamed as it is read, uncompressed: the mothership is on this
-	// machine, and gzip would cost more than the copy it saves.
-	pr, pw := io.Pipe()
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		pw.CloseWithError(writeTar(pw, b.Binary, m.Pretty()))
-	}()
-	report, err := postDeployFrom(ctx, d.base, d.t.key, pr, "application/x-tar", p)
-	pr.Close()
-	<-wrote
-	if ctx.Err() != nil {
-		return listed
-	}
-	if err != nil {
+	report, err := d.deploy(ctx, b.Binary, m, &times)
+	switch {
+	case ctx.Err() != nil:
+		return listed, false
+	case err != nil:
 		d.logs.notice(fmt.Sprintf("deploy failed, the last good build keeps serving: %v", err))
-		return listed
+		return listed, false
 	}
-	times.done = time.Now()
 	d.running, d.runningM = src, m
 	for _, line := range deployLines(report, times) {
 		d.logs.notice(line)
@@ -188,7 +157,94 @@ func (d *devLoop) reload(ctx context.Context, saved time.Time) (listed bool) {
 	case d.deployed <- m:
 	case <-ctx.Done():
 	}
-	return listed
+	return listed, false
+}
+
+// rebuild reads the sources, then builds them, abandoning the build when a
+// source changes meanwhile (again). When the sources differ from the running
+// build's only in config literals, it lists the inputs meanwhile (in, nil
+// otherwise), to confirm that the build read no file but those compared.
+func (d *devLoop) rebuild(ctx context.Context, times *reloadTimes) (b *buildResult, src *sources, in *buildInputs, again bool, err error) {
+	if d.inputs.files != nil {
+		src = readInputs(d.inputs) // before the build: it contains at most these
+	}
+	times.building = time.Now()
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var listing chan error
+	var fresh buildInputs
+	if sameCode(d.running, src) {
+		listing = make(chan error, 1)
+		go func() {
+			var err error
+			fresh, err = listInputs(bctx, d.t.pkg)
+			listing <- err
+		}()
+	}
+	changed := d.cancelOnChange(cancel)
+	e := *d.t.e
+	e.ctx = bctx
+	b, err = build(&e, d.t.pkg, buildOptions{dev: true})
+	again = changed()
+	if listing != nil && <-listing == nil {
+		in = &fresh
+		d.watch(fresh)
+	}
+	if err == nil {
+		times.compile = b.Compile
+	}
+	return b, src, in, again, err
+}
+
+// deploy streams the binary and manifest m to the mothership as an
+// uncompressed tar: the mothership is on this machine, and gzip would cost
+// more than the copy it saves.
+func (d *devLoop) deploy(ctx context.Context, bin string, m *manifest.Manifest, times *reloadTimes) (mothership.Report, error) {
+	p := newProgress(io.Discard, false)
+	p.observe = times.event
+	times.posted = time.Now()
+	pr, pw := io.Pipe()
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		pw.CloseWithError(writeTar(pw, bin, m.Pretty()))
+	}()
+	report, err := postDeployFrom(ctx, d.base, d.t.key, pr, "application/x-tar", p)
+	pr.Close()
+	<-wrote
+	times.done = time.Now()
+	return report, err
+}
+
+// cancelOnChange calls cancel when a source changes before stop: the build
+// under way would be out of date at once. stop ends the watch and reports
+// whether a change came.
+func (d *devLoop) cancelOnChange(cancel context.CancelFunc) (stop func() bool) {
+	done := make(chan struct{})
+	changed := make(chan bool, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				changed <- false
+				return
+			case ev, ok := <-d.w.Events:
+				if !ok {
+					changed <- false // closed: the loop sees it too
+					return
+				}
+				if isSource(ev.Name) {
+					cancel()
+					changed <- true
+					return
+				}
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-changed
+	}
 }
 
 // reloadTimes are the moments of one reload, for its report line.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/store/sqlite"
@@ -197,7 +199,11 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 	load := startCalls(t, hello, "Howdy, ", 4)
 	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 20 }, rt.out)
 	main := filepath.Join(app, "main.go")
-	editFile(t, main, `"Hello, "`, `"Howdy, "`)
+	// Two saves in a row: the second usually comes during the first's build,
+	// which is then abandoned; either way the second is what ends up served.
+	editFile(t, main, `"Hello, "`, `"Hi, "`)
+	time.Sleep(300 * time.Millisecond)
+	editFile(t, main, `"Hi, "`, `"Howdy, "`)
 	waitFor(t, "the edited greeting served", func() bool { return load.wanted.Load() > 0 }, rt.out)
 	after := load.calls.Load()
 	waitFor(t, "calls after the switch", func() bool { return load.calls.Load() >= after+20 }, rt.out)
@@ -299,6 +305,44 @@ func TestFlashDevConfigChangeRestartsOnlyThatResource(t *testing.T) {
 	}
 	if err := rt.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("flash dev exit: %v\n%s", err, rt.out())
+	}
+}
+
+// A change of a source while a build runs cancels it; none leaves it be.
+func TestCancelOnChange(t *testing.T) {
+	watch := func() (*devLoop, string) {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		dir := t.TempDir()
+		if err := w.Add(dir); err != nil {
+			t.Fatal(err)
+		}
+		return &devLoop{w: w}, dir
+	}
+
+	d, dir := watch()
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := d.cancelOnChange(cancel)
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done() // bounded by the test's timeout
+	if !stop() {
+		t.Error("stop does not report the change")
+	}
+
+	d, _ = watch()
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	stop = d.cancelOnChange(cancel)
+	if stop() || ctx.Err() != nil {
+		t.Error("cancelled without a change")
 	}
 }
 
