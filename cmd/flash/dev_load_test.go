@@ -111,7 +111,18 @@ func summary(ds []time.Duration) string {
 }
 
 // phaseRE reads the breakdown of a reload line.
-var phaseRE = regexp.MustCompile(`(wait|go build|describe|upload|start|publish) ([0-9.]+[mµn]?s)`)
+var phaseRE = regexp.MustCompile(`(serving|wait|go build|describe|upload|start|publish) ([0-9.]+[mµn]?s)`)
+
+// phases adds the breakdown of the last reload line of out to into.
+func phases(out string, into map[string][]time.Duration) {
+	last := out[strings.LastIndex(out, "reloaded"):]
+	last, _, _ = strings.Cut(last, "\n")
+	for _, m := range phaseRE.FindAllStringSubmatch(last, -1) {
+		if d, err := time.ParseDuration(m[2]); err == nil {
+			into[m[1]] = append(into[m[1]], d)
+		}
+	}
+}
 
 // Edits a function's body and a resource's config, one after the other,
 // while calls go on through the gateway: how long from each save to the
@@ -138,7 +149,7 @@ func TestLoadDevReload(t *testing.T) {
 	calls := watchAnswers(t, helloCall(t, rt), 2)
 
 	var code, build, config []time.Duration
-	phases := map[string][]time.Duration{}
+	codePhases, configPhases := map[string][]time.Duration{}, map[string][]time.Duration{}
 	greeting := "Hello"
 	for i := range edits {
 		next := fmt.Sprintf("Edit%d", i)
@@ -150,14 +161,7 @@ func TestLoadDevReload(t *testing.T) {
 		waitFor(t, "the new code serving", func() bool { return calls.seen.Load() != 0 }, rt.out)
 		code = append(code, time.Unix(0, calls.seen.Load()).Sub(saved))
 		waitFor(t, "the reload's report", func() bool { return reloads() > n }, rt.out)
-		out := rt.out()
-		last := out[strings.LastIndex(out, "reloaded"):]
-		last, _, _ = strings.Cut(last, "\n")
-		for _, m := range phaseRE.FindAllStringSubmatch(last, -1) {
-			if d, err := time.ParseDuration(m[2]); err == nil {
-				phases[m[1]] = append(phases[m[1]], d)
-			}
-		}
+		phases(rt.out(), codePhases)
 
 		// The baseline: go build of the same sources, default flags.
 		start := time.Now()
@@ -179,6 +183,7 @@ func TestLoadDevReload(t *testing.T) {
 		env = next
 		waitFor(t, "the reload's report", func() bool { return reloads() > n }, rt.out)
 		config = append(config, time.Since(saved))
+		phases(rt.out(), configPhases)
 	}
 	webRestarted := !slices.Equal(before, pidsOf(t, rt.dir, "hello-app")["web"])
 
@@ -192,12 +197,16 @@ func TestLoadDevReload(t *testing.T) {
 	t.Logf("%d calls through the gateway, %d failed", calls.calls.Load(), calls.failures.Load())
 	t.Logf("code edit: save → first answer of the new code: %s", summary(code))
 	t.Logf("baseline: go build of the same app, default flags: %s", summary(build))
-	for _, name := range []string{"wait", "go build", "describe", "upload", "start", "publish"} {
-		if ds := phases[name]; len(ds) > 0 {
-			t.Logf("  %-9s %s", name, summary(ds))
+	logPhases := func(ps map[string][]time.Duration) {
+		for _, name := range []string{"serving", "wait", "go build", "describe", "upload", "start", "publish"} {
+			if ds := ps[name]; len(ds) > 0 {
+				t.Logf("  %-9s %s", name, summary(ds))
+			}
 		}
 	}
+	logPhases(codePhases)
 	t.Logf("config edit of worker: save → the reload's report: %s; web restarted: %v", summary(config), webRestarted)
+	logPhases(configPhases)
 	if webRestarted {
 		t.Error("a config edit of worker restarted web")
 	}
