@@ -10,9 +10,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,82 +18,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// firstAnswer calls a printed curl from several clients and records when an
-// answer first contains the awaited text.
-type firstAnswer struct {
-	want            atomic.Pointer[string]
-	seen            atomic.Int64 // unix nanoseconds of the first answer with want; 0: none yet
-	calls, failures atomic.Int64
-	firstFailure    atomic.Pointer[string]
-	stop            chan struct{}
-	wg              sync.WaitGroup
-}
-
-func watchAnswers(t *testing.T, curl string, clients int) *firstAnswer {
-	t.Helper()
-	method, url, body, headers := parseCurl(curl)
-	a := &firstAnswer{stop: make(chan struct{})}
-	none := "\x00"
-	a.want.Store(&none)
-	client := &http.Client{Timeout: 60 * time.Second}
-	for range clients {
-		a.wg.Go(func() {
-			for {
-				select {
-				case <-a.stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(method, url, strings.NewReader(body))
-				req.Header = headers.Clone()
-				resp, err := client.Do(req)
-				a.calls.Add(1)
-				if err != nil {
-					a.fail(err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					a.fail(fmt.Sprintf("%d %s", resp.StatusCode, b))
-					continue
-				}
-				if strings.Contains(string(b), *a.want.Load()) {
-					a.seen.CompareAndSwap(0, time.Now().UnixNano())
-				}
-				time.Sleep(5 * time.Millisecond) // a developer's calls, not a load test: the build needs the cores
-			}
-		})
-	}
-	t.Cleanup(a.end)
-	return a
-}
-
-func (a *firstAnswer) fail(msg string) {
-	a.failures.Add(1)
-	a.firstFailure.CompareAndSwap(nil, &msg)
-}
-
-// await starts looking for answers containing want.
-func (a *firstAnswer) await(want string) {
-	a.seen.Store(0)
-	a.want.Store(&want)
-}
-
-func (a *firstAnswer) end() {
-	select {
-	case <-a.stop:
-	default:
-		close(a.stop)
-	}
-	a.wg.Wait()
+// await looks for answers containing want from now on.
+func (l *callLoad) await(want string) {
+	l.firstWanted.Store(0)
+	l.want.Store(&want)
 }
 
 // percentile is the nearest-rank q-quantile of sorted ds.
@@ -138,15 +69,11 @@ func TestLoadDevReload(t *testing.T) {
 		}
 		edits = n
 	}
-	app := newHelloApp(t)
-	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+	app, rt := startDev(t)
 	main := filepath.Join(app, "main.go")
 	reloads := func() int { return strings.Count(rt.out(), "reloaded") }
-	calls := watchAnswers(t, helloCall(t, rt), 2)
+	// A developer's calls, not a load test: the build needs the cores.
+	calls := startCalls(t, helloCall(t, rt), "\x00", 2, 5*time.Millisecond)
 
 	var code, build, config []time.Duration
 	codePhases, configPhases := map[string][]time.Duration{}, map[string][]time.Duration{}
@@ -158,8 +85,8 @@ func TestLoadDevReload(t *testing.T) {
 		saved := time.Now()
 		editFile(t, main, `"`+greeting+`, "`, `"`+next+`, "`)
 		greeting = next
-		waitFor(t, "the new code serving", func() bool { return calls.seen.Load() != 0 }, rt.out)
-		code = append(code, time.Unix(0, calls.seen.Load()).Sub(saved))
+		waitFor(t, "the new code serving", func() bool { return calls.firstWanted.Load() != 0 }, rt.out)
+		code = append(code, time.Unix(0, calls.firstWanted.Load()).Sub(saved))
 		waitFor(t, "the reload's report", func() bool { return reloads() > n }, rt.out)
 		phases(rt.out(), codePhases)
 
@@ -192,7 +119,7 @@ func TestLoadDevReload(t *testing.T) {
 		t.Fatalf("flash dev exit: %v", err)
 	}
 	if n := calls.failures.Load(); n > 0 {
-		t.Errorf("%d of %d calls failed, first: %s", n, calls.calls.Load(), *calls.firstFailure.Load())
+		t.Errorf("%d of %d calls failed, first: %q", n, calls.calls.Load(), calls.firstFailures)
 	}
 	t.Logf("%d calls through the gateway, %d failed", calls.calls.Load(), calls.failures.Load())
 	t.Logf("code edit: save → first answer of the new code: %s", summary(code))

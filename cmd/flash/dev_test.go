@@ -17,9 +17,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/mothership"
-	"github.com/flash-go/flash/store/sqlite"
 )
 
 // newHelloApp makes a fresh `flash init` app in a temporary directory.
@@ -102,19 +100,24 @@ func TestFlashRunAgainDeploysTheEditedApp(t *testing.T) {
 }
 
 // callLoad calls one printed curl from several clients until stopped,
-// counting the calls, the failures and the answers that contain want.
+// counting the calls, the failures and the answers that contain want, and
+// noting when such an answer first came.
 type callLoad struct {
 	calls, failures, wanted atomic.Int64
+	want                    atomic.Pointer[string]
+	firstWanted             atomic.Int64 // unix nanoseconds; 0: none since await
 	mu                      sync.Mutex
 	firstFailures           []string
 	stop                    chan struct{}
 	wg                      sync.WaitGroup
 }
 
-func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
+// startCalls starts clients calling curl, each pausing between its calls.
+func startCalls(t *testing.T, curl, want string, clients int, pause time.Duration) *callLoad {
 	t.Helper()
 	method, url, body, headers := parseCurl(curl)
 	l := &callLoad{stop: make(chan struct{})}
+	l.want.Store(&want)
 	client := &http.Client{Timeout: 60 * time.Second}
 	call := func() {
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
@@ -129,8 +132,9 @@ func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				msg = fmt.Sprintf("%d %s", resp.StatusCode, b)
-			} else if strings.Contains(string(b), want) {
+			} else if strings.Contains(string(b), *l.want.Load()) {
 				l.wanted.Add(1)
+				l.firstWanted.CompareAndSwap(0, time.Now().UnixNano())
 			}
 		}
 		if msg != "" {
@@ -148,7 +152,7 @@ func startCalls(t *testing.T, curl, want string, clients int) *callLoad {
 				select {
 				case <-l.stop:
 					return
-				default:
+				case <-time.After(pause):
 					call()
 				}
 			}
@@ -181,6 +185,18 @@ func waitFor(t *testing.T, what string, cond func() bool, out func() string) {
 	}
 }
 
+// startDev starts flash dev on a fresh `flash init` app and waits for its watch.
+func startDev(t *testing.T) (app string, rt *runningTopology) {
+	t.Helper()
+	app = newHelloApp(t)
+	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+	return app, rt
+}
+
 // flash dev redeploys an edited function while calls go on through the
 // gateway: the new code is served and no call fails; a syntax error is shown
 // with the compiler's message and the last good build keeps serving.
@@ -188,15 +204,9 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real topology")
 	}
-	app := newHelloApp(t)
-	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	app, rt := startDev(t)
 	hello := helloCall(t, rt)
-	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
-
-	load := startCalls(t, hello, "Howdy, ", 4)
+	load := startCalls(t, hello, "Howdy, ", 4, 0)
 	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 20 }, rt.out)
 	main := filepath.Join(app, "main.go")
 	// Two saves in a row: the second usually comes during the first's build,
@@ -237,46 +247,19 @@ func TestFlashDevReloadsWithoutFailedCalls(t *testing.T) {
 	t.Log(rt.out())
 }
 
-// pidsOf is the recorded pids of the app's endpoints, by resource.
-func pidsOf(t *testing.T, dir, app string) map[string][]int {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), layout.In(dir).App(app).State())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	eps, err := st.Endpoints(context.Background(), app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids := map[string][]int{}
-	for _, e := range eps {
-		pids[e.Resource] = append(pids[e.Resource], e.PID)
-	}
-	for _, p := range pids {
-		slices.Sort(p)
-	}
-	return pids
-}
-
 // A change of one resource's config restarts that resource alone, while
 // calls go on through the gateway: the other keeps its processes.
 func TestFlashDevConfigChangeRestartsOnlyThatResource(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real topology")
 	}
-	app := newHelloApp(t)
-	rt, err := launchFlash(t, "dev", t.TempDir(), app, freePort(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the watch", func() bool { return strings.Contains(rt.out(), "watching ") }, rt.out)
+	app, rt := startDev(t)
 	before := pidsOf(t, rt.dir, "hello-app")
 	if len(before["web"]) != 1 || len(before["worker"]) != 1 {
 		t.Fatalf("endpoints before the change: %v", before)
 	}
 
-	load := startCalls(t, helloCall(t, rt), "Hello, ", 2)
+	load := startCalls(t, helloCall(t, rt), "Hello, ", 2, 0)
 	waitFor(t, "calls before the edit", func() bool { return load.calls.Load() >= 10 }, rt.out)
 	editFile(t, filepath.Join(app, "main.go"), `app.Queue("worker", flash.ResourceConfig{})`,
 		`app.Queue("worker", flash.ResourceConfig{Env: map[string]string{"GREETING_STYLE": "warm"}})`)
