@@ -77,12 +77,16 @@ func (m *Mothership) registerUI(handle func(pattern string, h http.Handler)) {
 	}))
 	handle("GET /flash/ui/assets/", files)
 	handle("GET /flash/ui/events", http.HandlerFunc(m.serveUIEvents))
+	handle("POST "+wire.PathEdges, http.HandlerFunc(m.serveEdges))
+	m.registerTraces(handle)
 }
 
 // uiState is what one server-sent "state" event carries.
 type uiState struct {
-	Status  Status       `json:"status"`
-	Deploys []TrailEvent `json:"deploys"`
+	Status  Status        `json:"status"`
+	Deploys []TrailEvent  `json:"deploys"`
+	Edges   []EdgeView    `json:"edges"`
+	Traces  *uiTraceState `json:"traces"` // null: not collecting (flash run --trace)
 }
 
 // serveUIEvents streams the status and the deploy timeline as server-sent
@@ -104,7 +108,8 @@ func (m *Mothership) serveUIEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	for {
 		deploys, trailChanged := m.trail.read()
-		data, err := json.Marshal(uiState{Status: m.Status(r.Context()), Deploys: deploys})
+		data, err := json.Marshal(uiState{Status: m.Status(r.Context()), Deploys: deploys,
+			Edges: m.edges.view(m.cfg.Now()), Traces: m.uiTraces()})
 		if err != nil {
 			return
 		}
