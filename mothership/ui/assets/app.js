@@ -112,16 +112,17 @@
     }
     const cols = {};
     for (const n of list) (cols[depth[n]] = cols[depth[n]] || []).push(n);
-    const W = 230, H = 92, GX = 120, GY = 34, pos = {};
+    const W = 260, H = 92, GX = 120, GY = 34, pos = {};
+    const top = edges.some((e) => e.from === e.to) ? 50 : 10; // room for a resource's calls to itself
     let maxRow = 0, maxCol = 0;
     for (const [c, ns] of Object.entries(cols)) {
-      ns.forEach((n, r) => { pos[n] = { x: 10 + c * (W + GX), y: 10 + r * (H + GY) }; maxRow = Math.max(maxRow, r); });
+      ns.forEach((n, r) => { pos[n] = { x: 10 + c * (W + GX), y: top + r * (H + GY) }; maxRow = Math.max(maxRow, r); });
       maxCol = Math.max(maxCol, +c);
     }
     const g = $("#graph");
     g.replaceChildren();
-    g.setAttribute("viewBox", `0 0 ${20 + (maxCol + 1) * W + maxCol * GX} ${20 + (maxRow + 1) * H + maxRow * GY}`);
-    g.setAttribute("width", 20 + (maxCol + 1) * W + maxCol * GX);
+    g.setAttribute("viewBox", `0 0 ${20 + (maxCol + 1) * W + maxCol * GX + 60} ${top + 10 + (maxRow + 1) * H + maxRow * GY}`);
+    g.setAttribute("width", 20 + (maxCol + 1) * W + maxCol * GX + 60);
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "8", markerHeight: "8", orient: "auto-start-reverse" });
     marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }));
@@ -154,7 +155,7 @@
       grp.append(svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: 8 }));
       grp.append(svg("text", { x: p.x + 12, y: p.y + 22, class: "node-name" }, n));
       grp.append(svg("text", { x: p.x + W - 12, y: p.y + 22, "text-anchor": "end", class: "node-status" }, status));
-      const kind = r ? (r.type || "") + " · " + urls.length + (urls.length === 1 ? " replica" : " replicas") + (r.restarts ? " · " + r.restarts + " restarts" : "") : "";
+      const kind = r ? (r.type || "") + " · " + urls.length + (urls.length === 1 ? " replica" : " replicas") + (r.restarts ? " · " + r.restarts + (r.restarts === 1 ? " restart" : " restarts") : "") : "";
       grp.append(svg("text", { x: p.x + 12, y: p.y + 46 }, kind));
       grp.append(svg("text", { x: p.x + 12, y: p.y + 70, class: "node-url" }, urls[0] ? urls[0].replace(/^https?:\/\//, "") + (urls.length > 1 ? " +" + (urls.length - 1) : "") : ""));
       g.append(grp);
