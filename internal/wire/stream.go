@@ -25,4 +25,3 @@ type StreamAnswer struct {
 	JobAnswer
 	Stream []StreamLine `json:"stream"`
 }
-
