@@ -148,6 +148,9 @@ func (iv *Invoker) streamQB(ctx context.Context, c *call, in any, each func(json
 			return t.errorf("%w: decoding the /stream answer: %w", flasherr.ErrSerialization, err)
 		}
 		for _, line := range sa.Stream {
+			if ctx.Err() != nil {
+				return t.ctxError(ctx)
+			}
 			if !each(line.Output) {
 				return nil
 			}

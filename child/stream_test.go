@@ -244,9 +244,23 @@ func TestStreamQB(t *testing.T) {
 	srv.mu.Unlock()
 	got, err = collect(t.Context(), iv, tg, countIn{N: 10000}, 500)
 	srv.mu.Lock()
-	defer srv.mu.Unlock()
 	if err != nil || !inOrder(got, 500) || srv.cancelled != 1 {
 		t.Fatalf("stopped at 500: %d values, %v, %d cancels", len(got), err, srv.cancelled)
+	}
+	srv.mu.Unlock()
+	// Cancelled in the middle of an answer's values: none after it.
+	ctx, cancel := context.WithCancel(t.Context())
+	n := 0
+	err = iv.Stream(ctx, tg, countIn{N: 10000}, func(json.RawMessage) bool {
+		if n++; n == 150 {
+			cancel()
+		}
+		return true
+	})
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !errors.Is(err, context.Canceled) || n != 150 || srv.cancelled != 2 {
+		t.Fatalf("cancelled at 150: %d values, %v, %d cancels", n, err, srv.cancelled)
 	}
 }
 
