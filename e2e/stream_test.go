@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -112,4 +113,31 @@ func TestServerSentEventsThroughGateway(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkSentences reads the pipeline's POST /sentences at base as
+// server-sent events: one event per sentence of sampleText, each embedded
+// by embed_sentences on the embedder and relayed by sentences on api, then
+// the end event.
+func checkSentences(t *testing.T, base string) {
+	t.Helper()
+	r := mustSend(t, http.MethodPost, base+"/sentences", apiKey, textIn{Text: sampleText}, "Accept: text/event-stream")
+	events := strings.Split(strings.TrimSuffix(string(r.Body), "\n\n"), "\n\n")
+	want := []string{"The quick brown fox jumps over the lazy dog", "It was not amused"}
+	if r.Code != http.StatusOK || len(events) != len(want)+1 || events[len(want)] != "event: end\ndata: {\"values\":2}" {
+		t.Fatalf("POST %s/sentences: %s, want %d data events and the end", base, r, len(want))
+	}
+	for i, ev := range events[:len(want)] {
+		var s struct {
+			Index    int               `json:"index"`
+			Sentence string            `json:"sentence"`
+			Vector   []float64         `json:"vector"`
+			ServedBy map[string]string `json:"served_by"`
+		}
+		data, ok := strings.CutPrefix(ev, "data: ")
+		if !ok || json.Unmarshal([]byte(data), &s) != nil || s.Index != i || s.Sentence != want[i] || len(s.Vector) != 8 ||
+			s.ServedBy["sentences"] != "api" || s.ServedBy["embed_sentences"] != "embedder" {
+			t.Fatalf("event %d: %q, want sentence %q served by api and embedder", i, ev, want[i])
+		}
+	}
 }

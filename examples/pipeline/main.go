@@ -112,6 +112,7 @@ func newApp() *flash.App {
 	flash.Route(api, "GET /stats/{window}", "stats", func(ctx context.Context, in StatsIn) (StatsOut, error) {
 		return StatsOut{Window: in.Window, ServedBy: app.Identity()}, nil
 	})
+	addSentences(app, embedder, api)
 	return app
 }
 
