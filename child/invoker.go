@@ -158,9 +158,9 @@ func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-c
 	c := newCall(ctx, t, moved)
 	defer c.release()
 	if t.LB {
-		return iv.callLB(ctx, c, in, out)
+		return iv.callLB(ctx, &c, in, out)
 	}
-	return iv.callQB(ctx, c, in, out)
+	return iv.callQB(ctx, &c, in, out)
 }
 
 // callable says why t cannot be called, or nil.
@@ -175,8 +175,8 @@ func (t *Target) callable() error {
 }
 
 // newCall starts a call of t made while serving ctx.
-func newCall(ctx context.Context, t *Target, moved <-chan struct{}) *call {
-	c := &call{t: t, idx: -1, moved: moved}
+func newCall(ctx context.Context, t *Target, moved <-chan struct{}) call {
+	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)
 	// Fixed here, not per send: every attempt is the same call (one
 	// request id, one trace; each attempt is a span of its own).
@@ -194,8 +194,10 @@ func newCall(ctx context.Context, t *Target, moved <-chan struct{}) *call {
 	return c
 }
 
-// jobRequest is the envelope of a job running t's function with in.
-func (t *Target) jobRequest(in any) ([]byte, error) {
+// submit posts a job running t's function with in to path (/runsync or
+// /run) and decodes the answer; base is the replica that took the job.
+func (iv *Invoker) submit(ctx context.Context, c *call, path string, in any) (job wire.JobAnswer, base string, err error) {
+	t := c.t
 	head := t.qbHead
 	if head == nil {
 		head = wire.JobRequestHead(t.Function)
@@ -204,30 +206,28 @@ func (t *Target) jobRequest(in any) ([]byte, error) {
 	body.Grow(len(head) + len(wire.JobRequestTail) + 256)
 	body.Write(head)
 	if err := encodeJSON(&body, in); err != nil {
-		return nil, t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+		return job, "", t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
 	}
 	body.WriteString(wire.JobRequestTail)
-	return body.Bytes(), nil
+	a, err := iv.send(ctx, c, http.MethodPost, path, body.Bytes())
+	if err != nil {
+		return job, "", err
+	}
+	c.idem = "" // polls and cancels are not the job's submission
+	if a.status < 200 || a.status > 299 {
+		return job, c.base, iv.statusError(t, c.base+path, a.status, a.data)
+	}
+	if job, err = wire.DecodeJobAnswer(a.data); err != nil {
+		return job, c.base, t.errorf("%w: decoding the %s answer: %w", flasherr.ErrSerialization, path, err)
+	}
+	return job, c.base, nil
 }
 
 func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	t := c.t
-	body, err := t.jobRequest(in)
+	job, base, err := iv.submit(ctx, c, "/runsync", in)
 	if err != nil {
 		return err
-	}
-	a, err := iv.send(ctx, c, http.MethodPost, "/runsync", body)
-	if err != nil {
-		return err
-	}
-	c.idem = "" // polls and cancels are not the job's submission
-	base := c.base
-	if a.status < 200 || a.status > 299 {
-		return iv.statusError(t, base+"/runsync", a.status, a.data)
-	}
-	job, err := wire.DecodeJobAnswer(a.data)
-	if err != nil {
-		return t.errorf("%w: decoding the /runsync answer: %w", flasherr.ErrSerialization, err)
 	}
 	delay := pollStart
 	for {

@@ -49,9 +49,9 @@ func (iv *Invoker) stream(ctx context.Context, t *Target, in any, each func(json
 	c := newCall(ctx, t, moved)
 	defer c.release()
 	if t.LB {
-		return iv.streamLB(ctx, c, in, each)
+		return iv.streamLB(ctx, &c, in, each)
 	}
-	return iv.streamQB(ctx, c, in, each)
+	return iv.streamQB(ctx, &c, in, each)
 }
 
 func (iv *Invoker) streamLB(ctx context.Context, c *call, in any, each func(json.RawMessage) bool) error {
@@ -110,21 +110,11 @@ func (iv *Invoker) readLines(ctx context.Context, t *Target, body io.Reader, eac
 
 func (iv *Invoker) streamQB(ctx context.Context, c *call, in any, each func(json.RawMessage) bool) error {
 	t := c.t
-	body, err := t.jobRequest(in)
+	job, base, err := iv.submit(ctx, c, "/run", in)
 	if err != nil {
 		return err
 	}
-	a, err := iv.send(ctx, c, http.MethodPost, "/run", body)
-	if err != nil {
-		return err
-	}
-	c.idem = "" // polls and cancels are not the job's submission
-	base := c.base
-	if a.status < 200 || a.status > 299 {
-		return iv.statusError(t, base+"/run", a.status, a.data)
-	}
-	job, err := wire.DecodeJobAnswer(a.data)
-	if err != nil || !wire.ValidJobID(job.ID) {
+	if !wire.ValidJobID(job.ID) {
 		return t.errorf("%w: /run answered no job id", flasherr.ErrSerialization)
 	}
 	done := false
