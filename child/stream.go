@@ -31,7 +31,8 @@ const (
 // the producer's error (code included), ctx's end as t.ctxError gives it.
 //
 // Only the start of a stream is retried (see RetryPolicy). Unlike Invoke,
-// a stream has no default deadline: it lasts as long as ctx allows.
+// a stream has no default deadline: it lasts as long as ctx allows (each
+// request of a queue job's stream is bounded by the default call timeout).
 func (iv *Invoker) Stream(ctx context.Context, t *Target, in any, each func(json.RawMessage) bool) error {
 	return iv.stream(ctx, t, in, each, nil)
 }
@@ -110,7 +111,16 @@ func (iv *Invoker) readLines(ctx context.Context, t *Target, body io.Reader, eac
 
 func (iv *Invoker) streamQB(ctx context.Context, c *call, in any, each func(json.RawMessage) bool) error {
 	t := c.t
-	job, base, err := iv.submit(ctx, c, "/run", in)
+	// Each request of the job is bounded as a call is, the stream is not.
+	bounded := func() (context.Context, context.CancelFunc) {
+		if _, ok := ctx.Deadline(); ok {
+			return ctx, func() {}
+		}
+		return context.WithTimeout(ctx, iv.timeout)
+	}
+	rctx, cancel := bounded()
+	job, base, err := iv.submit(rctx, c, "/run", in)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -126,7 +136,9 @@ func (iv *Invoker) streamQB(ctx context.Context, c *call, in any, each func(json
 	streamURL := base + "/stream/" + url.PathEscape(job.ID)
 	delay := StreamPollStart
 	for {
-		a, err := iv.do(ctx, c, http.MethodGet, streamURL, nil)
+		rctx, cancel := bounded()
+		a, err := iv.do(rctx, c, http.MethodGet, streamURL, nil)
+		cancel()
 		if err != nil {
 			return err
 		}
