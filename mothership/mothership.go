@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/spanring"
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
@@ -119,6 +120,10 @@ type Config struct {
 	Tracer *telemetry.Tracer
 	// Metrics, when not nil, records reconcile steps, deploys and parked polls.
 	Metrics *telemetry.Metrics
+	// Traces, when not nil, collects the topology's spans (flash run
+	// --trace): the mothership answers OTLP/HTTP exports at POST /v1/traces
+	// and serves the traces at /flash/traces. Nil: no such route.
+	Traces *spanring.Ring
 }
 
 // Mothership is the control plane of one app. Create it with New, mount its
@@ -159,6 +164,7 @@ type Mothership struct {
 	inst   instances
 	events endpointEvents
 	trail  *deployTrail  // recent reconcile events, for the dashboard
+	edges  *edgeStats    // children's outgoing calls, for the dashboard
 	jobs   jobReplicas   // gateway: which replica holds a job
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
@@ -213,6 +219,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		jobs:      newJobReplicas(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
 		trail:     newDeployTrail(),
+		edges:     newEdgeStats(),
 	}
 	m.fence, _ = cfg.Store.(*Fenced)
 	m.proxy = m.newProxy()

@@ -108,6 +108,10 @@ type Config struct {
 	// Public, when not nil, names requests served without the API key
 	// (pages that hold no data, such as the mothership's dashboard).
 	Public func(*http.Request) bool
+	// Untraced, when not nil, names requests that get no span (traffic of
+	// the tracing itself, such as trace exports, which would otherwise
+	// make spans to export for ever).
+	Untraced func(*http.Request) bool
 }
 
 // Defaults of Config.
