@@ -98,7 +98,12 @@ func runTopology(e *env, dev bool) int {
 			return fail(e, err)
 		}
 	}
-	b, err := build(e, pkg)
+	var src *sources
+	if dev {
+		// Read before the build: what the first build may contain.
+		src = readSources(e.ctx, pkg)
+	}
+	b, err := build(e, pkg, buildOptions{dev: dev})
 	if err != nil {
 		return fail(e, err)
 	}
@@ -116,7 +121,7 @@ func runTopology(e *env, dev bool) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	t := topologyRun{e: e, m: b.App, pkg: pkg, dev: dev, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON, trace: *traced,
+	t := topologyRun{e: e, m: b.App, pkg: pkg, dev: dev, src: src, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON, trace: *traced,
 		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
 	if err := t.run(); err != nil {
 		return fail(e, err)
@@ -223,7 +228,8 @@ type topologyRun struct {
 	e         *env
 	m         *manifest.Manifest // the app's manifest as deployed
 	pkg       string
-	dev       bool // flash dev: redeploy on every change of the sources
+	dev       bool     // flash dev: redeploy on every change of the sources
+	src       *sources // flash dev: the sources as read before the first build
 	bin       string
 	app       layout.App
 	lock      *runLock

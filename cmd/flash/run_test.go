@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,8 +201,8 @@ func (rt *runningTopology) record(t *testing.T, app string) runRecord {
 	return r
 }
 
-// recordedPIDs are the endpoint processes the app's state store knows of.
-func recordedPIDs(t *testing.T, dir, app string) []int {
+// pidsOf is the recorded pids of the app's endpoints, by resource.
+func pidsOf(t *testing.T, dir, app string) map[string][]int {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), layout.In(dir).App(app).State())
 	if err != nil {
@@ -212,11 +213,24 @@ func recordedPIDs(t *testing.T, dir, app string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pids []int
+	pids := map[string][]int{}
 	for _, e := range eps {
-		pids = append(pids, e.PID)
+		pids[e.Resource] = append(pids[e.Resource], e.PID)
+	}
+	for _, p := range pids {
+		slices.Sort(p)
 	}
 	return pids
+}
+
+// recordedPIDs are the endpoint processes the app's state store knows of.
+func recordedPIDs(t *testing.T, dir, app string) []int {
+	t.Helper()
+	var all []int
+	for _, pids := range pidsOf(t, dir, app) {
+		all = append(all, pids...)
+	}
+	return all
 }
 
 // killRecorded is the cleanup of last resort for a failed test.
