@@ -106,6 +106,9 @@ type Config struct {
 	IdempotencyMaxBytes int
 	// Tracer, when not nil, makes a span of every request and job.
 	Tracer *telemetry.Tracer
+	// SSEHeartbeat is how long a server-sent-event stream may stay silent
+	// before a comment line keeps it alive; default DefaultSSEHeartbeat.
+	SSEHeartbeat time.Duration
 	// Public, when not nil, names requests served without the API key
 	// (pages that hold no data, such as the mothership's dashboard).
 	Public func(*http.Request) bool
@@ -163,7 +166,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 || cfg.MaxResults < 0 || cfg.MaxResultBytes < 0 ||
-		cfg.LBConcurrency < 0 || cfg.LBQueue < 0 || cfg.SlowRequest < 0 ||
+		cfg.LBConcurrency < 0 || cfg.LBQueue < 0 || cfg.SlowRequest < 0 || cfg.SSEHeartbeat < 0 ||
 		cfg.IdempotencyEntries < 0 || cfg.IdempotencyMaxBytes < 0 {
 		bad("config: sizes, limits and durations must not be negative")
 	}
@@ -292,6 +295,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.LBQueue <= 0 {
 		cfg.LBQueue = cfg.LBConcurrency
+	}
+	if cfg.SSEHeartbeat <= 0 {
+		cfg.SSEHeartbeat = DefaultSSEHeartbeat
 	}
 	if cfg.SlowRequest <= 0 {
 		cfg.SlowRequest = DefaultSlowRequest

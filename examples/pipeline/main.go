@@ -113,6 +113,7 @@ func newApp() *flash.App {
 		return StatsOut{Window: in.Window, ServedBy: app.Identity()}, nil
 	})
 	registerSessions(app, summarizer, api)
+	addSentences(app, embedder, api)
 	return app
 }
 
