@@ -610,9 +610,15 @@ func describeTopology(base, key string, m *manifest.Manifest, st statusView) top
 func printTopology(w io.Writer, t topology, keySource, self string) {
 	fmt.Fprintf(w, "\n%s is up on %s (manifest v%d)\n\n", t.App, t.Mothership, t.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
+	fmt.Fprintln(tw, "RESOURCE\tKIND\tSTATUS\tURL\tROUTES / FUNCTIONS")
 	for _, r := range t.Resources {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.URL, strings.Join(r.Serves, ", "), r.Status)
+		for i, line := range wrapList(r.Serves, servesWidth) {
+			if i == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Status, r.URL, line)
+			} else {
+				fmt.Fprintf(tw, "\t\t\t\t%s\n", line)
+			}
+		}
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nAPI key: %s\n", keySource)
@@ -625,6 +631,29 @@ func printTopology(w io.Writer, t topology, keySource, self string) {
 		fmt.Fprintf(w, "  %s\n", c)
 	}
 	fmt.Fprintf(w, "  %s status\n\nCtrl-C stops everything; --verbose shows every log line.\n", self)
+}
+
+// servesWidth is where the table's last column wraps, so that the table of
+// an app with many routes still fits a laptop's terminal.
+const servesWidth = 44
+
+// wrapList joins items with ", " into lines of at most width characters
+// (longer items stand alone); no items is one empty line.
+func wrapList(items []string, width int) []string {
+	lines := []string{""}
+	for _, it := range items {
+		last := &lines[len(lines)-1]
+		switch {
+		case *last == "":
+			*last = it
+		case len(*last)+2+len(it) <= width:
+			*last += ", " + it
+		default:
+			*last += ","
+			lines = append(lines, it)
+		}
+	}
+	return lines
 }
 
 func example(f manifest.Function) string {
