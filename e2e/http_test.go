@@ -345,16 +345,26 @@ func (r report) resource(t testing.TB, name string) (action, status, errMsg stri
 // (when set) sees each event as it arrives.
 func (m *mothership) deploy(t testing.TB, mf []byte, onEvent func(event, time.Time)) report {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, m.url+"/flash/deploy", bytes.NewReader(mf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
+	var resp *http.Response
 	start := time.Now()
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
-	if err != nil {
-		t.Fatalf("POST /flash/deploy: %v", err)
+	// A deploy already running (a new leader's or a boot's reconciliation)
+	// answers 409 at once: wait for it, as a user would try again.
+	for busyUntil := time.Now().Add(time.Minute); ; {
+		req, err := http.NewRequest(http.MethodPost, m.url+"/flash/deploy", bytes.NewReader(mf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		start = time.Now()
+		if resp, err = (&http.Client{Timeout: 2 * time.Minute}).Do(req); err != nil {
+			t.Fatalf("POST /flash/deploy: %v", err)
+		}
+		if resp.StatusCode != http.StatusConflict || time.Now().After(busyUntil) {
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
