@@ -221,6 +221,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 
 	s.mux.HandleFunc("GET /ping", s.ping)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.HandleFunc("GET "+wire.PathLoad, s.load)
 	if len(s.qb) > 0 {
 		for _, prefix := range []string{"", "/v2/{endpoint}"} {
 			s.mux.Handle("POST "+prefix+"/runsync", handlerFunc(s.runsync))
