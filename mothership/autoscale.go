@@ -285,13 +285,19 @@ func (m *Mothership) drain(ctx context.Context, sc provider.Scaler, ep provider.
 	}
 	dctx, cancel := context.WithTimeout(ctx, m.cfg.DeployTimeout)
 	defer cancel()
+	var gone []string
 	for _, u := range urls {
-		m.waitIdle(dctx, u)
+		if id := m.waitIdle(dctx, u); id != "" {
+			gone = append(gone, id)
+		}
 	}
 	if _, err := sc.RemoveReplicas(dctx, ep, urls); err != nil {
 		m.cfg.Metrics.Scaled(ep.Resource, false, true, len(rest.URLs))
 		m.log.Warn("scale down: stopping a drained replica failed", "resource", ep.Resource, "err", RedactURLs(err.Error()))
 		return
+	}
+	for _, id := range gone {
+		m.inst.instanceGone(ep.Resource, id)
 	}
 	m.cfg.Metrics.Scaled(ep.Resource, false, false, len(rest.URLs))
 	m.log.Info("resource scaled down", "resource", ep.Resource, "from", len(ep.URLs), "to", len(rest.URLs),
@@ -300,17 +306,21 @@ func (m *Mothership) drain(ctx context.Context, sc provider.Scaler, ep provider.
 
 // waitIdle waits until the replica at u holds no work (or does not answer,
 // or ctx ends): callers that picked it before it left the manifest finish.
-func (m *Mothership) waitIdle(ctx context.Context, u string) {
+// It returns the replica's instance id when it said it.
+func (m *Mothership) waitIdle(ctx context.Context, u string) (instance string) {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
 		l := m.readLoad(ctx, u)
+		if l != nil {
+			instance = l.Instance
+		}
 		if l == nil || l.Queued+l.Running == 0 {
-			return
+			return instance
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return instance
 		case <-t.C:
 		}
 	}

@@ -179,6 +179,16 @@ func (in *instances) endpointGone(e provider.Endpoint) {
 	}
 }
 
+// instanceGone marks one instance of resource as gone (a replica the
+// autoscaler stopped): waitApplied no longer waits for it.
+func (in *instances) instanceGone(resource, instance string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if k := (instanceKey{resource, instance}); in.all[k].Instance != "" {
+		in.gone[k] = true
+	}
+}
+
 // forget drops every instance of a removed resource.
 func (in *instances) forget(resource string) {
 	in.mu.Lock()

@@ -13,6 +13,7 @@ func (s *Server) load(w http.ResponseWriter, _ *http.Request) {
 	l := s.jobs.load(s.cfg.Now())
 	l.Running += len(s.lb.slots)
 	l.Queued += int(s.lb.waiting.Load())
+	l.Instance = s.cfg.Instance
 	wire.WriteJSON(w, http.StatusOK, l)
 }
 

@@ -66,6 +66,9 @@ type Config struct {
 	// Identity is the resource name, or "standalone"; it is logged and is the
 	// "resource" label of every metric.
 	Identity string
+	// Instance is this process's instance id, as it reports itself to the
+	// mothership; GET /flash/load names it.
+	Instance string
 	// APIKey, when not empty, is the bearer key every request but /ping must carry.
 	APIKey string
 	// MaxBody limits request bodies; default 10 MiB.

@@ -7,7 +7,8 @@ const PathLoad = "/flash/load"
 
 // Load is an endpoint's answer on PathLoad.
 type Load struct {
-	Queued       int   `json:"queued"`         // jobs and calls waiting for a slot
-	Running      int   `json:"running"`        // jobs and calls running
-	OldestWaitMs int64 `json:"oldest_wait_ms"` // how long the oldest queued job has waited
+	Queued       int    `json:"queued"`             // jobs and calls waiting for a slot
+	Running      int    `json:"running"`            // jobs and calls running
+	OldestWaitMs int64  `json:"oldest_wait_ms"`     // how long the oldest queued job has waited
+	Instance     string `json:"instance,omitempty"` // the endpoint's instance id (FLASH_INSTANCE_ID)
 }
