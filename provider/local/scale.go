@@ -19,14 +19,9 @@ var _ provider.Scaler = (*Provider)(nil)
 // its monitoring). On failure the new processes are stopped and their
 // records deleted; the deployment is left as it was.
 func (p *Provider) AddReplicas(ctx context.Context, e provider.Endpoint, n int) (provider.Endpoint, error) {
-	if err := p.checkOpen(); err != nil {
+	d, err := p.lockLive(e.ID, "add replicas to")
+	if err != nil {
 		return e, err
-	}
-	p.mu.Lock()
-	d := p.deps[e.ID]
-	if d == nil {
-		p.mu.Unlock()
-		return e, fmt.Errorf("local: add replicas to %s: %w", e.ID, ErrNoDeployment)
 	}
 	first := d.next
 	d.next += n
@@ -72,14 +67,9 @@ func (p *Provider) AddReplicas(ctx context.Context, e provider.Endpoint, n int) 
 // serve are ignored. The caller stops sending to urls first: this call does
 // not publish anything.
 func (p *Provider) RemoveReplicas(ctx context.Context, e provider.Endpoint, urls []string) (provider.Endpoint, error) {
-	if err := p.checkOpen(); err != nil {
+	d, err := p.lockLive(e.ID, "remove replicas of")
+	if err != nil {
 		return e, err
-	}
-	p.mu.Lock()
-	d := p.deps[e.ID]
-	if d == nil {
-		p.mu.Unlock()
-		return e, fmt.Errorf("local: remove replicas of %s: %w", e.ID, ErrNoDeployment)
 	}
 	var keep, gone []*replica
 	for _, r := range d.replicas {
@@ -105,4 +95,20 @@ func (p *Provider) RemoveReplicas(ctx context.Context, e provider.Endpoint, urls
 	}
 	p.log.Info("replicas removed", "resource", d.resource, "id", d.id, "removed", len(gone), "replicas", len(out.URLs))
 	return out, nil
+}
+
+// lockLive locks p.mu and returns the live deployment id; on an error
+// (closed, or no such deployment) p.mu is not held.
+func (p *Provider) lockLive(id, op string) (*deployment, error) {
+	p.mu.Lock()
+	d := p.deps[id]
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return nil, ErrClosed
+	case d == nil:
+		p.mu.Unlock()
+		return nil, fmt.Errorf("local: %s %s: %w", op, id, ErrNoDeployment)
+	}
+	return d, nil
 }
