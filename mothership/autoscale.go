@@ -122,6 +122,13 @@ func (m *Mothership) scaleOnce(ctx context.Context, sc provider.Scaler) {
 	if mf == nil {
 		return
 	}
+	m.scale.mu.Lock()
+	for name, s := range m.scale.res {
+		if mf.Resources[name] == nil && !s.busy && len(s.waiting) == 0 {
+			delete(m.scale.res, name) // removed from the app
+		}
+	}
+	m.scale.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, name := range mf.ResourceNames() {
 		res := mf.Resources[name]
