@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -231,5 +232,27 @@ func TestAutoscaleBadConfig(t *testing.T) {
 	var le *LimitError
 	if !errors.As(err, &le) || len(le.Problems) != 1 {
 		t.Fatalf("checkDesired = %v, want a LimitError naming the scaler value", err)
+	}
+}
+
+// Status redacts a copy of the endpoint URLs: the served manifest, which
+// the gateway reads at the same time, is never written.
+func TestStatusLeavesManifestAlone(t *testing.T) {
+	h, _ := newScalingHarness(t)
+	mustReconcile(t, h.m, autoscaled(t, map[string]any{"scalerType": "REQUEST_COUNT", "workersMin": 2, "workersMax": 2}))
+	mf, _ := h.m.Current()
+	urls := mf.Resources["w"].URLs()
+	u, _ := url.Parse(urls[0])
+	u.User = url.UserPassword("user", "secret")
+	withCreds := mf.WithRuntime("w", manifest.Runtime{EndpointURLs: []string{u.String(), urls[1]}, Status: manifest.StatusDeployed})
+	if _, err := h.m.Publish(t.Context(), withCreds); err != nil {
+		t.Fatal(err)
+	}
+	st := h.m.Status(t.Context()).Resources["w"]
+	if strings.Contains(st.EndpointURLs[0], "secret") {
+		t.Fatalf("status shows a credential: %v", st.EndpointURLs)
+	}
+	if cur, _ := h.m.Current(); cur.Resources["w"].URLs()[0] != u.String() {
+		t.Fatalf("Status rewrote the served manifest: %v", cur.Resources["w"].URLs())
 	}
 }

@@ -395,7 +395,7 @@ func (m *Mothership) Status(ctx context.Context) Status {
 	st := Status{Version: version, Resources: map[string]ResourceStatus{}, Instances: []InstanceStatus{}}
 	if mf != nil {
 		for name, r := range mf.Resources {
-			urls := r.URLs()
+			urls := slices.Clone(r.URLs()) // the served manifest is shared: redact a copy
 			if urls == nil {
 				urls = []string{}
 			}
