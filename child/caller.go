@@ -68,6 +68,10 @@ func (c *Caller) Route(ctx context.Context, fn string) (*Target, error) {
 	return c.router.Route(ctx, fn)
 }
 
+// Invoker returns the Invoker the Caller calls with, for calls the Router
+// does not route (an object's instance, pinned to one replica).
+func (c *Caller) Invoker() *Invoker { return c.invoker }
+
 // Table returns the routing table in use (Router.Table).
 func (c *Caller) Table() *Table { return c.router.Table() }
 

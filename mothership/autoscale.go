@@ -143,11 +143,21 @@ func (m *Mothership) scaleOnce(ctx context.Context, sc provider.Scaler) {
 		m.scale.mu.Lock()
 		busy := m.scale.of(name).busy
 		m.scale.mu.Unlock()
+		if hasObjects(res) {
+			// Objects live in a replica's memory (docs/objects.md): it
+			// grows, but a replica is never stopped under them.
+			cfg.Min = max(cfg.Min, len(ep.URLs), 1)
+		}
 		if !busy {
 			wg.Go(func() { m.scaleResource(ctx, sc, name, cfg, ep) })
 		}
 	}
 	wg.Wait()
+}
+
+// hasObjects reports whether r serves stateful objects (class entries).
+func hasObjects(r *manifest.Resource) bool {
+	return slices.ContainsFunc(r.Functions, func(f manifest.Function) bool { return f.IsClass })
 }
 
 // scaleResource reads the load of one resource and starts the operation the

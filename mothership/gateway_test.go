@@ -76,16 +76,7 @@ func TestGatewayJobReachesItsReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := func(base, method, path string) (int, map[string]string) {
-		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(`{"input":{}}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]string
-		b, _ := io.ReadAll(resp.Body)
-		json.Unmarshal(b, &out)
-		return resp.StatusCode, out
+		return gatewayCall[string](t, base, method, path, `{"input":{}}`)
 	}
 	var ids []string
 	for i := range 9 {
@@ -200,4 +191,20 @@ func TestGatewayRelaysLargeAnswersWhole(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK || string(got) != big {
 		t.Fatalf("%d, %d bytes (%v), want the %d bytes sent", resp.StatusCode, len(got), err, len(big))
 	}
+}
+
+// gatewayCall sends body to base+path and returns the status and the JSON
+// object answered.
+func gatewayCall[V any](t *testing.T, base, method, path, body string) (int, map[string]V) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]V
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
 }

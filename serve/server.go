@@ -59,6 +59,10 @@ type Func struct {
 	// Bind decodes the input and returns the job to run. A Bind error is the
 	// caller's fault (400) and is reported before anything is queued.
 	Bind func(in Input) (Job, error)
+	// Internal marks flash's own routes (stateful objects, under /flash/):
+	// served like a load-balanced function at Method and Path, which may be
+	// reserved, whatever the resource's kind; Name need only be unique.
+	Internal bool
 }
 
 // Config configures a Server. The zero value means the defaults.
@@ -108,6 +112,10 @@ type Config struct {
 	// Public, when not nil, names requests served without the API key
 	// (pages that hold no data, such as the mothership's dashboard).
 	Public func(*http.Request) bool
+	// Untraced, when not nil, names requests that get no span (traffic of
+	// the tracing itself, such as trace exports, which would otherwise
+	// make spans to export for ever).
+	Untraced func(*http.Request) bool
 }
 
 // Defaults of Config.
@@ -189,7 +197,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 		case f.Name == "":
 			bad("function #%d: empty name", i)
 			continue
-		case !manifest.ValidFunctionName(f.Name):
+		case !f.Internal && !manifest.ValidFunctionName(f.Name):
 			bad("%s: name must be a Go or Python identifier", where)
 		case names[f.Name]:
 			bad("%s: registered twice", where)
@@ -208,7 +216,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			bad("%s: method %q: want one of %s", where, f.Method, strings.Join(manifest.Methods, ", "))
 		case !strings.HasPrefix(f.Path, "/"):
 			bad("%s: path %q must start with /", where, f.Path)
-		case manifest.ReservedPath(f.Path):
+		case manifest.ReservedPath(f.Path) && !f.Internal:
 			bad("%s: path %q is reserved (or shadows a path flash serves itself)", where, f.Path)
 		default:
 			route := f.Method + " " + f.Path

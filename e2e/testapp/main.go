@@ -5,6 +5,8 @@
 //	front  relay, ping, find
 //	back   slow, cancelled, pong, lookup, countq (streams)
 //	edge   GET /items/{id}, POST /count (LB; count streams), POST /sleep (the load runs overload it)
+//	keeper the object Counter (inc reports the serving process's pid);
+//	       front's open and bump make and call Counters from a child
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
@@ -16,6 +18,7 @@ package main
 import (
 	"context"
 	"iter"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -137,7 +140,44 @@ func newApp() *flash.App {
 			return SlowOut{}, ctx.Err()
 		}
 	})
+	counter := flash.RegisterObject(app.Queue("keeper", flash.ResourceConfig{}), "Counter",
+		func(ctx context.Context, in CounterInit) (*Counter, error) { return &Counter{n: in.Start}, nil })
+	inc := flash.Method(counter, "inc", func(ctx context.Context, c *Counter, in IncIn) (IncOut, error) {
+		c.n += in.By
+		return IncOut{N: c.n, PID: os.Getpid()}, nil
+	})
+	flash.Register(front, "open", func(ctx context.Context, in CounterInit) (flash.Handle[Counter], error) {
+		return counter.New(ctx, in)
+	})
+	flash.Register(front, "bump", func(ctx context.Context, in BumpIn) (IncOut, error) {
+		return inc.Call(ctx, in.Counter, IncIn{By: in.By})
+	})
 	return app
+}
+
+// Counter is a count that lives on one replica of keeper.
+type Counter struct{ n int }
+
+// CounterInit is Counter's constructor input.
+type CounterInit struct {
+	Start int `json:"start"`
+}
+
+// IncIn is inc's input.
+type IncIn struct {
+	By int `json:"by"`
+}
+
+// IncOut is inc's result: the count, and the process that holds it.
+type IncOut struct {
+	N   int `json:"n"`
+	PID int `json:"pid"`
+}
+
+// BumpIn is bump's input: a Counter to increment from front.
+type BumpIn struct {
+	Counter flash.Handle[Counter] `json:"counter"`
+	By      int                   `json:"by"`
 }
 
 // CountIn is count's input.
