@@ -56,7 +56,7 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	}
 	a.caller.Store(child.NewCaller(router, invoker, sync))
 
-	srv, err := serve.New(serve.Config{Identity: cfg.Resource, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready, Tracer: tracer},
+	srv, err := serve.New(serve.Config{Identity: cfg.Resource, Instance: cfg.Instance, APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Workers: cfg.Workers, QueueSize: cfg.QueueSize, Limits: cfg.Limits, Logger: cfg.Logger, Ready: ready, Tracer: tracer},
 		a.serveFuncs(res.Name))
 	if err != nil {
 		return err

@@ -57,8 +57,11 @@ type ResourceConfig struct {
 	// resources and "LiveLoadBalancer" for load-balanced ones.
 	Type string
 	// WorkersMin > 1 makes the local provider start that many replicas.
+	// With a "scalerType" in Extra the resource autoscales between
+	// WorkersMin (0: down to zero) and WorkersMax, locally as on Runpod
+	// (docs/autoscaling.md).
 	WorkersMin int
-	// WorkersMax is passed through to providers that scale.
+	// WorkersMax bounds the replicas of an autoscaled resource.
 	WorkersMax int
 	// GPUIDs is the seed's gpuIds, e.g. "AMPERE_16,ADA_24".
 	GPUIDs string

@@ -74,6 +74,7 @@ type Router struct {
 	log        *slog.Logger
 	table      atomic.Pointer[Table]
 	standalone sync.Once
+	gateways   []string // the motherships' URLs: where calls to a resource scaled to zero go
 }
 
 // NewRouter returns a Router; with cfg.Sync set it follows that Sync's
@@ -84,6 +85,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		r.log = slog.Default()
 	}
 	if r.sync != nil {
+		r.gateways = trimURLs(r.sync.bases)
 		r.sync.subscribe(r.Apply)
 	}
 	return r
@@ -95,7 +97,7 @@ func (r *Router) Apply(m *manifest.Manifest, version int64) {
 	if m == nil {
 		return
 	}
-	r.table.Store(buildTable(m, version, r.identity))
+	r.table.Store(buildTable(m, version, r.identity, r.gateways))
 }
 
 // Route says where fn runs: (nil, nil) → in-process; a target → call it
@@ -132,8 +134,10 @@ func (r *Router) routeWithout(ctx context.Context, fn string) (*Target, error) {
 	return r.table.Load().Route(fn)
 }
 
-// buildTable applies rules 2–4 of SPEC §5.2 to every function of m.
-func buildTable(m *manifest.Manifest, version int64, identity string) *Table {
+// buildTable applies rules 2–4 of SPEC §5.2 to every function of m. A
+// resource scaled to zero (status idle) is called through the gateways,
+// which start a replica and hold the call until it serves.
+func buildTable(m *manifest.Manifest, version int64, identity string, gateways []string) *Table {
 	t := &Table{version: version, routes: make(map[string]route, len(m.FunctionRegistry))}
 	for fn, resName := range m.FunctionRegistry {
 		res := m.Resources[resName]
@@ -155,6 +159,9 @@ func buildTable(m *manifest.Manifest, version int64, identity string) *Table {
 			continue
 		}
 		urls := res.URLs()
+		if len(urls) == 0 && res.Status == manifest.StatusIdle && len(gateways) > 0 {
+			urls = viaGateways(gateways, resName, res.LoadBalanced)
+		}
 		if len(urls) == 0 || res.Status == manifest.StatusFailed {
 			t.routes[fn] = route{err: &flasherr.NotReadyError{Function: fn, Resource: resName,
 				Status: string(res.Status), Reason: res.Error}}
@@ -203,6 +210,20 @@ func lbRoute(m *manifest.Manifest, res *manifest.Resource, fn string) (method, p
 		}
 	}
 	return "", "", false
+}
+
+// viaGateways returns where the motherships' gateways serve resource:
+// its Runpod API shape (/v2/{resource}) or its LB routes (/{resource}).
+func viaGateways(gateways []string, resource string, lb bool) []string {
+	prefix := "/v2/"
+	if lb {
+		prefix = "/"
+	}
+	out := make([]string, len(gateways))
+	for i, g := range gateways {
+		out[i] = g + prefix + resource
+	}
+	return out
 }
 
 func trimURLs(urls []string) []string {

@@ -223,3 +223,23 @@ func BenchmarkRoute(b *testing.B) {
 		})
 	})
 }
+
+// A resource scaled to zero (status idle, no URL) is called through the
+// motherships' gateways, which start a replica; without a mothership it is
+// not ready.
+func TestRouteScaledToZero(t *testing.T) {
+	m := routingManifest(t).WithRuntime("embedder", manifest.Runtime{Status: manifest.StatusIdle})
+	tb := buildTable(m, 4, "api", []string{"http://ms1:8080", "http://ms2:8080"})
+	tg, err := tb.Route("embed")
+	if err != nil || tg == nil || tg.LB || strings.Join(tg.URLs, " ") != "http://ms1:8080/v2/embedder http://ms2:8080/v2/embedder" {
+		t.Fatalf("Route(embed) = %+v, %v; want the gateways' /v2/embedder", tg, err)
+	}
+	lb := m.WithRuntime("api", manifest.Runtime{Status: manifest.StatusIdle})
+	if tg, err := buildTable(lb, 4, "embedder", []string{"http://ms1:8080"}).Route("process"); err != nil || !tg.LB ||
+		strings.Join(tg.URLs, " ") != "http://ms1:8080/api" {
+		t.Fatalf("Route(process) = %+v, %v; want the gateway's /api", tg, err)
+	}
+	if _, err := buildTable(m, 4, "api", nil).Route("embed"); !errors.Is(err, flasherr.ErrEndpointNotReady) {
+		t.Fatalf("without a mothership: %v, want not ready", err)
+	}
+}

@@ -208,12 +208,14 @@ func TestDataPlaneDeadlineCancelsCallee(t *testing.T) {
 		return out.Cancelled
 	}
 	for _, c := range []struct {
-		name string
-		body map[string]any
-		hdr  []string
+		name     string
+		body     map[string]any
+		hdr      []string
+		deadline time.Duration
 	}{
-		{"policy.executionTimeout", withPolicy(envelope("relay", map[string]int{"ms": 10000}), 200), nil},
-		{"X-Flash-Timeout", envelope("relay", map[string]int{"ms": 10000}), []string{"X-Flash-Timeout: 200"}},
+		// Runpod's shortest executionTimeout is 5 s.
+		{"policy.executionTimeout", withPolicy(envelope("relay", map[string]int{"ms": 60000}), 5000), nil, 5 * time.Second},
+		{"X-Flash-Timeout", envelope("relay", map[string]int{"ms": 10000}), []string{"X-Flash-Timeout: 200"}, 200 * time.Millisecond},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := cancelled(t)
@@ -223,11 +225,11 @@ func TestDataPlaneDeadlineCancelsCallee(t *testing.T) {
 			var j job
 			r.decode(t, &j)
 			if r.Code != http.StatusOK || !timedOut(j) {
-				t.Errorf("relay with a 200 ms deadline: %s, want 200 and a timeout", r)
+				t.Errorf("relay with a %s deadline: %s, want 200 and a timeout", c.deadline, r)
 			}
 			t.Logf("relay answered %s: %s", j.Status, j.Error)
-			if took > 3*time.Second {
-				t.Errorf("relay with a 200 ms deadline answered after %s", took)
+			if took > c.deadline+3*time.Second {
+				t.Errorf("relay with a %s deadline answered after %s", c.deadline, took)
 			}
 			eventually(t, 5*time.Second, "slow's context cancelled on back", func() error {
 				if n := cancelled(t); n <= before {
@@ -240,11 +242,17 @@ func TestDataPlaneDeadlineCancelsCallee(t *testing.T) {
 	// The same through the mothership's gateway (SPEC §4.5).
 	t.Run("through the gateway", func(t *testing.T) {
 		r := mustSend(t, http.MethodPost, ms.url+"/v2/front/runsync", apiKey,
-			withPolicy(envelope("relay", map[string]int{"ms": 10000}), 200))
+			withPolicy(envelope("relay", map[string]int{"ms": 60000}), 5000))
 		var j job
 		r.decode(t, &j)
 		if !timedOut(j) {
 			t.Errorf("relay through the gateway: %s, want a timeout", r)
+		}
+		// Below Runpod's 5 s the policy is refused, through the gateway too.
+		r = mustSend(t, http.MethodPost, ms.url+"/v2/front/runsync", apiKey,
+			withPolicy(envelope("relay", map[string]int{"ms": 1}), 200))
+		if r.Code != http.StatusBadRequest || !strings.Contains(string(r.Body), "policy.executionTimeout") {
+			t.Errorf("executionTimeout 200 through the gateway: %s, want 400 naming it", r)
 		}
 		var done struct {
 			Finished bool   `json:"finished"`

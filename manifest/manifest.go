@@ -28,6 +28,9 @@ const (
 	StatusUpdated  Status = "updated"
 	StatusFailed   Status = "failed"
 	StatusRemoving Status = "removing"
+	// StatusIdle is an autoscaled resource scaled to zero: no replica
+	// runs, and a call through the mothership's gateway starts one.
+	StatusIdle Status = "idle"
 )
 
 // RuntimeKeys are the resource keys written only by the mothership. They are

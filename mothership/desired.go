@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/flash-go/flash/internal/scaler"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/store"
 )
@@ -50,6 +51,9 @@ func (m *Mothership) overLimits(desired *manifest.Manifest) []string {
 	for _, name := range desired.ResourceNames() {
 		if n := replicas(desired.Resources[name]); n > m.cfg.MaxReplicas {
 			problems = append(problems, fmt.Sprintf("resource %q: workersMin %d, at most %d replicas allowed", name, n, m.cfg.MaxReplicas))
+		}
+		if _, _, err := scaler.FromEntry(desired.Resources[name].Raw(), m.cfg.MaxReplicas); err != nil {
+			problems = append(problems, fmt.Sprintf("resource %q: autoscaling: %v", name, err))
 		}
 	}
 	return problems

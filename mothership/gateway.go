@@ -80,14 +80,15 @@ func gatewayName(name string) bool {
 
 // replicasOf returns the endpoint URLs of the resource name of the wanted
 // kind from the current snapshot, or answers 404 (unknown) or 503 (no
-// working endpoint) itself and returns nil.
-func (m *Mothership) replicasOf(w http.ResponseWriter, name string, lb bool) []string {
-	return m.urlsOf(w, name, &lb)
+// working endpoint) itself and returns nil. A resource scaled to zero gets
+// a replica started: the call waits for it within its deadline.
+func (m *Mothership) replicasOf(w http.ResponseWriter, r *http.Request, name string, lb bool) []string {
+	return m.urlsOf(w, r, name, &lb)
 }
 
 // urlsOf is replicasOf for a resource of kind *lb, or of either kind when
 // lb is nil.
-func (m *Mothership) urlsOf(w http.ResponseWriter, name string, lb *bool) []string {
+func (m *Mothership) urlsOf(w http.ResponseWriter, r *http.Request, name string, lb *bool) []string {
 	mf, _ := m.Current()
 	var res *manifest.Resource
 	if mf != nil {
@@ -110,6 +111,15 @@ func (m *Mothership) urlsOf(w http.ResponseWriter, name string, lb *bool) []stri
 		return nil
 	}
 	urls := res.URLs()
+	if len(urls) == 0 && res.Status == manifest.StatusIdle {
+		if urls = m.waitReplica(r.Context(), name); urls == nil {
+			w.Header().Set(wire.HeaderRetryAfter, "1")
+			wire.WriteError(w, http.StatusServiceUnavailable, "resource "+quote(name)+" is scaled to zero and no replica started in time",
+				"resource", name, "status", string(res.Status))
+			return nil
+		}
+		return urls
+	}
 	if len(urls) == 0 || res.Status == manifest.StatusFailed || res.Status == manifest.StatusPending {
 		msg := "resource " + quote(name) + " is not ready"
 		if res.Error != "" {
@@ -125,7 +135,7 @@ func (m *Mothership) urlsOf(w http.ResponseWriter, name string, lb *bool) []stri
 // forwardQB sends r to a replica of the QB resource t.resource: a job's later
 // requests to the replica that holds it, anything else round robin.
 func (m *Mothership) forwardQB(w http.ResponseWriter, r *http.Request, t gatewayTarget, id string) {
-	urls := m.replicasOf(w, t.resource, false)
+	urls := m.replicasOf(w, r, t.resource, false)
 	if urls == nil {
 		return
 	}
@@ -147,7 +157,7 @@ func (m *Mothership) forwardLB(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusNotFound, "not found (not a resource name)")
 		return
 	}
-	urls := m.replicasOf(w, name, true)
+	urls := m.replicasOf(w, r, name, true)
 	if urls == nil {
 		return
 	}

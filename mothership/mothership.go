@@ -106,6 +106,12 @@ type Config struct {
 	// (URL credentials still masked), besides LOG_LEVEL, TZ, LANG,
 	// GOMAXPROCS, GOMEMLIMIT and GODEBUG; every other env value is "***".
 	EnvVisible []string
+	// APIKey is the app's key: the autoscaler sends it to read the load of
+	// replicas. Empty when endpoints require none.
+	APIKey string
+	// ScaleTick is how often the autoscaler reads the load of autoscaled
+	// resources (docs/autoscaling.md). Default 500 ms.
+	ScaleTick time.Duration
 	// Transport carries gateway requests to resources. Default:
 	// wire.NewTransport().
 	Transport http.RoundTripper
@@ -164,9 +170,10 @@ type Mothership struct {
 
 	inst    instances
 	events  endpointEvents
-	trail   *deployTrail    // recent reconcile events, for the dashboard
-	edges   *edgeStats      // children's outgoing calls, for the dashboard
-	jobs    jobReplicas     // gateway: which replica holds a job
+	trail   *deployTrail // recent reconcile events, for the dashboard
+	edges   *edgeStats   // children's outgoing calls, for the dashboard
+	jobs    jobReplicas  // gateway: which replica holds a job
+	scale   *autoscaler
 	objects *locate.Locator // gateway: which replica URL is which replica, for object calls
 	rr      atomic.Uint64   // gateway round robin over replicas
 	parked  atomic.Int64    // long polls waiting now
@@ -192,6 +199,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	orDefault(&cfg.MaxResources, DefaultMaxResources)
 	orDefault(&cfg.MaxReplicas, DefaultMaxReplicas)
 	orDefault(&cfg.MaxInstances, DefaultMaxInstances)
+	orDefault(&cfg.ScaleTick, DefaultScaleTick)
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = DefaultArtifactDir
 	}
@@ -222,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		objects:   locate.New(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
 		trail:     newDeployTrail(),
+		scale:     newAutoscaler(),
 		edges:     newEdgeStats(),
 	}
 	m.fence, _ = cfg.Store.(*Fenced)
@@ -266,6 +275,7 @@ func (m *Mothership) Run(ctx context.Context) error {
 	defer m.stopMu.Do(func() { close(m.stop) })
 	var wg sync.WaitGroup
 	wg.Go(func() { m.inst.flushLoop(ctx, m.store, m.cfg.Now) })
+	wg.Go(func() { m.autoscale(ctx) })
 	m.follow(ctx)
 	wg.Wait()
 	if t, ok := m.transport.(interface{ CloseIdleConnections() }); ok {

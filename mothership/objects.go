@@ -35,7 +35,7 @@ func (m *Mothership) forwardObject(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusBadRequest, "not an instance id", "code", string(flasherr.CodeInvalidArgument))
 		return
 	}
-	urls := m.urlsOf(w, name, nil)
+	urls := m.urlsOf(w, r, name, nil)
 	if urls == nil {
 		return
 	}

@@ -63,8 +63,24 @@ func hasRuntime(r *manifest.Resource) bool {
 	return r.ConfigHash != "" || len(r.URLs()) > 0 || r.Status != "" || r.Error != ""
 }
 
-// working reports whether a published entry describes a serving endpoint.
+// scaledStatus is the status of a deployed resource that has n replicas
+// now: idle at zero, deployed again when it had been idle.
+func scaledStatus(s manifest.Status, n int) manifest.Status {
+	switch {
+	case n == 0:
+		return manifest.StatusIdle
+	case s == manifest.StatusIdle:
+		return manifest.StatusDeployed
+	}
+	return s
+}
+
+// working reports whether a published entry describes a serving endpoint
+// (one scaled to zero serves: a call starts a replica).
 func working(p *manifest.Resource) bool {
+	if p != nil && p.Status == manifest.StatusIdle {
+		return true
+	}
 	if p == nil || len(p.URLs()) == 0 {
 		return false
 	}
@@ -164,8 +180,9 @@ func (rc *reconciler) runtimeLocked(name string) manifest.Runtime {
 	if st != nil && st.rt != nil {
 		rt := *st.rt
 		if st.ep.ID != "" {
-			if d, ok := rc.m.deployedOf(name); ok && d.ID == st.ep.ID && len(d.URLs) > 0 {
-				rt.EndpointURLs = d.URLs // moved since (EndpointChanged)
+			if d, ok := rc.m.deployedOf(name); ok && d.ID == st.ep.ID {
+				// Moved (EndpointChanged) or scaled (autoscaler) since.
+				rt.EndpointURLs, rt.Status = d.URLs, scaledStatus(rt.Status, len(d.URLs))
 			}
 		}
 		return rt

@@ -94,6 +94,19 @@ func sameJSON(a, b []byte) bool {
 // It calls the store: from a provider callback that must stay short, run it
 // in its own goroutine.
 func (m *Mothership) EndpointChanged(ctx context.Context, ep provider.Endpoint) {
+	if len(ep.URLs) == 0 {
+		return // a restart never empties an endpoint
+	}
+	if v, ok := m.publishURLs(ctx, ep); ok && v > 0 {
+		m.log.Info("endpoint moved; new URLs published", "resource", ep.Resource, "urls", redactAll(ep.URLs), "version", v)
+	}
+}
+
+// publishURLs publishes ep's URLs as its resource's endpoint_urls when ep is
+// the resource's published deployment (none: status idle, scaled to zero).
+// It returns the version that carries them, 0 when nothing changed, and
+// false when they could not be published (logged).
+func (m *Mothership) publishURLs(ctx context.Context, ep provider.Endpoint) (int64, bool) {
 	changed := false
 	moved := func(served *manifest.Manifest) (*manifest.Manifest, error) {
 		changed = false
@@ -111,24 +124,25 @@ func (m *Mothership) EndpointChanged(ctx context.Context, ep provider.Endpoint) 
 			m.deployed[ep.Resource] = ep
 		}
 		m.mu.Unlock()
-		if !current || len(ep.URLs) == 0 || slices.Equal(r.URLs(), ep.URLs) {
+		status := scaledStatus(r.Status, len(ep.URLs))
+		if !current || (slices.Equal(r.URLs(), ep.URLs) && status == r.Status) {
 			return nil, nil
 		}
 		changed = true
 		return served.WithRuntime(ep.Resource, manifest.Runtime{ConfigHash: r.ConfigHash, EndpointURLs: ep.URLs,
-			Status: r.Status, Error: r.Error}), nil
+			Status: status, Error: r.Error}), nil
 	}
 	for attempt := 1; ; attempt++ {
 		v, err := m.publish(ctx, moved)
 		if err == nil {
-			if changed {
-				m.log.Info("endpoint moved; new URLs published", "resource", ep.Resource, "urls", redactAll(ep.URLs), "version", v)
+			if !changed {
+				return 0, true
 			}
-			return
+			return v, true
 		}
 		if !isConflict(err) || attempt == maxConflicts {
 			m.log.Error("cannot publish an endpoint's new URLs", "resource", ep.Resource, "urls", redactAll(ep.URLs), "err", err)
-			return
+			return 0, false
 		}
 		// Another writer published: decide again from what it published.
 	}

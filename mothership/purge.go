@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/manifest"
 )
 
 // servePurgeQueue serves POST /v2/{resource}/purge-queue: each replica keeps
@@ -19,10 +20,12 @@ func (m *Mothership) servePurgeQueue(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusNotFound, "unknown queue-based resource (not a resource name)")
 		return
 	}
-	urls := m.replicasOf(w, name, false)
-	if urls == nil {
-		return
-	}
+	var urls []string
+	if mf, _ := m.Current(); mf == nil || mf.Resources[name] == nil || mf.Resources[name].Status != manifest.StatusIdle {
+		if urls = m.replicasOf(w, r, name, false); urls == nil {
+			return
+		}
+	} // else scaled to zero: no replica, no queue, nothing to start
 	client := &http.Client{Transport: m.transport}
 	removed := 0
 	for _, u := range urls {

@@ -3,6 +3,7 @@ package mothership
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -11,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flash-go/flash/internal/scaler"
 	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/store"
 )
@@ -176,6 +179,16 @@ func (in *instances) endpointGone(e provider.Endpoint) {
 	}
 }
 
+// instanceGone marks one instance of resource as gone (a replica the
+// autoscaler stopped): waitApplied no longer waits for it.
+func (in *instances) instanceGone(resource, instance string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if k := (instanceKey{resource, instance}); in.all[k].Instance != "" {
+		in.gone[k] = true
+	}
+}
+
 // forget drops every instance of a removed resource.
 func (in *instances) forget(resource string) {
 	in.mu.Lock()
@@ -301,6 +314,10 @@ type ResourceStatus struct {
 	EndpointURLs []string `json:"endpoint_urls"`
 	ConfigHash   string   `json:"config_hash"`
 	Error        string   `json:"error"`
+	// Replicas is how many replicas serve now (its endpoint URLs); Scaling
+	// describes its autoscaling ("" for fixed replicas).
+	Replicas int    `json:"replicas"`
+	Scaling  string `json:"scaling,omitempty"`
 	// Restarts counts the provider's restarts of the resource's processes
 	// since this mothership started; LastEvent describes the latest one.
 	Restarts  int    `json:"restarts"`
@@ -379,7 +396,7 @@ func (m *Mothership) Status(ctx context.Context) Status {
 	st := Status{Version: version, Resources: map[string]ResourceStatus{}, Instances: []InstanceStatus{}}
 	if mf != nil {
 		for name, r := range mf.Resources {
-			urls := r.URLs()
+			urls := slices.Clone(r.URLs()) // the served manifest is shared: redact a copy
 			if urls == nil {
 				urls = []string{}
 			}
@@ -389,7 +406,7 @@ func (m *Mothership) Status(ctx context.Context) Status {
 			}
 			st.Resources[name] = ResourceStatus{Type: r.Type, Status: string(r.Status), EndpointURL: firstOf(urls),
 				EndpointURLs: urls, ConfigHash: r.ConfigHash, Error: RedactURLs(r.Error), Restarts: ev.restarts,
-				LastEvent: RedactURLs(ev.last)}
+				LastEvent: RedactURLs(ev.last), Replicas: len(urls), Scaling: scalingOf(r, m.cfg.MaxReplicas)}
 		}
 	}
 	now := m.cfg.Now()
@@ -468,4 +485,14 @@ func (m *Mothership) waitApplied(ctx context.Context, v int64) {
 		case <-tick.C:
 		}
 	}
+}
+
+// scalingOf describes r's autoscaling for the status: "REQUEST_COUNT 2,
+// 0-3 replicas, idle 5s"; "" when it keeps a fixed number of replicas.
+func scalingOf(r *manifest.Resource, limit int) string {
+	c, ok, err := scaler.FromEntry(r.Raw(), limit)
+	if !ok || err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %v, %d-%d replicas, idle %s", c.Kind, c.Value, c.Min, c.Max, c.Idle)
 }

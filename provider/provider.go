@@ -43,3 +43,17 @@ type Provider interface {
 	// List returns this app's live endpoints.
 	List(ctx context.Context) ([]Endpoint, error)
 }
+
+// Scaler is a Provider that can change the replicas of a deployed endpoint
+// (provider/local); the mothership's autoscaler decides when. A provider
+// whose platform scales by itself (provider/runpod) does not implement it.
+type Scaler interface {
+	// AddReplicas starts n more replicas of e, waits until each is
+	// healthy, and returns e with every URL. On failure it stops what it
+	// started and returns e unchanged with the error.
+	AddReplicas(ctx context.Context, e Endpoint, n int) (Endpoint, error)
+	// RemoveReplicas stops the replicas of e that serve urls (their
+	// in-flight work ends within the stop grace) and returns e without
+	// them. Callers stop sending to those URLs first.
+	RemoveReplicas(ctx context.Context, e Endpoint, urls []string) (Endpoint, error)
+}

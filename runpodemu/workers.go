@@ -174,20 +174,15 @@ func (e *Emulator) scaleLocked(run *endpointRun, now time.Time) {
 	p := policy(rec.Endpoint)
 	// Idle workers above the minimum stop after the idle timeout; above
 	// the maximum (workersMax lowered, or 0 to drain) at once.
-	idle := idleTimeout(rec.Endpoint)
-	excess := len(alive) - p.Min
-	alive = slices.DeleteFunc(alive, func(w *worker) bool {
-		if excess <= 0 || w.busy() {
-			return false
-		}
-		over := len(alive)-p.Max > 0
-		if over || now.Sub(w.lastBusy) > idle {
-			excess--
-			e.stopWorkerLocked(w, "idle")
-			return true
-		}
-		return false
-	})
+	ws := make([]scaler.Worker, len(alive))
+	for i, w := range alive {
+		ws[i] = scaler.Worker{Busy: w.busy(), IdleFor: now.Sub(w.lastBusy)}
+	}
+	surplus := p.Surplus(ws, idleTimeout(rec.Endpoint))
+	for _, i := range surplus {
+		e.stopWorkerLocked(alive[i], "idle")
+	}
+	alive = slices.DeleteFunc(alive, func(w *worker) bool { return w.stopping })
 	load := scaler.Load{Workers: len(alive)}
 	if rec.Type == typeLB {
 		load.Queued, load.InProgress = run.lbWaiting, run.lbInflight

@@ -363,8 +363,8 @@ func TestTimeouts(t *testing.T) {
 		{"policy runsync", "/runsync", policy("block", 5000), nil, 5 * time.Second},
 		{"header runsync", "/runsync", envelopeFor("block", map[string]any{"tag": "t"}), []string{"X-Flash-Timeout: 3000"}, 3 * time.Second},
 		{"header smaller wins", "/runsync", policy("block", 60000), []string{"X-Flash-Timeout: 2000"}, 2 * time.Second},
-		{"policy smaller wins", "/runsync", policy("block", 1000), []string{"X-Flash-Timeout: 9000"}, time.Second},
-		{"policy async", "/run", policy("block", 4000), nil, 4 * time.Second},
+		{"policy smaller wins", "/runsync", policy("block", 6000), []string{"X-Flash-Timeout: 9000"}, 6 * time.Second},
+		{"policy async", "/run", policy("block", 8000), nil, 8 * time.Second},
 		{"header async", "/run", envelopeFor("block", map[string]any{"tag": "t"}), []string{"X-Flash-Timeout: 7000"}, 7 * time.Second},
 	}
 	for _, tt := range tests {
@@ -393,6 +393,26 @@ func TestTimeouts(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// policy.executionTimeout outside Runpod's bounds (5 s to 7 days) is a 400
+// that says so, on /run and /runsync, and nothing runs.
+func TestExecutionTimeoutBounds(t *testing.T) {
+	g := newGate()
+	s := newServer(t, Config{}, g)
+	for _, ms := range []string{"0", "4999", "604800001", "1e300"} {
+		for _, path := range []string{"/run", "/runsync"} {
+			body := `{"input":{"function_name":"block","args":[{"tag":"t"}]},"policy":{"executionTimeout":` + ms + `}}`
+			r := do(t, s, "POST", path, body)
+			if r.Code != 400 || !strings.Contains(string(r.Body), "policy.executionTimeout") ||
+				!strings.Contains(string(r.Body), "between 5000 and 604800000") {
+				t.Errorf("%s executionTimeout %s: %d %s, want 400 naming the bounds", path, ms, r.Code, r.Body)
+			}
+		}
+	}
+	if h := s.jobs.health(); h.InQueue+h.InProgress+int(h.Completed+h.Failed) != 0 {
+		t.Fatalf("a refused request ran: %+v", h)
 	}
 }
 

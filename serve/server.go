@@ -70,6 +70,9 @@ type Config struct {
 	// Identity is the resource name, or "standalone"; it is logged and is the
 	// "resource" label of every metric.
 	Identity string
+	// Instance is this process's instance id, as it reports itself to the
+	// mothership; GET /flash/load names it.
+	Instance string
 	// APIKey, when not empty, is the bearer key every request but /ping must carry.
 	APIKey string
 	// MaxBody limits request bodies; default 10 MiB.
@@ -232,6 +235,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 
 	s.mux.HandleFunc("GET /ping", s.ping)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.HandleFunc("GET "+wire.PathLoad, s.load)
 	if len(s.qb) > 0 {
 		for _, prefix := range []string{"", "/v2/{endpoint}"} {
 			s.mux.Handle("POST "+prefix+"/runsync", handlerFunc(s.runsync))

@@ -23,25 +23,33 @@ const (
 	maxWebhookURL   = 2048
 )
 
-// Bounds of policy.ttl (Runpod's).
+// Bounds of policy.ttl and policy.executionTimeout (Runpod's).
 const (
-	minJobTTL = 10 * time.Second
-	maxJobTTL = 7 * 24 * time.Hour
+	minJobTTL      = 10 * time.Second
+	maxJobTTL      = 7 * 24 * time.Hour
+	minExecTimeout = 5 * time.Second
+	maxExecTimeout = 7 * 24 * time.Hour
 )
 
 // extrasOf returns the request's "webhook" URL ("" when it has none) and
-// its policy.ttl (0 when none). Only absolute http(s) URLs are taken.
+// its policy.ttl (0 when none), and checks its policy.executionTimeout
+// against Runpod's bounds (the envelope's decoder read its value). Only
+// absolute http(s) URLs are taken.
 func extrasOf(body []byte) (hook string, ttl time.Duration, err error) {
-	if !bytes.Contains(body, []byte(`"webhook"`)) && !bytes.Contains(body, []byte(`"ttl"`)) {
+	if !bytes.Contains(body, []byte(`"policy"`)) && !bytes.Contains(body, []byte(`"webhook"`)) {
 		return "", 0, nil // the common case costs no second decode
 	}
 	var req struct {
 		Webhook any `json:"webhook"`
 		Policy  struct {
-			TTL *float64 `json:"ttl"`
+			TTL  *float64 `json:"ttl"`
+			Exec *float64 `json:"executionTimeout"`
 		} `json:"policy"`
 	}
 	json.Unmarshal(body, &req) // the envelope's decoder reported what is malformed
+	if ms := req.Policy.Exec; ms != nil && (*ms < float64(minExecTimeout.Milliseconds()) || *ms > float64(maxExecTimeout.Milliseconds())) {
+		return "", 0, badRequest(`"policy.executionTimeout" must be milliseconds between %d and %d`, minExecTimeout.Milliseconds(), maxExecTimeout.Milliseconds())
+	}
 	if ms := req.Policy.TTL; ms != nil {
 		if *ms < float64(minJobTTL.Milliseconds()) || *ms > float64(maxJobTTL.Milliseconds()) {
 			return "", 0, badRequest(`"policy.ttl" must be milliseconds between %d and %d`, minJobTTL.Milliseconds(), maxJobTTL.Milliseconds())

@@ -168,7 +168,7 @@ func TestPrintStatusShowsGoneInstances(t *testing.T) {
 	st.Instances = append(st.Instances, undeployed)
 	var b strings.Builder
 	printStatus(&b, "http://ms", st, now)
-	for _, want := range []string{"old/0", "gone", "up to date", "behind"} {
+	for _, want := range []string{"old/0", "gone", "up to date", "behind", "REPLICAS"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
@@ -199,6 +199,13 @@ func TestStatusChanges(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	const scaling = "REQUEST_COUNT 1, 1-3 replicas, idle 2s"
+	one := statusView{Resources: map[string]statusResource{"w": {Status: "deployed", EndpointURL: "http://127.0.0.1:3", Scaling: scaling}}}
+	two := statusView{Resources: map[string]statusResource{"w": {Status: "deployed", Scaling: scaling,
+		EndpointURLs: []string{"http://127.0.0.1:3", "http://127.0.0.1:5"}}}}
+	if got := statusChanges(one, two, "http://ms", m); len(got) != 1 || got[0] != "w scaled from 1 to 2 replicas (REQUEST_COUNT 1, 1-3 replicas, idle 2s)" {
+		t.Errorf("scaling reported as %q", got)
 	}
 	if len(statusChanges(after, after, "http://ms", m)) != 0 {
 		t.Error("no change reported as one")

@@ -528,6 +528,8 @@ func statusChanges(before, after statusView, base string, m *manifest.Manifest) 
 		switch {
 		case b.Status == string(manifest.StatusFailed) && a.Status != b.Status:
 			lines = append(lines, fmt.Sprintf("%s failed: %s", name, b.Error))
+		case b.Scaling != "" && a.Scaling != "" && len(endpointURLs(a)) != len(endpointURLs(b)):
+			lines = append(lines, fmt.Sprintf("%s scaled from %d to %d replicas (%s)", name, len(endpointURLs(a)), len(endpointURLs(b)), b.Scaling))
 		case was != now && now != "":
 			lines = append(lines, fmt.Sprintf("%s moved to %s (its public address %s is unchanged)", name, now, publicURL(base, name, m.Resources[name])))
 		case b.Restarts > a.Restarts:

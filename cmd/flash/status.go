@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -70,7 +71,7 @@ func dashboardLink(base, key string) string {
 func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 	fmt.Fprintf(w, "mothership %s — manifest version %d\n\n", base, st.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tSTATUS\tURL\tCONFIG\tRESTARTS\tERROR / LAST EVENT")
+	fmt.Fprintln(tw, "RESOURCE\tSTATUS\tREPLICAS\tURL\tCONFIG\tRESTARTS\tERROR / LAST EVENT")
 	names := make([]string, 0, len(st.Resources))
 	for n := range st.Resources {
 		names = append(names, n)
@@ -86,7 +87,11 @@ func printStatus(w io.Writer, base string, st statusView, now time.Time) {
 		if note == "" {
 			note = r.LastEvent
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n, orDash(r.Status), orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), r.Restarts, orDash(note))
+		replicas := strconv.Itoa(len(urls))
+		if r.Scaling != "" {
+			replicas += " (" + r.Scaling + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n, orDash(r.Status), replicas, orDash(strings.Join(urls, " ")), orDash(short(r.ConfigHash)), r.Restarts, orDash(note))
 	}
 	tw.Flush()
 	printMotherships(w, st.Motherships, now)

@@ -78,3 +78,31 @@ func (p Policy) Desired(l Load) int {
 	}
 	return min(max(want, p.Min), p.Max)
 }
+
+// Worker is what scaling down needs to know of one live worker.
+type Worker struct {
+	Busy    bool          // it holds work (queued for it, running, or in flight)
+	IdleFor time.Duration // since it last held work
+}
+
+// Surplus returns the indexes (into ws, ascending) of the workers to stop:
+// idle ones above Min once they have been idle longer than idle, and idle
+// ones above Max at once (workersMax lowered). A busy worker is never
+// chosen: it is stopped, if still in surplus, once its work is done.
+func (p Policy) Surplus(ws []Worker, idle time.Duration) []int {
+	excess := len(ws) - p.Min
+	over := len(ws) - p.Max
+	var out []int
+	for i, w := range ws {
+		if excess <= 0 {
+			break
+		}
+		if w.Busy || (over <= 0 && w.IdleFor <= idle) {
+			continue
+		}
+		out = append(out, i)
+		excess--
+		over--
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package scaler
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,4 +52,89 @@ func TestValidate(t *testing.T) {
 	if err := (Policy{Kind: QueueDelay, Value: 0.5, Max: 3}).Validate(); err != nil {
 		t.Errorf("valid policy: %v", err)
 	}
+}
+
+func TestSurplus(t *testing.T) {
+	idle := 2 * time.Second
+	fresh := Worker{IdleFor: time.Second}
+	stale := Worker{IdleFor: 3 * time.Second}
+	busy := Worker{Busy: true, IdleFor: time.Hour}
+	tests := []struct {
+		name string
+		p    Policy
+		ws   []Worker
+		want []int
+	}{
+		{"none", Policy{Min: 0, Max: 3}, nil, nil},
+		{"idle but not long enough", Policy{Min: 0, Max: 3}, []Worker{fresh, fresh}, nil},
+		{"idle long enough go", Policy{Min: 0, Max: 3}, []Worker{stale, fresh, stale}, []int{0, 2}},
+		{"min kept", Policy{Min: 1, Max: 3}, []Worker{stale, stale, stale}, []int{0, 1}},
+		{"scale to zero", Policy{Min: 0, Max: 3}, []Worker{stale}, []int{0}},
+		{"busy never chosen", Policy{Min: 0, Max: 3}, []Worker{busy, stale, busy}, []int{1}},
+		{"above max at once", Policy{Min: 0, Max: 1}, []Worker{fresh, fresh, fresh}, []int{0, 1}},
+		{"above max, busy waits", Policy{Min: 0, Max: 1}, []Worker{busy, busy, fresh}, []int{2}},
+		{"above max then idle", Policy{Min: 0, Max: 2}, []Worker{fresh, stale, fresh, fresh}, []int{0, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.p.Surplus(tt.ws, idle)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Surplus = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFromEntry(t *testing.T) {
+	tests := []struct {
+		name  string
+		entry string
+		want  Config
+		ok    bool
+		err   string
+	}{
+		{"no scaler: fixed workers", `{"workersMin":2,"workersMax":5}`, Config{}, false, ""},
+		{"defaults", `{"scalerType":"QUEUE_DELAY"}`, Config{Policy{QueueDelay, 4, 0, 3}, 5 * time.Second}, true, ""},
+		{"request count", `{"scalerType":"request_count","scalerValue":2,"workersMin":1,"workersMax":4,"idleTimeout":2}`,
+			Config{Policy{RequestCount, 2, 1, 4}, 2 * time.Second}, true, ""},
+		{"max capped by the limit", `{"scalerType":"REQUEST_COUNT","workersMax":100}`, Config{Policy{RequestCount, 4, 0, 10}, 5 * time.Second}, true, ""},
+		{"max raised to min", `{"scalerType":"REQUEST_COUNT","workersMin":4,"workersMax":2}`, Config{Policy{RequestCount, 4, 4, 4}, 5 * time.Second}, true, ""},
+		{"max zero serves one", `{"scalerType":"REQUEST_COUNT","workersMax":0}`, Config{Policy{RequestCount, 4, 0, 1}, 5 * time.Second}, true, ""},
+		{"unknown kind", `{"scalerType":"WORKER_COUNT"}`, Config{}, false, "unknown kind"},
+		{"queue delay too short", `{"scalerType":"QUEUE_DELAY","scalerValue":0.1}`, Config{}, false, "below 0.5"},
+		{"min above the limit", `{"scalerType":"QUEUE_DELAY","workersMin":11}`, Config{}, false, "workersMin"},
+		{"fractional workers", `{"scalerType":"QUEUE_DELAY","workersMax":1.5}`, Config{}, false, "workersMax"},
+		{"idle zero", `{"scalerType":"QUEUE_DELAY","idleTimeout":0}`, Config{}, false, "idleTimeout"},
+		{"idle too long", `{"scalerType":"QUEUE_DELAY","idleTimeout":7200}`, Config{}, false, "idleTimeout"},
+		{"wrong type", `{"scalerType":3}`, Config{}, false, "scaling keys"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok, err := FromEntry([]byte(tt.entry), 10)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want one naming %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || ok != tt.ok || got != tt.want {
+				t.Fatalf("FromEntry = %+v, %v, %v; want %+v, %v", got, ok, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzFromEntry(f *testing.F) {
+	f.Add([]byte(`{"scalerType":"REQUEST_COUNT","scalerValue":2,"workersMin":1,"workersMax":4,"idleTimeout":2}`))
+	f.Add([]byte(`{"scalerType":"QUEUE_DELAY","workersMax":1e300}`))
+	f.Add([]byte(`{"workersMin":-1}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, ok, err := FromEntry(raw, 10)
+		if err != nil || !ok {
+			return
+		}
+		if c.Validate() != nil || c.Max < 1 || c.Max > 10 || c.Min > c.Max || c.Idle <= 0 || c.Idle > MaxIdle {
+			t.Fatalf("accepted an out-of-range config %+v from %s", c, raw)
+		}
+	})
 }

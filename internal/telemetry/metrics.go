@@ -30,6 +30,8 @@ type Metrics struct {
 	parked     prometheus.Gauge
 	stepTime   *prometheus.HistogramVec
 	deploys    *prometheus.CounterVec
+	replicas   *prometheus.GaugeVec
+	scales     *prometheus.CounterVec
 	collectors []prometheus.Collector
 	now        func() time.Time
 }
@@ -77,6 +79,14 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 			Name: "flash_deploys_total", Help: "Reconciliations run by the mothership, by outcome (ok, failed).",
 			ConstLabels: labels,
 		}, []string{"outcome"}),
+		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flash_replicas", Help: "Replicas of each autoscaled resource, as last published.",
+			ConstLabels: labels,
+		}, []string{"target"}),
+		scales: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flash_scale_events_total", Help: "Autoscaler changes of a resource's replicas, by direction (up, down) and outcome (ok, failed).",
+			ConstLabels: labels,
+		}, []string{"target", "direction", "outcome"}),
 	}
 	m.age = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "flash_manifest_applied_age_seconds", Help: "Time since this process applied its manifest (0: none yet).",
@@ -89,7 +99,7 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 		return m.now().Sub(time.Unix(0, at)).Seconds()
 	})
 	m.collectors = []prometheus.Collector{m.calls, m.callTime, m.retries, m.breakers, m.version, m.age,
-		m.syncErrors, m.parked, m.stepTime, m.deploys}
+		m.syncErrors, m.parked, m.stepTime, m.deploys, m.replicas, m.scales}
 	return m
 }
 
@@ -171,6 +181,23 @@ func (m *Metrics) Deploy(failed bool) {
 		outcome = "failed"
 	}
 	m.deploys.WithLabelValues(outcome).Inc()
+}
+
+// Scaled records an autoscaler change of target's replicas to n (up or
+// down; failed: n is what it still has).
+func (m *Metrics) Scaled(target string, up, failed bool, n int) {
+	if m == nil {
+		return
+	}
+	dir, outcome := "down", "ok"
+	if up {
+		dir = "up"
+	}
+	if failed {
+		outcome = "failed"
+	}
+	m.scales.WithLabelValues(target, dir, outcome).Inc()
+	m.replicas.WithLabelValues(target).Set(float64(n))
 }
 
 // Edges sums the outgoing calls recorded so far per target resource, for

@@ -71,7 +71,7 @@ func (p *Provider) Adopt(ctx context.Context) ([]provider.Endpoint, error) {
 			continue
 		}
 		p.deps[d.id] = d
-		p.startMonitorsLocked(d)
+		p.startMonitorsLocked(d, d.replicas)
 		out = append(out, d.endpointLocked())
 	}
 	sortEndpoints(out)

@@ -68,29 +68,13 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 		return provider.Endpoint{}, &DeployError{Resource: s.Resource, LogFile: logFile, LogTail: logTail(logFile, offset), Err: err}
 	}
 
+	d.next = n
 	for i := range n {
-		ln, err := listenLoopback(0)
+		r, err := p.launch(ctx, d, i)
+		if r != nil {
+			d.replicas = append(d.replicas, r) // from now on, a failure deletes its record
+		}
 		if err != nil {
-			return fail(err)
-		}
-		r := &replica{index: i, id: d.id + "/" + strconv.Itoa(i), port: ln.Addr().(*net.TCPAddr).Port}
-		d.replicas = append(d.replicas, r) // from now on, a failure deletes its record
-		// Record the replica before its process exists: a mothership killed
-		// between start and record would otherwise leave a process no record
-		// names. A record without a pid is resolved by its instance id.
-		if err := p.record(ctx, d, r); err != nil {
-			ln.Close()
-			return fail(err)
-		}
-		pr, err := p.start(d, r, ln)
-		ln.Close() // the child has the socket now (or nobody needs it)
-		if err != nil {
-			return fail(err)
-		}
-		p.mu.Lock()
-		r.proc = pr
-		p.mu.Unlock()
-		if err := p.record(ctx, d, r); err != nil {
 			return fail(err)
 		}
 	}
@@ -106,11 +90,37 @@ func (p *Provider) Deploy(ctx context.Context, s provider.Spec) (provider.Endpoi
 		return fail(ErrClosed)
 	}
 	p.deps[d.id] = d
-	p.startMonitorsLocked(d)
+	p.startMonitorsLocked(d, d.replicas)
 	e := d.endpointLocked()
 	p.mu.Unlock()
 	p.log.Info("endpoint deployed", "resource", d.resource, "id", d.id, "urls", e.URLs)
 	return e, nil
+}
+
+// launch starts replica i of d on a free loopback port. The replica is
+// returned, even with an error, once it has a store record: the caller must
+// then clean it up with the rest.
+func (p *Provider) launch(ctx context.Context, d *deployment, i int) (*replica, error) {
+	ln, err := listenLoopback(0)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close() // the child has the socket once started (or nobody needs it)
+	r := &replica{index: i, id: d.id + "/" + strconv.Itoa(i), port: ln.Addr().(*net.TCPAddr).Port}
+	// Record the replica before its process exists: a mothership killed
+	// between start and record would otherwise leave a process no record
+	// names. A record without a pid is resolved by its instance id.
+	if err := p.record(ctx, d, r); err != nil {
+		return r, err
+	}
+	pr, err := p.start(d, r, ln)
+	if err != nil {
+		return r, err
+	}
+	p.mu.Lock()
+	r.proc = pr
+	p.mu.Unlock()
+	return r, p.record(ctx, d, r)
 }
 
 // waitAllHealthy waits for every replica of d, bounded by HealthTimeout, ctx
@@ -409,6 +419,9 @@ func deploymentFromRecords(cfg Config, id string, recs []store.Endpoint) *deploy
 		})
 	}
 	slices.SortFunc(d.replicas, func(a, b *replica) int { return a.index - b.index })
+	if n := len(d.replicas); n > 0 {
+		d.next = d.replicas[n-1].index + 1
+	}
 	return d
 }
 

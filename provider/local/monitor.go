@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-// startMonitorsLocked starts one monitor per replica of d, and the log
+// startMonitorsLocked starts one monitor per replica rs of d, and the log
 // rotation the first time. p.mu is held and p is open.
-func (p *Provider) startMonitorsLocked(d *deployment) {
+func (p *Provider) startMonitorsLocked(d *deployment, rs []*replica) {
 	p.rotator.Do(func() {
 		p.wg.Add(1)
 		go p.rotateLogs()
 	})
-	for _, r := range d.replicas {
+	for _, r := range rs {
 		r.stop = make(chan struct{})
 		r.done = make(chan struct{})
 		p.wg.Add(1)

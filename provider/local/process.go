@@ -29,6 +29,7 @@ type deployment struct {
 	specEnv                          map[string]string
 	env                              []string // every child's environment but PORT and FLASH_INSTANCE_ID
 	replicas                         []*replica
+	next                             int // index of the next replica added; guarded by Provider.mu once d is live
 }
 
 // replica is one process slot of a deployment. The mutable fields are guarded
