@@ -346,7 +346,7 @@ func (r report) resource(t testing.TB, name string) (action, status, errMsg stri
 func (m *mothership) deploy(t testing.TB, mf []byte, onEvent func(event, time.Time)) report {
 	t.Helper()
 	var resp *http.Response
-	start := time.Now()
+	var start time.Time
 	// A deploy already running (a new leader's or a boot's reconciliation)
 	// answers 409 at once: wait for it, as a user would try again.
 	for busyUntil := time.Now().Add(time.Minute); ; {
