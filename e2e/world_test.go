@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flash-go/flash"
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/store"
 )
@@ -91,9 +92,11 @@ func freePort(t testing.TB) int {
 }
 
 // baseEnv is this process's environment without anything that would give
-// an app a role or a setting the test did not choose.
+// an app a role or a setting the test did not choose, plus the test
+// binary's pid as the parent whose end stops the app: a test killed by its
+// timeout leaves no process behind.
 func baseEnv() []string {
-	var env []string
+	env := []string{flash.ParentPIDEnv + "=" + strconv.Itoa(os.Getpid())}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "FLASH_") || strings.HasPrefix(k, "RUNPOD_") || k == "PORT" {

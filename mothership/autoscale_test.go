@@ -206,6 +206,39 @@ func TestAutoscaleUpAndDrain(t *testing.T) {
 	}
 }
 
+// Calls reach every replica round robin, so under a light steady load each
+// replica is busy now and then and none is ever idle for the idle timeout;
+// the resource still drains to what the load needs.
+func TestAutoscaleDrainsUnderALightSteadyLoad(t *testing.T) {
+	h, p := newScalingHarness(t)
+	mustReconcile(t, h.m, autoscaled(t, map[string]any{"scalerType": "REQUEST_COUNT", "scalerValue": 1,
+		"workersMin": 1, "workersMax": 3, "idleTimeout": 0.2}))
+	h.run(t)
+	p.replica(h.urlsOf("w")[0]).running.Store(5)
+	eventually(t, "w at 3 replicas", func() bool { return len(h.urlsOf("w")) == 3 })
+	urls := h.urlsOf("w")
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // one call at a time, each on the next replica
+		defer close(stopped)
+		for i := 0; ; i++ {
+			for j, u := range urls {
+				var running int64
+				if j == i%len(urls) {
+					running = 1
+				}
+				p.replica(u).running.Store(running)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-stopped }()
+	eventually(t, "w back at 1 replica", func() bool { return len(h.urlsOf("w")) == 1 })
+}
+
 // With workersMin 0 an idle resource scales to zero (status idle, no URL);
 // a gateway call then starts a replica and is answered by it.
 func TestAutoscaleFromZero(t *testing.T) {

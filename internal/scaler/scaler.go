@@ -3,8 +3,12 @@
 // function of a load snapshot, so the Runpod emulator and the local provider
 // scale the same way and tests need no clock.
 //
-// Scaling down is not decided here: a worker above the minimum stops after
-// its endpoint's idle timeout without work, as on Runpod.
+// Scaling down follows the idle timeout: on Runpod a worker above the
+// minimum stops after idleTimeout without work (Surplus). Where requests are
+// pushed round robin to every replica instead of pulled by idle workers, as
+// with the local provider, no replica is ever idle under a light steady load;
+// there Demand, the workers the load needs, held below the workers alive for
+// the idle timeout, says how many to stop.
 package scaler
 
 import (
@@ -105,4 +109,15 @@ func (p Policy) Surplus(ws []Worker, idle time.Duration) []int {
 		over--
 	}
 	return out
+}
+
+// Demand is how many workers the load needs, at least Min: one per Value
+// requests queued or running (RequestCount), or one per request
+// (QueueDelay, whose workers take one request at a time on Runpod).
+func (p Policy) Demand(l Load) int {
+	n := l.Queued + l.InProgress
+	if p.Kind == RequestCount {
+		n = int(math.Ceil(float64(n) / math.Max(p.Value, 1)))
+	}
+	return max(n, p.Min)
 }

@@ -138,3 +138,25 @@ func FuzzFromEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestDemand(t *testing.T) {
+	rc := Policy{Kind: RequestCount, Value: 2, Min: 1, Max: 5}
+	qd := Policy{Kind: QueueDelay, Value: 1, Min: 0, Max: 5}
+	for _, tc := range []struct {
+		p    Policy
+		l    Load
+		want int
+	}{
+		{rc, Load{}, 1},                          // never below Min
+		{rc, Load{InProgress: 1, Workers: 3}, 1}, // ceil(1/2)
+		{rc, Load{Queued: 2, InProgress: 3}, 3},  // ceil(5/2)
+		{qd, Load{}, 0},                          // Min 0: nothing needed
+		{qd, Load{InProgress: 1, Workers: 3}, 1}, // one request, one worker
+		{qd, Load{Queued: 1, InProgress: 2}, 3},  // a worker per request
+		{qd, Load{InProgress: 9, Workers: 2}, 9}, // not clamped to Max: callers compare with the workers alive
+	} {
+		if got := tc.p.Demand(tc.l); got != tc.want {
+			t.Errorf("%+v.Demand(%+v) = %d, want %d", tc.p, tc.l, got, tc.want)
+		}
+	}
+}
