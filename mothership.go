@@ -87,7 +87,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	metrics := telemetry.NewMetrics("mothership", time.Now)
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics, MaxResources: cfg.MaxResources,
 	})
 	if err != nil {
 		return err

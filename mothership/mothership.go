@@ -12,6 +12,7 @@ package mothership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -41,6 +42,9 @@ const (
 	DefaultMaxArtifactUnpacked = 1 << 30
 	// DefaultMaxResources bounds the resources of a deployed manifest.
 	DefaultMaxResources = 32
+	// MaxResourcesLimit bounds Config.MaxResources itself: each resource is
+	// at least one process (local provider) or endpoint.
+	MaxResourcesLimit = 1000
 	// DefaultMaxReplicas bounds one resource's replicas (workersMin).
 	DefaultMaxReplicas = 10
 	// DefaultMaxInstances bounds the child instances remembered at once.
@@ -94,7 +98,8 @@ type Config struct {
 	MaxArtifactUnpacked int64
 	// MaxResources and MaxReplicas bound what a deploy may start: resources
 	// in the manifest, and replicas (workersMin) of each. A deploy asking for
-	// more is refused before anything starts. Defaults 32 and 10.
+	// more is refused before anything starts. Defaults 32 and 10;
+	// MaxResources at most MaxResourcesLimit (FLASH_MAX_RESOURCES).
 	MaxResources int
 	MaxReplicas  int
 	// MaxInstances bounds the child instances remembered at once; instances
@@ -184,6 +189,9 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	orDefault(&cfg.MaxResources, DefaultMaxResources)
 	orDefault(&cfg.MaxReplicas, DefaultMaxReplicas)
 	orDefault(&cfg.MaxInstances, DefaultMaxInstances)
+	if cfg.MaxResources > MaxResourcesLimit {
+		return nil, fmt.Errorf("mothership: Config.MaxResources %d is above the limit of %d", cfg.MaxResources, MaxResourcesLimit)
+	}
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = DefaultArtifactDir
 	}
