@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flash-go/flash/internal/etcdcluster"
 	"github.com/flash-go/flash/internal/layout"
@@ -23,6 +25,10 @@ import (
 // not need more than a handful.
 const maxHA = 7
 
+// portWait is how long a run waits for the members of a killed run to free
+// their ports.
+const portWait = 5 * time.Second
+
 // checkHA refuses an --ha that is not 0 (off) or an odd number up to maxHA.
 func checkHA(n int) error {
 	if n == 0 || (n >= 3 && n <= maxHA && n%2 == 1) {
@@ -34,17 +40,41 @@ func checkHA(n int) error {
 // etcdDir is where the members of an --ha run keep their data.
 func etcdDir(app layout.App) string { return filepath.Join(app.Path(), "etcd") }
 
-// startEtcd starts a fresh n-member cluster for the app (an earlier run's
-// data is removed: the members of a new run get new ports) and returns it
-// with the FLASH_STATE_URL of the app's prefix.
+// startEtcd starts the app's n-member cluster and returns it with the
+// FLASH_STATE_URL of the app's prefix. The cluster of an earlier --ha run
+// starts again on its data and addresses, so that what was deployed survives
+// the run like the SQLite state of a run without --ha; a new one is made only
+// where there is none.
 func startEtcd(ctx context.Context, app layout.App, name string, n int) (*etcdcluster.Cluster, string, error) {
 	dir := etcdDir(app)
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, "", fmt.Errorf("clear %s: %w", dir, err)
+	c, err := etcdcluster.Reopen(ctx, dir, etcdcluster.Options{})
+	// The members of a run killed a moment ago stop once they notice; give
+	// them that moment before saying their ports are taken.
+	for wait := time.Now().Add(portWait); errors.Is(err, etcdcluster.ErrPortTaken) && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		c, err = etcdcluster.Reopen(ctx, dir, etcdcluster.Options{})
 	}
-	c, err := etcdcluster.Start(ctx, dir, n, etcdcluster.Options{})
-	if err != nil {
-		return nil, "", fmt.Errorf("start the etcd cluster (--ha): %w", err)
+	switch {
+	case errors.Is(err, etcdcluster.ErrNoCluster):
+		if err := os.RemoveAll(dir); err != nil { // a run that died while making it
+			return nil, "", fmt.Errorf("clear %s: %w", dir, err)
+		}
+		if c, err = etcdcluster.Start(ctx, dir, n, etcdcluster.Options{}); err != nil {
+			return nil, "", fmt.Errorf("start the etcd cluster (--ha): %w", err)
+		}
+	case errors.Is(err, etcdcluster.ErrPortTaken):
+		return nil, "", fmt.Errorf("start the etcd cluster of the last --ha run: %w\n"+
+			"  stop the program on that port, or remove %s to start a new cluster (what was deployed with --ha is lost)", err, dir)
+	case err != nil:
+		return nil, "", fmt.Errorf("start the etcd cluster of the last --ha run (%s): %w", dir, err)
+	case c.Size() != n:
+		c.Shutdown()
+		return nil, "", usageError{fmt.Sprintf("run: --ha %d: the last --ha run of this app had %d members (in %s); "+
+			"run with --ha %d, or remove that directory to start a new cluster (what was deployed with --ha is lost)", n, c.Size(), dir, c.Size())}
 	}
 	return c, c.URL("/flash/" + name), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -266,4 +268,65 @@ func TestFlashRunLogLevelWarn(t *testing.T) {
 	if err := rt.stop(t, os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An --ha run keeps its state in its etcd cluster: the next --ha run of the
+// app starts the same cluster again, so the manifest's history goes on
+// instead of starting over; another size is refused, and changes nothing.
+func TestFlashRunHAKeepsItsState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real topology and an etcd cluster")
+	}
+	dir, port := t.TempDir(), freePort(t)
+	ha := []string{"--ha", "3"}
+	rt, err := launchFlashWith(t, "run", dir, pipelinePkg(t), port, ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curlsWork(t, rt)
+	first := manifestVersion(t, rt)
+	if err := rt.stop(t, os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := launchFlashWith(t, "run", dir, pipelinePkg(t), port, []string{"--ha", "5"}); err == nil ||
+		!strings.Contains(err.Error(), "had 3 members") {
+		t.Fatalf("--ha 5 after --ha 3: err = %v, want a refusal naming the 3 members", err)
+	}
+
+	rt2, err := launchFlashWith(t, "run", dir, pipelinePkg(t), port, ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curlsWork(t, rt2)
+	if again := manifestVersion(t, rt2); again <= first {
+		t.Errorf("manifest version %d after the second --ha run, want more than the first run's %d: the state was lost", again, first)
+	}
+	if err := rt2.stop(t, os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// manifestVersion is the version the run's mothership serves.
+func manifestVersion(t *testing.T, rt *runningTopology) int {
+	t.Helper()
+	key, err := os.ReadFile(layout.In(rt.dir).APIKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, rt.mothership()+"/manifest", nil)
+	if err != nil {
+		t.Fatalf("no mothership URL in the output (%v):\n%s", err, rt.out())
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	v, err := strconv.Atoi(resp.Header.Get(wire.HeaderManifestVersion))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /manifest: %s, version %q", resp.Status, resp.Header.Get(wire.HeaderManifestVersion))
+	}
+	return v
 }

@@ -252,7 +252,7 @@ func (t *topologyRun) run() error {
 		if err != nil {
 			return err
 		}
-		defer c.Close()
+		defer c.Shutdown()
 		stateURL = u
 	}
 	out := e.stdout

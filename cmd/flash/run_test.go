@@ -83,11 +83,18 @@ func launchFlashRun(t *testing.T, dir, pkg string, port int, env ...string) (*ru
 // launchFlash is launchFlashRun of `flash command` (run or dev).
 func launchFlash(t *testing.T, command, dir, pkg string, port int, env ...string) (*runningTopology, error) {
 	t.Helper()
+	return launchFlashWith(t, command, dir, pkg, port, nil, env...)
+}
+
+// launchFlashWith is launchFlash with more flags.
+func launchFlashWith(t *testing.T, command, dir, pkg string, port int, flags []string, env ...string) (*runningTopology, error) {
+	t.Helper()
 	bin, err := flashBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, command, "--port", strconv.Itoa(port), pkg)
+	args := append(append([]string{command, "--port", strconv.Itoa(port)}, flags...), pkg)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "FLASH_API_KEY=", "RUNPOD_API_KEY=", "FLASH_LOG_LEVEL=", "FLASH_MOTHERSHIP_URL="), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -137,7 +144,7 @@ func (rt *runningTopology) mothership() string {
 	if i < 0 {
 		return ""
 	}
-	return strings.Fields(out[i+len(" is up on "):])[0]
+	return strings.TrimSuffix(strings.Fields(out[i+len(" is up on "):])[0], ",") // the first of several (--ha)
 }
 
 func (rt *runningTopology) out() string {

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flash-go/flash/internal/atomicfile"
 )
 
 // Options tune Start.
@@ -44,6 +47,21 @@ type Options struct {
 	// NoFsync skips fsync in the members: faster, and fine for throwaway
 	// clusters in tests, never for data that must survive a machine crash.
 	NoFsync bool
+}
+
+// withDefaults fills Executable and Args.
+func (opts Options) withDefaults() (Options, error) {
+	if opts.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return opts, fmt.Errorf("etcdcluster: %w", err)
+		}
+		opts.Executable = exe
+		if opts.Args == nil && testing.Testing() {
+			opts.Args = []string{"-test.run=^$", "-test.bench=^$"}
+		}
+	}
+	return opts, nil
 }
 
 // Cluster is a running set of members. Its methods are safe for concurrent use.
@@ -74,15 +92,9 @@ func Start(ctx context.Context, dir string, n int, opts Options) (*Cluster, erro
 	if n < 1 {
 		return nil, fmt.Errorf("etcdcluster: %d members", n)
 	}
-	if opts.Executable == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("etcdcluster: %w", err)
-		}
-		opts.Executable = exe
-		if opts.Args == nil && testing.Testing() {
-			opts.Args = []string{"-test.run=^$", "-test.bench=^$"}
-		}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	ports, err := freePorts(2 * n)
 	if err != nil {
@@ -103,25 +115,99 @@ func Start(ctx context.Context, dir string, n int, opts Options) (*Cluster, erro
 		initial = append(initial, name+"="+mc.PeerURL)
 		c.members = append(c.members, &member{cfg: mc})
 	}
-	for _, m := range c.members {
+	cfgs := make([]memberConfig, n)
+	for i, m := range c.members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
 		if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("etcdcluster: %w", err)
 		}
+		cfgs[i] = m.cfg
 	}
+	raw, _ := json.MarshalIndent(cfgs, "", "  ") // strings and bools: cannot fail
+	if err := atomicfile.Write(filepath.Join(dir, stateFile), raw, 0o600); err != nil {
+		return nil, fmt.Errorf("etcdcluster: recording the members: %w", err)
+	}
+	if err := c.startAll(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// stateFile, in a cluster's directory, records its members for Reopen.
+const stateFile = "cluster.json"
+
+// ErrNoCluster is Reopen's error when the directory holds no cluster that
+// Start made.
+var ErrNoCluster = errors.New("etcdcluster: no cluster recorded")
+
+// ErrPortTaken is Reopen's error when another program listens on an address
+// of a member: a member's peer address is part of the cluster's data, so it
+// cannot move.
+var ErrPortTaken = errors.New("etcdcluster: a member's port is taken")
+
+// Reopen starts again the cluster that Start made in dir, on its data and
+// addresses, and waits until every member is healthy or ctx ends. Its size
+// is Size. opts.NoFsync applies to this run.
+func Reopen(ctx context.Context, dir string, opts Options) (*Cluster, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNoCluster, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("etcdcluster: %w", err)
+	}
+	var cfgs []memberConfig
+	if err := json.Unmarshal(raw, &cfgs); err != nil || len(cfgs) == 0 {
+		return nil, fmt.Errorf("%w in %s: %s is not a list of members", ErrNoCluster, dir, stateFile)
+	}
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, opts: opts}
+	for _, mc := range cfgs {
+		if _, err := os.Stat(filepath.Join(mc.Dir, "data")); err != nil {
+			return nil, fmt.Errorf("%w in %s: member %s has no data: %w", ErrNoCluster, dir, mc.Name, err)
+		}
+		for _, u := range []string{mc.ClientURL, mc.PeerURL} {
+			if err := portFree(u); err != nil {
+				return nil, fmt.Errorf("%w: member %s, %s: %w", ErrPortTaken, mc.Name, u, err)
+			}
+		}
+		mc.NoFsync = opts.NoFsync
+		c.members = append(c.members, &member{cfg: mc})
+	}
+	if err := c.startAll(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// portFree checks that nothing listens on the host:port of URL u.
+func portFree(u string) error {
+	ln, err := net.Listen("tcp", strings.TrimPrefix(u, "http://"))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// startAll starts every member and waits until each is healthy; on failure
+// it stops them all.
+func (c *Cluster) startAll(ctx context.Context) error {
 	for i := range c.members {
 		if err := c.start(i); err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 	}
 	for i := range c.members {
 		if err := c.WaitHealthy(ctx, i); err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // Size is the number of members, running or not.
@@ -255,6 +341,14 @@ func (c *Cluster) Close() error {
 		_ = c.Kill(i)
 	}
 	return nil
+}
+
+// Shutdown stops every member as a shutdown would (SIGTERM) and waits for
+// them to exit; Reopen starts the cluster again.
+func (c *Cluster) Shutdown() {
+	for i := range c.members {
+		_ = c.Stop(i)
+	}
 }
 
 // WaitHealthy waits until member i answers its /health endpoint as healthy

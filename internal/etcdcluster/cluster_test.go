@@ -3,7 +3,9 @@ package etcdcluster_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -11,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/flash-go/flash/internal/etcdcluster"
 )
@@ -138,4 +143,78 @@ func TestBadSize(t *testing.T) {
 	if _, err := etcdcluster.Start(t.Context(), t.TempDir(), 0, etcdcluster.Options{}); err == nil {
 		t.Error("Start with 0 members: no error")
 	}
+}
+
+// A cluster stopped and reopened on its directory keeps its data and its
+// addresses; a missing record or a taken port is a clear error.
+func TestReopenKeepsData(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if _, err := etcdcluster.Reopen(ctx, dir, etcdcluster.Options{}); !errors.Is(err, etcdcluster.ErrNoCluster) {
+		t.Fatalf("Reopen of an empty directory: err = %v, want ErrNoCluster", err)
+	}
+	c, err := etcdcluster.Start(ctx, dir, 3, etcdcluster.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	put(ctx, t, c.Endpoints(), "k", "v1")
+	c.Shutdown()
+	for i := range c.Size() {
+		if c.Running(i) {
+			t.Fatalf("member %d still running after Shutdown", i)
+		}
+	}
+
+	// A program on a member's port keeps the cluster from starting.
+	ln, err := net.Listen("tcp", c.Endpoints()[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := etcdcluster.Reopen(ctx, dir, etcdcluster.Options{NoFsync: true}); !errors.Is(err, etcdcluster.ErrPortTaken) {
+		t.Errorf("Reopen with a taken port: err = %v, want ErrPortTaken", err)
+	}
+	ln.Close()
+
+	again, err := etcdcluster.Reopen(ctx, dir, etcdcluster.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if got, want := again.URL("/p"), c.URL("/p"); got != want {
+		t.Errorf("reopened URL = %q, want the same addresses %q", got, want)
+	}
+	if got := get(ctx, t, again.Endpoints(), "k"); got != "v1" {
+		t.Errorf("after Reopen, k = %q, want v1", got)
+	}
+}
+
+func client(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func put(ctx context.Context, t *testing.T, endpoints []string, k, v string) {
+	t.Helper()
+	if _, err := client(t, endpoints).Put(ctx, k, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(ctx context.Context, t *testing.T, endpoints []string, k string) string {
+	t.Helper()
+	resp, err := client(t, endpoints).Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
 }
