@@ -167,6 +167,7 @@ type Mothership struct {
 	jobs   jobReplicas   // gateway: which replica holds a job
 	rr     atomic.Uint64 // gateway round robin over replicas
 	parked atomic.Int64  // long polls waiting now
+	due    deadlines     // when parked long polls give up
 	mask   envMask
 
 	fence     *Fenced                         // nil: the store is not shared, this mothership leads alone

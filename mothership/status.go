@@ -468,3 +468,10 @@ func (m *Mothership) waitApplied(ctx context.Context, v int64) {
 		}
 	}
 }
+
+func firstOf(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}

@@ -12,75 +12,88 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
 // observe is the outermost layer: request id and trace context (taken or
 // made, put in ctx and logs), panic recovery, one log line and metrics per
-// request.
+// request. Its own frame stays small, and the X-Request-Id answer header is
+// set only when the answer starts: a parked long poll holds its whole stack
+// and whatever it allocated for as long as it waits.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rid := r.Header.Get(wire.HeaderRequestID)
-		if !validRequestID(rid) {
-			rid = wire.NewRequestID()
-		}
-		tp := r.Header.Get(wire.HeaderTraceParent)
-		traceID, ok := wire.ParseTraceParent(tp)
-		if !ok {
-			tp = wire.NewTraceParent()
-			traceID, _ = wire.ParseTraceParent(tp)
-		}
-		ctx, span, traced := s.cfg.Tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
-			telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
-		if traced { // the span is the parent of the calls made while serving
-			tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
-		}
-		hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
-		w.Header()[wire.HeaderRequestID] = []string{rid}         // canonical key
-		r = r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
-		sw := &statusWriter{ResponseWriter: w}
-
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
-					slog.String("request_id", rid), slog.String("trace_id", traceID),
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-				if sw.status == 0 {
-					wire.WriteError(sw, http.StatusInternalServerError, "internal error")
-				}
-			}
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK // handler wrote nothing
-			}
-			route := sw.route
-			if route == "" {
-				route = "unmatched"
-			}
-			d := time.Since(start)
-			if traced {
-				name := route
-				if !strings.Contains(name, " ") { // LB routes are named "METHOD /path" already
-					name = r.Method + " " + name
-				}
-				span.SetName(name)
-				telemetry.End(span, status, nil)
-			}
-			s.metrics.observeRequest(route, status, d)
-			if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
-				s.log.LogAttrs(r.Context(), level, "request",
-					slog.String("method", r.Method), slog.String("path", r.URL.Path),
-					slog.Int("status", status), slog.Duration("duration", d),
-					slog.String("request_id", rid), slog.String("trace_id", traceID))
-			}
-		}()
+		sw, r := s.begin(w, r)
+		defer s.finish(sw, r)
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// begin takes or makes the request's ids and trace context.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
+	sw := &statusWriter{ResponseWriter: w, start: time.Now()}
+	rid := r.Header.Get(wire.HeaderRequestID)
+	if !validRequestID(rid) {
+		rid = wire.NewRequestID()
+	}
+	tp := r.Header.Get(wire.HeaderTraceParent)
+	traceID, ok := wire.ParseTraceParent(tp)
+	if !ok {
+		tp = wire.NewTraceParent()
+		traceID, _ = wire.ParseTraceParent(tp)
+	}
+	ctx, span, traced := s.cfg.Tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
+		telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
+	if traced { // the span is the parent of the calls made while serving
+		tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
+		sw.span = span
+	}
+	hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
+	sw.rid, sw.traceID = rid, traceID
+	return sw, r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+}
+
+// finish recovers a handler's panic, then records the request: span, metrics
+// and log line. It is deferred by observe (recover needs that).
+func (s *Server) finish(sw *statusWriter, r *http.Request) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID),
+			slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		if sw.status == 0 {
+			wire.WriteError(sw, http.StatusInternalServerError, "internal error")
+		}
+	}
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK // handler wrote nothing: net/http answers 200
+		sw.setRequestID()
+	}
+	route := sw.route
+	if route == "" {
+		route = "unmatched"
+	}
+	d := time.Since(sw.start)
+	if sw.span != nil {
+		name := route
+		if !strings.Contains(name, " ") { // LB routes are named "METHOD /path" already
+			name = r.Method + " " + name
+		}
+		sw.span.SetName(name)
+		telemetry.End(sw.span, status, nil)
+	}
+	s.metrics.observeRequest(route, status, d)
+	if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
+		s.log.LogAttrs(r.Context(), level, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Duration("duration", d),
+			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID))
+	}
 }
 
 // requestLogLevel keeps the log bounded: request lines are Debug, except
@@ -189,6 +202,20 @@ type statusWriter struct {
 	route      string
 	jsonErrors bool // rewrite ServeMux's text answers
 	swallow    bool // drop the body of a rewritten answer
+
+	// What observe records when the request ends.
+	start   time.Time
+	rid     string     // X-Request-Id, set on the answer when it starts
+	traceID string     // for logs
+	span    trace.Span // nil: not traced
+}
+
+// setRequestID puts X-Request-Id on the answer (canonical key, no map
+// lookup of its spelling).
+func (w *statusWriter) setRequestID() {
+	if w.rid != "" {
+		w.Header()[wire.HeaderRequestID] = []string{w.rid}
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -202,6 +229,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		return
 	}
 	w.status = code
+	w.setRequestID()
 	if w.jsonErrors {
 		if msg, ok := w.rewrite(code); ok {
 			w.swallow = true
