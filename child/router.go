@@ -60,6 +60,10 @@ type RouterConfig struct {
 	Sync *Sync
 	// Logger; nil → slog.Default().
 	Logger *slog.Logger
+	// Table, when set, is where the Router keeps the table in use, so that
+	// its owner reads it in one atomic load (flash.Func's route cache).
+	// Nil: a pointer of the Router's own.
+	Table *atomic.Pointer[Table]
 }
 
 // Router decides where each call runs (SPEC §5.2). Route costs one atomic
@@ -68,14 +72,17 @@ type Router struct {
 	identity   string
 	sync       *Sync
 	log        *slog.Logger
-	table      atomic.Pointer[Table]
+	table      *atomic.Pointer[Table]
 	standalone sync.Once
 }
 
 // NewRouter returns a Router; with cfg.Sync set it follows that Sync's
 // manifests from now on (and the one it already has).
 func NewRouter(cfg RouterConfig) *Router {
-	r := &Router{identity: cfg.Identity, sync: cfg.Sync, log: cfg.Logger}
+	r := &Router{identity: cfg.Identity, sync: cfg.Sync, log: cfg.Logger, table: cfg.Table}
+	if r.table == nil {
+		r.table = new(atomic.Pointer[Table])
+	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
