@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,28 @@ func FuzzRedactURLs(f *testing.F) {
 			if user := out[m[3]:m[1]]; user != masked+"@" {
 				t.Fatalf("%q → %q keeps user information %q", s, out, user)
 			}
+		}
+	})
+}
+
+// FuzzWaitValue: the whole-seconds fast path of a wait value agrees with
+// reading it as a float, as every other form is read.
+func FuzzWaitValue(f *testing.F) {
+	for _, s := range []string{"0", "30", "007", "86400", "86401", "99999999999999999999999", "1.5", "30s", "-1", "+1", "1_0", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := waitValue(s)
+		fl, err := strconv.ParseFloat(s, 64)
+		if err != nil || fl != fl || fl < 0 {
+			return // not a number of seconds: the duration form, or refused
+		}
+		want := time.Duration(fl * float64(time.Second))
+		if fl > maxWaitParam.Seconds() {
+			want = maxWaitParam
+		}
+		if !ok || got != want {
+			t.Fatalf("waitValue(%q) = %v %v, want %v", s, got, ok, want)
 		}
 	})
 }

@@ -89,27 +89,42 @@ func parseWait(s string) (time.Duration, error) {
 	if len(s) > maxParamLen {
 		return 0, fmt.Errorf("wait: %d characters, want seconds >= 0 (e.g. 30) or a duration (e.g. 30s)", len(s))
 	}
-	bad := fmt.Errorf("wait %q: want seconds >= 0 (e.g. 30) or a duration (e.g. 30s)", s)
-	if s == "" {
-		return 0, bad
-	}
-	var d time.Duration
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f != f || f < 0 { // NaN or negative
-			return 0, bad
-		}
-		if f > maxWaitParam.Seconds() {
-			return maxWaitParam, nil
-		}
-		d = time.Duration(f * float64(time.Second))
-	} else {
-		pd, err := time.ParseDuration(s)
-		if err != nil || pd < 0 {
-			return 0, bad
-		}
-		d = min(pd, maxWaitParam)
+	d, ok := waitValue(s)
+	if !ok {
+		return 0, fmt.Errorf("wait %q: want seconds >= 0 (e.g. 30) or a duration (e.g. 30s)", s)
 	}
 	return d, nil
+}
+
+// waitValue parses a valid wait value; parseWait builds the error, only
+// for a bad value (no fmt on every poll).
+func waitValue(s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	// Whole seconds, as children send it, without ParseFloat: its frame
+	// holds a ~800-byte decimal, and that depth alone doubled the stack a
+	// parked poll keeps.
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if n > uint64(maxWaitParam/time.Second) {
+			return maxWaitParam, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f != f || f < 0 { // NaN or negative
+			return 0, false
+		}
+		if f > maxWaitParam.Seconds() {
+			return maxWaitParam, true
+		}
+		return time.Duration(f * float64(time.Second)), true
+	}
+	pd, err := time.ParseDuration(s)
+	if err != nil || pd < 0 {
+		return 0, false
+	}
+	return min(pd, maxWaitParam), true
 }
 
 // herdWait caps a requested wait at MaxWait and shortens it by a random

@@ -18,18 +18,10 @@ import (
 	"github.com/flash-go/flash/internal/wire"
 )
 
-// observe is the outermost layer: request id and trace context (taken or
-// made, put in ctx and logs), panic recovery, one log line and metrics per
-// request. Its own frame stays small, and the X-Request-Id answer header is
-// set only when the answer starts: a parked long poll holds its whole stack
-// and whatever it allocated for as long as it waits.
-func (s *Server) observe(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw, r := s.begin(w, r)
-		defer s.finish(sw, r)
-		next.ServeHTTP(sw, r)
-	})
-}
+// begin, finish and checkHeaders are the layers Server.ServeHTTP runs
+// around the mux. A parked long poll keeps its goroutine's stack as deep as
+// it ever grew, so they are calls that return, not nested handlers, and
+// the X-Request-Id answer header is set only when the answer starts.
 
 // begin takes or makes the request's ids and trace context.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
@@ -56,7 +48,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 }
 
 // finish recovers a handler's panic, then records the request: span, metrics
-// and log line. It is deferred by observe (recover needs that).
+// and log line. ServeHTTP defers it (recover needs that).
 func (s *Server) finish(sw *statusWriter, r *http.Request) {
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
@@ -130,31 +122,30 @@ func validRequestID(s string) bool {
 }
 
 // checkHeaders validates X-Flash-Hops and X-Flash-Timeout (after auth, so
-// strangers learn nothing) and turns the timeout into the request's deadline.
-func (s *Server) checkHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if hops > wire.MaxHops {
-			wire.WriteError(w, http.StatusLoopDetected,
-				fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
-			return
-		}
-		d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if ok {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		next.ServeHTTP(w, r)
-	})
+// strangers learn nothing) and turns the timeout into the request's
+// deadline (cancel, when not nil, releases it). A bad header is answered
+// (ok false).
+func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) (_ *http.Request, cancel context.CancelFunc, ok bool) {
+	hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
+	if err != nil {
+		wire.WriteError(w, http.StatusBadRequest, err.Error())
+		return r, nil, false
+	}
+	if hops > wire.MaxHops {
+		wire.WriteError(w, http.StatusLoopDetected,
+			fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
+		return r, nil, false
+	}
+	d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
+	if err != nil {
+		wire.WriteError(w, http.StatusBadRequest, err.Error())
+		return r, nil, false
+	}
+	if ok {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		return r.WithContext(ctx), cancel, true
+	}
+	return r, nil, true
 }
 
 // route dispatches through the mux. ServeMux answers unknown paths and
