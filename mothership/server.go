@@ -213,7 +213,7 @@ func (m *Mothership) park(ctx context.Context, s *snapshot, lp longPoll) (_ *sna
 func (m *Mothership) answer(w http.ResponseWriter, r *http.Request, s *snapshot) {
 	h := w.Header()
 	if s.version > 0 || s.mf != nil {
-		h.Set(wire.HeaderManifestVersion, s.verStr)
+		h[wire.HeaderManifestVersion] = s.head.version
 	}
 	if !s.servable {
 		detail := "no manifest has been published yet"
@@ -223,20 +223,24 @@ func (m *Mothership) answer(w http.ResponseWriter, r *http.Request, s *snapshot)
 		wire.WriteError(w, http.StatusNotFound, "Manifest not found", "detail", detail)
 		return
 	}
-	h.Set("Etag", s.etag)
+	h["Etag"] = s.head.etag
 	if etagMatch(r.Header.Get("If-None-Match"), s.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h.Set("Cache-Control", "no-cache")
-	wire.WriteRawJSON(w, http.StatusOK, s.served)
+	// The snapshot's own header values: an answer allocates none.
+	h["Cache-Control"] = s.head.cacheControl
+	h["Content-Type"] = s.head.contentType
+	h["Content-Length"] = s.head.length
+	w.WriteHeader(http.StatusOK)
+	w.Write(s.served)
 }
 
 func (m *Mothership) notModified(w http.ResponseWriter, s *snapshot) {
 	h := w.Header()
-	h.Set(wire.HeaderManifestVersion, s.verStr)
+	h[wire.HeaderManifestVersion] = s.head.version
 	if s.servable {
-		h.Set("Etag", s.etag)
+		h["Etag"] = s.head.etag
 	}
 	w.WriteHeader(http.StatusNotModified)
 }

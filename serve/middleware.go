@@ -303,9 +303,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		defer rc.SetReadDeadline(time.Time{})
 	}
 	limit := s.cfg.MaxBody
-	tooBig := &httpError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", limit)}
+	tooBig := func() error {
+		return &httpError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", limit)}
+	}
 	if r.ContentLength > limit {
-		return nil, tooBig
+		return nil, tooBig()
 	}
 	// The innermost writer, so that net/http learns of an oversized body and
 	// closes the connection instead of draining it.
@@ -331,7 +333,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooBig
+			return nil, tooBig()
 		}
 		return nil, badRequest("reading request body: %v", err)
 	}
