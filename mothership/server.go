@@ -138,8 +138,10 @@ func (m *Mothership) herdWait(w time.Duration) time.Duration {
 // serveManifest answers GET /manifest (SPEC §4.1). It never touches storage:
 // the answer comes from the current snapshot, parked polls wait on the
 // snapshot's changed channel. A parked poll keeps its goroutine's stack as
-// deep as it was when it parked, so the work before and after the wait is
-// in functions of their own (not inlined): the waiting frame stays small.
+// large as it ever grew before parking (the runtime halves a stack only
+// while less than a quarter is in use), so the path to the wait stays
+// shallow: the work before and after it is in functions of their own, and
+// nothing on it calls fmt or strconv.ParseFloat for a valid request.
 func (m *Mothership) serveManifest(w http.ResponseWriter, r *http.Request) {
 	lp, ok := m.pollOf(w, r)
 	if !ok {
