@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/flash-go/flash/child"
@@ -62,17 +63,19 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 	}
 	srv.Registry().MustRegister(metrics)
 	if sync != nil {
-		syncDone := make(chan struct{})
+		var wg gosync.WaitGroup
 		ctx, stopSync := context.WithCancel(ctx)
-		go func() {
-			defer close(syncDone)
+		wg.Go(func() {
 			if err := sync.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("manifest sync stopped", "err", err)
 			}
-		}()
-		defer func() { stopSync(); <-syncDone }()
+		})
+		// The dashboard's call rates per edge (docs/metrics.md).
+		wg.Go(func() { sync.ReportEdges(ctx, child.EdgeReportEvery, metrics.Edges) })
+		defer func() { stopSync(); wg.Wait() }()
 	}
-	return a.serve(ctx, cfg, srv, srv.Shutdown)
+	a.host.log.Store(cfg.Logger)
+	return a.serve(ctx, cfg, srv, srv.Shutdown, a.host.shutdown)
 }
 
 // localManifest reads the manifest file of SPEC §2.5's lookup order.

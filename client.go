@@ -20,8 +20,6 @@ import (
 // between the app's own endpoints. It is safe for concurrent use.
 type Client struct {
 	base string
-	key  string
-	hc   *http.Client // for streams; calls go through iv
 	iv   *child.Invoker
 }
 
@@ -48,28 +46,31 @@ func NewClient(mothershipURL, apiKey string, opts ...ClientOption) (*Client, err
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: wire.NewTransport()}
 	}
-	return &Client{base: strings.TrimRight(mothershipURL, "/"), key: apiKey, hc: cfg.Client, iv: child.NewInvoker(cfg)}, nil
+	return &Client{base: strings.TrimRight(mothershipURL, "/"), iv: child.NewInvoker(cfg)}, nil
 }
 
 // Bind returns a handle on f whose Call goes through c to the app's
 // deployment, whatever this process's own role: f is the handle the app's
 // registration returned (import the package that registers the app).
 func Bind[In, Out any](c *Client, f *Func[In, Out]) *Func[In, Out] {
-	b := &Func[In, Out]{app: f.app, name: f.name, fn: f.fn}
-	i := slices.IndexFunc(f.app.funcs, func(fi funcInfo) bool { return fi.name == f.name })
+	return &Func[In, Out]{app: f.app, name: f.name, fn: f.fn, remote: c.target(f.app, f.name)}
+}
+
+// target is where c sends the calls of the app's function name: its
+// route or queue at the gateway.
+func (c *Client) target(app *App, name string) *remoteTarget {
+	i := slices.IndexFunc(app.funcs, func(fi funcInfo) bool { return fi.name == name })
 	if i < 0 {
-		b.remote = &remoteTarget{err: fmt.Errorf("%w: %s is not registered on app %s", flasherr.ErrFunctionNotFound, f.name, f.app.name)}
-		return b
+		return &remoteTarget{err: fmt.Errorf("%w: %s is not registered on app %s", flasherr.ErrFunctionNotFound, name, app.name)}
 	}
-	info := f.app.funcs[i]
+	info := app.funcs[i]
 	t := &child.Target{Function: info.name, Resource: info.resource.name, LB: info.resource.loadBalanced, Method: info.method, Path: info.path}
 	if t.LB {
 		t.URLs = []string{c.base + "/" + url.PathEscape(t.Resource)}
 	} else {
 		t.URLs = []string{c.base + "/v2/" + url.PathEscape(t.Resource)}
 	}
-	b.remote = &remoteTarget{iv: c.iv, target: t}
-	return b
+	return &remoteTarget{iv: c.iv, target: t}
 }
 
 // remoteTarget is where a Func bound to a Client sends its calls.

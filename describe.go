@@ -107,7 +107,7 @@ func (a *App) manifestDoc(fingerprint string, built time.Time) ([]byte, error) {
 			if f.resource != r {
 				continue
 			}
-			fns = append(fns, docFunction{Name: f.name, Module: f.module, HTTPMethod: f.method, HTTPPath: f.path})
+			fns = append(fns, docFunction{Name: f.name, Module: f.module, IsClass: f.isClass, HTTPMethod: f.method, HTTPPath: f.path})
 			if f.example != nil {
 				ext.ExampleInputs[f.name] = f.example
 			}
@@ -167,15 +167,15 @@ func executableInfo() (digest string, built time.Time) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), built
 }
 
-// serveFuncs returns the functions of the given resources ("" = all) as the
-// serving layer wants them.
+// serveFuncs returns the functions and objects of the given resources ("" =
+// all) as the serving layer wants them.
 func (a *App) serveFuncs(resource string) []serve.Func {
 	var out []serve.Func
 	for _, f := range a.funcs {
-		if resource != "" && f.resource.name != resource {
+		if resource != "" && f.resource.name != resource || f.isClass {
 			continue
 		}
 		out = append(out, serve.Func{Name: f.name, Resource: f.resource.name, Method: f.method, Path: f.path, Bind: f.bind})
 	}
-	return out
+	return append(out, a.objectFuncs(resource)...)
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/flash-go/flash/child"
 	"github.com/flash-go/flash/flasherr"
+	"github.com/flash-go/flash/internal/locate"
 	"github.com/flash-go/flash/manifest"
 )
 
@@ -40,6 +41,10 @@ type App struct {
 	resources []*Resource
 	funcs     []funcInfo
 	problems  []string // registration mistakes, reported all at once at start
+
+	objects []*objectType
+	host    *objectHost     // the object instances this process holds
+	locator *locate.Locator // which replica URL is which replica, for object calls
 
 	identity atomic.Pointer[string]
 	caller   atomic.Pointer[child.Caller] // nil: every call runs in-process
@@ -81,7 +86,7 @@ func (r *Resource) Name() string { return r.name }
 // NewApp returns an empty app. name becomes the manifest's project_name and
 // tags every endpoint a provider creates for it.
 func NewApp(name string) *App {
-	a := &App{name: name}
+	a := &App{name: name, host: newObjectHost(), locator: locate.New(nil)}
 	if name == "" || !manifest.ValidResourceName(name) {
 		a.problem("app name %q must be 1-63 characters of A-Z a-z 0-9 _ . -", name)
 	}
@@ -207,6 +212,7 @@ type funcInfo struct {
 	module   string // Go package of the function, for the manifest
 	bind     binder
 	example  json.RawMessage // a sample input (see exampleInput)
+	isClass  bool            // a stateful object (RegisterObject), served by objectFuncs
 }
 
 // Register adds a queue-based function to r under name and returns its handle.
@@ -275,6 +281,12 @@ var (
 	ErrCircuitOpen         = flasherr.ErrCircuitOpen
 	ErrOverloaded          = flasherr.ErrOverloaded
 )
+
+// ObjectLostError is a call to an object's instance that does not exist
+// (any more), answered by the replica or the gateway asked; it matches
+// ErrObjectLost. Across endpoints it arrives as a *RemoteError of type
+// "ObjectLost", which matches ErrObjectLost too.
+type ObjectLostError = flasherr.ObjectLostError
 
 // StatusError is an answer from another endpoint that was not a result.
 type StatusError = flasherr.StatusError

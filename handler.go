@@ -2,6 +2,7 @@ package flash
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -17,7 +18,8 @@ import (
 // app's functions run in this process. Mount it under a prefix with
 // http.StripPrefix.
 type Handler struct {
-	srv *serve.Server
+	srv  *serve.Server
+	host *objectHost
 }
 
 // Handler returns a Handler for the functions of resource, or of every
@@ -42,12 +44,14 @@ func (a *App) Handler(resource string, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{srv: srv}, nil
+	return &Handler{srv: srv, host: a.host}, nil
 }
 
 // ServeHTTP serves a request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.srv.ServeHTTP(w, r) }
 
 // Shutdown stops taking jobs and waits for queued and running ones until
-// ctx ends, then cancels those left.
-func (h *Handler) Shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
+// ctx ends, then cancels those left, and closes the objects' instances.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	return errors.Join(h.srv.Shutdown(ctx), h.host.shutdown(ctx))
+}

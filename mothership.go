@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/internal/spanring"
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/mothership"
@@ -85,15 +86,19 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 	defer flush()
 	metrics := telemetry.NewMetrics("mothership", time.Now)
+	var traces *spanring.Ring
+	if cfg.Getenv(TraceCollectEnv) == "1" {
+		traces = spanring.New(collectSpans, collectBytes)
+	}
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics, MaxResources: cfg.MaxResources,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics, Traces: traces, MaxResources: cfg.MaxResources,
 	})
 	if err != nil {
 		return err
 	}
 	srv, err := serve.New(serve.Config{Identity: "mothership", APIKey: cfg.APIKey, MaxBody: cfg.MaxBody, Logger: cfg.Logger, Tracer: tracer,
-		Public: mothership.PublicUI}, nil)
+		Public: mothership.PublicUI, Untraced: mothership.Untraced}, nil)
 	if err != nil {
 		return err
 	}
@@ -125,6 +130,18 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	})
 	return a.serve(ctx, cfg, srv, srv.Shutdown)
 }
+
+// TraceCollectEnv, set to 1 by `flash run --trace`, makes the mothership
+// collect the topology's spans (OTLP/HTTP at /v1/traces, kept in memory
+// within collectSpans and collectBytes, oldest traces dropped first) for
+// its dashboard. flash run points every process's OTLP exporter at it.
+const TraceCollectEnv = "FLASH_TRACE_COLLECT"
+
+// Bounds of the spans a collecting mothership keeps.
+const (
+	collectSpans = 20000
+	collectBytes = 32 << 20
+)
 
 // DeploySelfEnv, set to 1 by `flash run` on a mothership's first start, makes
 // its boot deploy the binary's own manifest (recorded as the new desired

@@ -105,7 +105,8 @@ func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return a.serve(ctx, cfg, srv, srv.Shutdown)
+	a.host.log.Store(cfg.Logger)
+	return a.serve(ctx, cfg, srv, srv.Shutdown, a.host.shutdown)
 }
 
 // serve listens as cfg says and serves h until ctx ends.

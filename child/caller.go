@@ -2,6 +2,7 @@ package child
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -68,6 +69,10 @@ func (c *Caller) Route(ctx context.Context, fn string) (*Target, error) {
 	return c.router.Route(ctx, fn)
 }
 
+// Invoker returns the Invoker the Caller calls with, for calls the Router
+// does not route (an object's instance, pinned to one replica).
+func (c *Caller) Invoker() *Invoker { return c.invoker }
+
 // Table returns the routing table in use (Router.Table).
 func (c *Caller) Table() *Table { return c.router.Table() }
 
@@ -77,14 +82,37 @@ func (c *Caller) Table() *Table { return c.router.Table() }
 // manifest; one refused by an overloaded endpoint or an open breaker takes
 // a newer route only when there is one already.
 func (c *Caller) Invoke(ctx context.Context, t *Target, in, out any) error {
+	return c.follow(ctx, t, func(t *Target, moved <-chan struct{}) error {
+		return c.invoker.invoke(ctx, t, in, out, moved)
+	}, nil)
+}
+
+// Stream calls t's streaming function as Invoker.Stream does, and follows
+// the function as Invoke does while no value has reached each (after one,
+// a failure ends the stream: elsewhere the values would come again).
+func (c *Caller) Stream(ctx context.Context, t *Target, in any, each func(json.RawMessage) bool) error {
+	started := false
+	counted := func(v json.RawMessage) bool {
+		started = true
+		return each(v)
+	}
+	return c.follow(ctx, t, func(t *Target, moved <-chan struct{}) error {
+		return c.invoker.stream(ctx, t, in, counted, moved)
+	}, func() bool { return !started })
+}
+
+// follow runs op on t and, when it failed because the endpoint vanished or
+// refused (and movable, when not nil, says the call may still move), on
+// the function's newer route.
+func (c *Caller) follow(ctx context.Context, t *Target, op func(*Target, <-chan struct{}) error, movable func() bool) error {
 	for n := 0; ; {
 		var changed <-chan struct{}
 		if c.sync != nil {
 			changed = c.sync.Changed()
 		}
-		err := c.invoker.invoke(ctx, t, in, out, changed)
+		err := op(t, changed)
 		gone := errors.Is(err, flasherr.ErrEndpointNotReady)
-		if err == nil || n >= maxReroutes ||
+		if err == nil || n >= maxReroutes || movable != nil && !movable() ||
 			(!gone && !errors.Is(err, flasherr.ErrOverloaded) && !errors.Is(err, flasherr.ErrCircuitOpen)) {
 			return err
 		}

@@ -143,11 +143,8 @@ func outcome(err error) string {
 // invoke is Invoke that gives up waiting for a refusing endpoint when
 // moved is closed (see send).
 func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-chan struct{}) (err error) {
-	if t == nil {
-		return errors.New("child: Invoke with a nil target")
-	}
-	if len(t.URLs) == 0 {
-		return &flasherr.NotReadyError{Function: t.Function, Resource: t.Resource, Status: string(t.Status), Reason: t.Error}
+	if err := t.callable(); err != nil {
+		return err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -158,6 +155,27 @@ func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-c
 		start := time.Now()
 		defer func() { iv.metrics.Call(t.Resource, t.Function, outcome(err), time.Since(start)) }()
 	}
+	c := newCall(ctx, t, moved)
+	defer c.release()
+	if t.LB {
+		return iv.callLB(ctx, &c, in, out)
+	}
+	return iv.callQB(ctx, &c, in, out)
+}
+
+// callable says why t cannot be called, or nil.
+func (t *Target) callable() error {
+	if t == nil {
+		return errors.New("child: a call with a nil target")
+	}
+	if len(t.URLs) == 0 {
+		return &flasherr.NotReadyError{Function: t.Function, Resource: t.Resource, Status: string(t.Status), Reason: t.Error}
+	}
+	return nil
+}
+
+// newCall starts a call of t made while serving ctx.
+func newCall(ctx context.Context, t *Target, moved <-chan struct{}) call {
 	c := call{t: t, idx: -1, moved: moved}
 	c.meta, _ = wire.MetaFrom(ctx)
 	// Fixed here, not per send: every attempt is the same call (one
@@ -168,17 +186,17 @@ func (iv *Invoker) invoke(ctx context.Context, t *Target, in, out any, moved <-c
 	if c.meta.TraceParent == "" {
 		c.meta.TraceParent = wire.NewTraceParent()
 	}
-	defer c.release()
-	if t.LB {
-		return iv.callLB(ctx, &c, in, out)
+	if !t.LB {
+		// The incoming request id may be shared by several calls of one
+		// parent (a function calling g twice); the key names this call alone.
+		c.idem = wire.NewRequestID()
 	}
-	// The incoming request id may be shared by several calls of one parent
-	// (a function calling g twice); the key names this call alone.
-	c.idem = wire.NewRequestID()
-	return iv.callQB(ctx, &c, in, out)
+	return c
 }
 
-func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
+// submit posts a job running t's function with in to path (/runsync or
+// /run) and decodes the answer; base is the replica that took the job.
+func (iv *Invoker) submit(ctx context.Context, c *call, path string, in any) (job wire.JobAnswer, base string, err error) {
 	t := c.t
 	head := t.qbHead
 	if head == nil {
@@ -188,22 +206,28 @@ func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
 	body.Grow(len(head) + len(wire.JobRequestTail) + 256)
 	body.Write(head)
 	if err := encodeJSON(&body, in); err != nil {
-		return t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+		return job, "", t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
 	}
 	body.WriteString(wire.JobRequestTail)
-
-	a, err := iv.send(ctx, c, http.MethodPost, "/runsync", body.Bytes())
+	a, err := iv.send(ctx, c, http.MethodPost, path, body.Bytes())
 	if err != nil {
-		return err
+		return job, "", err
 	}
 	c.idem = "" // polls and cancels are not the job's submission
-	base := c.base
 	if a.status < 200 || a.status > 299 {
-		return iv.statusError(t, base+"/runsync", a.status, a.data)
+		return job, c.base, iv.statusError(t, c.base+path, a.status, a.data)
 	}
-	job, err := wire.DecodeJobAnswer(a.data)
+	if job, err = wire.DecodeJobAnswer(a.data); err != nil {
+		return job, c.base, t.errorf("%w: decoding the %s answer: %w", flasherr.ErrSerialization, path, err)
+	}
+	return job, c.base, nil
+}
+
+func (iv *Invoker) callQB(ctx context.Context, c *call, in, out any) error {
+	t := c.t
+	job, base, err := iv.submit(ctx, c, "/runsync", in)
 	if err != nil {
-		return t.errorf("%w: decoding the /runsync answer: %w", flasherr.ErrSerialization, err)
+		return err
 	}
 	delay := pollStart
 	for {
@@ -304,22 +328,30 @@ func (t *Target) remoteError(job wire.JobAnswer) error {
 	return e
 }
 
-func (iv *Invoker) callLB(ctx context.Context, c *call, in, out any) error {
-	t := c.t
-	var payload []byte
+// routeRequest is the path (its parameters filled from in) and body of a
+// request to t's route.
+func (t *Target) routeRequest(in any) (path string, body []byte, err error) {
 	if in != nil {
 		var buf bytes.Buffer
 		if err := encodeJSON(&buf, in); err != nil {
-			return t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
+			return "", nil, t.errorf("%w: encoding the argument: %w", flasherr.ErrSerialization, err)
 		}
-		payload = buf.Bytes()
+		body = buf.Bytes()
 	}
-	path, err := wire.FillPathJSON(t.Path, payload)
-	if err != nil {
-		return t.errorf("%w: %w", flasherr.ErrSerialization, err)
+	if path, err = wire.FillPathJSON(t.Path, body); err != nil {
+		return "", nil, t.errorf("%w: %w", flasherr.ErrSerialization, err)
 	}
 	if t.Method == http.MethodGet {
-		payload = nil
+		body = nil
+	}
+	return path, body, nil
+}
+
+func (iv *Invoker) callLB(ctx context.Context, c *call, in, out any) error {
+	t := c.t
+	path, payload, err := t.routeRequest(in)
+	if err != nil {
+		return err
 	}
 	a, err := iv.send(ctx, c, t.Method, path, payload)
 	if err != nil {
@@ -342,6 +374,7 @@ type answer struct {
 	status     int
 	data       []byte
 	retryAfter time.Duration // from a Retry-After header; 0 when absent
+	body       io.ReadCloser // a streaming call's 2xx answer, unread (data is nil)
 }
 
 // do sends one request with the call headers and reads the answer. Error
@@ -373,7 +406,11 @@ func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, b
 	if body != nil {
 		req.Header.Set("Content-Type", wire.ContentTypeJSON)
 	}
-	req.Header.Set("Accept", wire.ContentTypeJSON)
+	if c.stream {
+		req.Header.Set("Accept", wire.ContentTypeNDJSON)
+	} else {
+		req.Header.Set("Accept", wire.ContentTypeJSON)
+	}
 	resp, err := iv.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -382,12 +419,16 @@ func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, b
 		iv.log.Debug("endpoint unreachable", "function", t.Function, "url", redactURL(target), "err", iv.scrub(err))
 		return answer{}, t.errorf("%w: unreachable: %w", flasherr.ErrEndpointNotReady, iv.scrub(err))
 	}
+	a := answer{status: resp.StatusCode}
+	if c.stream && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		a.body = resp.Body // the caller reads the stream, and closes it
+		return a, nil
+	}
 	defer func() {
 		// Drain a little so the connection goes back to the pool.
 		io.CopyN(io.Discard, resp.Body, maxErrorBody)
 		resp.Body.Close()
 	}()
-	a := answer{status: resp.StatusCode}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		a.retryAfter, _ = wire.ParseRetryAfter(resp.Header.Get(wire.HeaderRetryAfter), time.Now())
 		// Only the error text matters; a cut one is fine.

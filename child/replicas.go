@@ -22,6 +22,7 @@ type call struct {
 	idx     int       // replica counted in flight, -1 for none
 	base    string    // URL of the replica in use
 	attempt int       // requests sent so far, the span attribute flash.attempt
+	stream  bool      // an LB stream: ask for NDJSON, hand a 2xx body over unread
 
 	moved <-chan struct{} // closed when the manifest changes (nil: never); see send
 }

@@ -24,6 +24,10 @@ type Target struct {
 	URLs     []string        // replicas; at least one for a target the Router returns
 	Status   manifest.Status // the resource's manifest status
 	Error    string          // the resource's recorded deployment error
+	// Pinned marks a call for state that one process holds (an object's
+	// instance): a connection refused means that process is gone, so the
+	// call is not retried there or elsewhere.
+	Pinned bool
 
 	inflight []atomic.Int64 // calls in flight per URL, for the choice of replica
 	qbHead   []byte         // the /runsync envelope up to the argument
@@ -139,11 +143,19 @@ func (r *Router) routeWithout(ctx context.Context, fn string) (*Target, error) {
 func buildTable(m *manifest.Manifest, version int64, identity string) *Table {
 	t := &Table{version: version, routes: make(map[string]route, len(m.FunctionRegistry))}
 	for fn, resName := range m.FunctionRegistry {
+		res := m.Resources[resName]
+		if res != nil && isClass(res, fn) {
+			// An object: its instances live on one replica each, maybe
+			// another replica of this very resource, so its route names
+			// every replica, mine included.
+			t.routes[fn] = route{target: &Target{Function: fn, Resource: resName, LB: true,
+				URLs: trimURLs(res.URLs()), Status: res.Status, Error: res.Error}}
+			continue
+		}
 		if resName == identity {
 			t.routes[fn] = route{} // rule 3: mine
 			continue
 		}
-		res := m.Resources[resName]
 		if res == nil { // a valid manifest never has this; refuse rather than guess
 			t.routes[fn] = route{err: &flasherr.NotReadyError{Function: fn, Resource: resName,
 				Reason: "resource missing from the manifest"}}
@@ -177,6 +189,12 @@ func buildTable(m *manifest.Manifest, version int64, identity string) *Table {
 		t.routes[fn] = route{target: tg}
 	}
 	return t
+}
+
+// isClass reports whether fn is a stateful object of res ("is_class").
+func isClass(res *manifest.Resource, fn string) bool {
+	f, ok := res.Function(fn)
+	return ok && f.IsClass
 }
 
 // lbRoute finds fn's method and path: on the function entry, else in routes.

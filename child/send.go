@@ -152,7 +152,7 @@ func (iv *Invoker) send(ctx context.Context, c *call, method, path string, body 
 			switch {
 			case err == nil && (!retryableStatus(t, method, a.status) || t.LB && codedAnswer(a.data)):
 				return a, nil
-			case err != nil && !refused, iv.retry.MaxAttempts <= 1:
+			case err != nil && (!refused || t.Pinned), iv.retry.MaxAttempts <= 1:
 				return a, err
 			case refused && refusedSince.IsZero():
 				refusedSince = time.Now()

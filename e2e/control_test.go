@@ -434,6 +434,12 @@ func TestGatewayReplicasAndStableAddress(t *testing.T) {
 		}
 	})
 
+	step(t, "a stream crosses api and an embedder replica", func(t *testing.T) {
+		for range 3 { // the job's /stream/{id} polls must reach the replica that holds it
+			checkSentences(t, ms.url+"/api")
+		}
+	})
+
 	step(t, "LB routes at a stable address across a redeploy", func(t *testing.T) {
 		stable := ms.url + "/api"
 		mustProcess(t, stable, pipelineServedBy)

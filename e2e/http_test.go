@@ -215,7 +215,12 @@ type mothership struct {
 // says otherwise) with its state in w.statePath().
 func (w *world) startMothership(env ...string) *mothership {
 	w.t.Helper()
-	port := freePort(w.t)
+	return w.startMothershipOn(freePort(w.t), env...)
+}
+
+// startMothershipOn is startMothership on a chosen port.
+func (w *world) startMothershipOn(port int, env ...string) *mothership {
+	w.t.Helper()
 	m := &mothership{w: w, url: "http://127.0.0.1:" + strconv.Itoa(port)}
 	m.env = append([]string{
 		"FLASH_IS_MOTHERSHIP=true", "PORT=" + strconv.Itoa(port), "FLASH_API_KEY=" + apiKey,

@@ -21,6 +21,11 @@ var (
 	ErrTimeout             = errors.New("call timed out")
 	ErrCircuitOpen         = errors.New("circuit open")
 	ErrOverloaded          = errors.New("endpoint overloaded")
+	// ErrObjectLost is a call to a stateful object's instance that no
+	// longer exists: its replica died or restarted, it was closed, or it
+	// was evicted after being idle. The instance is never silently
+	// recreated; make a new one.
+	ErrObjectLost = errors.New("object lost")
 )
 
 // Retryable reports whether err is worth retrying later as it stands: the
@@ -47,8 +52,11 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("%s on %s: %s: %s", e.Function, e.Resource, e.Type, e.Message)
 }
 
-// Is makes errors.Is(err, ErrRemoteFunction) true.
-func (e *RemoteError) Is(target error) bool { return target == ErrRemoteFunction }
+// Is makes errors.Is(err, ErrRemoteFunction) true, and errors.Is(err,
+// ErrObjectLost) for an object's instance the callee no longer holds.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrRemoteFunction || target == ErrObjectLost && e.Type == ObjectLostType
+}
 
 // ErrorCode reports the callee's code, so that CodeOf finds it and serving
 // the error again passes it on.
@@ -132,3 +140,28 @@ func (e *StatusError) Error() string {
 
 // Unwrap lets errors.Is match the sentinel the status maps to.
 func (e *StatusError) Unwrap() error { return e.Kind }
+
+// ObjectLostType is the error type an endpoint reports for a call to an
+// object's instance it does not hold (code not_found).
+const ObjectLostType = "ObjectLost"
+
+// ObjectLostError is a call to an instance that does not exist (any more).
+// It matches ErrObjectLost with errors.Is; its code is CodeNotFound.
+type ObjectLostError struct {
+	Object string // the object type's name
+	ID     string // the instance id
+	Reason string // why, for people: "closed", "no replica holds it", …
+}
+
+func (e *ObjectLostError) Error() string {
+	return fmt.Sprintf("object %s instance %s lost: %s", e.Object, e.ID, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrObjectLost) true.
+func (e *ObjectLostError) Is(target error) bool { return target == ErrObjectLost }
+
+// ErrorType reports ObjectLostType, the type the error travels with.
+func (e *ObjectLostError) ErrorType() string { return ObjectLostType }
+
+// ErrorCode reports CodeNotFound.
+func (e *ObjectLostError) ErrorCode() Code { return CodeNotFound }

@@ -318,3 +318,19 @@ func TestParseNextReusesUnchangedResources(t *testing.T) {
 		t.Error("ParseNext accepted a resource_type of the wrong type")
 	}
 }
+
+// TestClassOnLoadBalancedResource: a stateful object ("is_class") on an LB
+// resource needs no route (flash serves it at its own paths); a function
+// there still does.
+func TestClassOnLoadBalancedResource(t *testing.T) {
+	m := mustParse(t, `{"resources":{"api":{"resource_type":"LiveLoadBalancer","functions":[
+		{"name":"Session","module":"main","is_async":false,"is_class":true}]}},"function_registry":{"Session":"api"}}`)
+	if f, ok := m.Resources["api"].Function("Session"); !ok || !f.IsClass {
+		t.Fatalf("Session: %+v %v", f, ok)
+	}
+	_, err := Parse([]byte(`{"resources":{"api":{"resource_type":"LiveLoadBalancer","functions":[
+		{"name":"f","module":"main","is_async":false,"is_class":false}]}},"function_registry":{"f":"api"}}`))
+	if err == nil || !strings.Contains(err.Error(), "needs both http_method and http_path") {
+		t.Errorf("an LB function without a route: %v", err)
+	}
+}

@@ -113,6 +113,9 @@ func (m *Manifest) problems() problems {
 				}
 				continue
 			}
+			if f.IsClass && f.HTTPMethod == "" && f.HTTPPath == "" {
+				continue // a stateful object: reached at flash's own paths, not a route
+			}
 			if f.HTTPMethod == "" || f.HTTPPath == "" {
 				ps.add(fp(), "load-balanced function %q needs both http_method and http_path", f.Name)
 				continue

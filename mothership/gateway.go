@@ -23,10 +23,13 @@ const maxResourceName = 63
 
 // gatewayTarget travels from the route handler to the proxy's Rewrite.
 type gatewayTarget struct {
+	raw      string // the replica's URL as the manifest lists it
 	base     *url.URL
 	suffix   string // "/run", "/status/{id}", "/summarize", …
 	resource string
-	submits  bool // the answer names a new job: remember which replica holds it
+	submits  bool   // the answer names a new job: remember which replica holds it
+	object   bool   // an object call: the answer names the replica (wire.HeaderReplica)
+	replica  string // a call to an instance: the replica that holds it
 }
 
 type targetKey struct{}
@@ -67,6 +70,7 @@ func (m *Mothership) registerGateway(handle func(string, http.Handler)) {
 		}))
 	}
 	handle("POST /v2/{resource}/purge-queue", http.HandlerFunc(m.servePurgeQueue))
+	m.registerObjects(handle)
 	handle("/{resource}/{rest...}", http.HandlerFunc(m.forwardLB))
 }
 
@@ -78,17 +82,30 @@ func gatewayName(name string) bool {
 // kind from the current snapshot, or answers 404 (unknown) or 503 (no
 // working endpoint) itself and returns nil.
 func (m *Mothership) replicasOf(w http.ResponseWriter, name string, lb bool) []string {
+	return m.urlsOf(w, name, &lb)
+}
+
+// urlsOf is replicasOf for a resource of kind *lb, or of either kind when
+// lb is nil.
+func (m *Mothership) urlsOf(w http.ResponseWriter, name string, lb *bool) []string {
 	mf, _ := m.Current()
 	var res *manifest.Resource
 	if mf != nil {
 		res = mf.Resources[name]
 	}
-	if res == nil || res.LoadBalanced != lb {
-		kind, names := "queue-based", qbNames(mf)
-		if lb {
-			kind, names = "load-balanced", lbNames(mf)
+	if res == nil || lb != nil && res.LoadBalanced != *lb {
+		kind, names := "", []string{}
+		switch {
+		case lb == nil:
+			if mf != nil {
+				names = mf.ResourceNames()
+			}
+		case *lb:
+			kind, names = "load-balanced ", lbNames(mf)
+		default:
+			kind, names = "queue-based ", qbNames(mf)
 		}
-		wire.WriteError(w, http.StatusNotFound, "unknown "+kind+" resource "+quote(name), "resource", name,
+		wire.WriteError(w, http.StatusNotFound, "unknown "+kind+"resource "+quote(name), "resource", name,
 			"available", names)
 		return nil
 	}
@@ -145,7 +162,8 @@ func (m *Mothership) proxyTo(w http.ResponseWriter, r *http.Request, raw string,
 			"resource", t.resource)
 		return
 	}
-	t.base = base
+	t.raw, t.base = raw, base
+	wire.ProxyFullDuplex(w, r) // a streamed answer is not cut while the body is sent
 	ctx := context.WithValue(r.Context(), targetKey{}, t)
 	m.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -256,8 +274,12 @@ func (m *Mothership) newProxy() http.Handler {
 		ModifyResponse: func(resp *http.Response) error {
 			// The mothership's middleware already set the (same) request id.
 			resp.Header.Del(wire.HeaderRequestID)
-			if t, ok := resp.Request.Context().Value(targetKey{}).(gatewayTarget); ok && t.submits {
+			t, ok := resp.Request.Context().Value(targetKey{}).(gatewayTarget)
+			switch {
+			case ok && t.submits:
 				return m.rememberJob(resp, t)
+			case ok && t.object:
+				m.learnReplica(resp, t)
 			}
 			return nil
 		},
@@ -265,6 +287,10 @@ func (m *Mothership) newProxy() http.Handler {
 			t, _ := r.Context().Value(targetKey{}).(gatewayTarget)
 			if r.Context().Err() != nil {
 				return // the caller went away
+			}
+			if t.replica != "" && m.instanceGone(r, t) {
+				m.objectGone(w, r, t)
+				return
 			}
 			m.log.Warn("gateway: endpoint unreachable", "url", t.base.Redacted(), "err", err)
 			// The detail names the endpoint's internal address: logged, not sent.

@@ -76,16 +76,7 @@ func TestGatewayJobReachesItsReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := func(base, method, path string) (int, map[string]string) {
-		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(`{"input":{}}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]string
-		b, _ := io.ReadAll(resp.Body)
-		json.Unmarshal(b, &out)
-		return resp.StatusCode, out
+		return gatewayCall[string](t, base, method, path, `{"input":{}}`)
 	}
 	var ids []string
 	for i := range 9 {
@@ -199,5 +190,59 @@ func TestGatewayRelaysLargeAnswersWhole(t *testing.T) {
 	got, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK || string(got) != big {
 		t.Fatalf("%d, %d bytes (%v), want the %d bytes sent", resp.StatusCode, len(got), err, len(big))
+	}
+}
+
+// gatewayCall sends body to base+path and returns the status and the JSON
+// object answered.
+func gatewayCall[V any](t *testing.T, base, method, path, body string) (int, map[string]V) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]V
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+// TestGatewayStreamsAnswerToAPost: an LB route that reads a POST's body and
+// streams its answer is relayed whole every time. The gateway's server used
+// to close the request body when the answer's headers went out, while the
+// transport still read it once more after its Content-Length; the transport
+// then tore down the connection to the replica mid-answer ("use of closed
+// network connection"), a cut about one stream in six between processes.
+func TestGatewayStreamsAnswerToAPost(t *testing.T) {
+	const lines = 20
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		rc := http.NewResponseController(w)
+		for i := range lines {
+			fmt.Fprintf(w, "{\"output\":%d}\n", i)
+			rc.Flush()
+		}
+	}))
+	defer backend.Close()
+	h := newHarness(t, func(c *Config) { c.Provider = nil })
+	h.run(t)
+	mf := buildManifest(t, res{name: "web", lb: true}).WithRuntime("web",
+		manifest.Runtime{EndpointURLs: []string{backend.URL}, Status: manifest.StatusDeployed})
+	if _, err := h.m.Publish(t.Context(), mf); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		resp, err := h.srv.Client().Post(h.srv.URL+"/web/count", "application/json", strings.NewReader(`{"n":20}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || strings.Count(string(got), "\n") != lines {
+			t.Fatalf("stream %d: %d lines (%v), want %d", i, strings.Count(string(got), "\n"), err, lines)
+		}
 	}
 }

@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/locate"
+	"github.com/flash-go/flash/internal/spanring"
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
@@ -124,6 +126,10 @@ type Config struct {
 	Tracer *telemetry.Tracer
 	// Metrics, when not nil, records reconcile steps, deploys and parked polls.
 	Metrics *telemetry.Metrics
+	// Traces, when not nil, collects the topology's spans (flash run
+	// --trace): the mothership answers OTLP/HTTP exports at POST /v1/traces
+	// and serves the traces at /flash/traces. Nil: no such route.
+	Traces *spanring.Ring
 }
 
 // Mothership is the control plane of one app. Create it with New, mount its
@@ -161,14 +167,16 @@ type Mothership struct {
 	written   int64                        // newest version written to ManifestPath
 	deployed  map[string]provider.Endpoint // resource → endpoint of its published deployment
 
-	inst   instances
-	events endpointEvents
-	trail  *deployTrail  // recent reconcile events, for the dashboard
-	jobs   jobReplicas   // gateway: which replica holds a job
-	rr     atomic.Uint64 // gateway round robin over replicas
-	parked atomic.Int64  // long polls waiting now
-	due    deadlines     // when parked long polls give up
-	mask   envMask
+	inst    instances
+	events  endpointEvents
+	trail   *deployTrail    // recent reconcile events, for the dashboard
+	edges   *edgeStats      // children's outgoing calls, for the dashboard
+	jobs    jobReplicas     // gateway: which replica holds a job
+	objects *locate.Locator // gateway: which replica URL is which replica, for object calls
+	rr      atomic.Uint64   // gateway round robin over replicas
+	parked  atomic.Int64    // long polls waiting now
+	due     deadlines       // when parked long polls give up
+	mask    envMask
 
 	fence     *Fenced                         // nil: the store is not shared, this mothership leads alone
 	leaderCtx atomic.Pointer[context.Context] // while leading: ends with the leadership
@@ -220,8 +228,10 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 		uploads:   make(chan struct{}, maxUploads),
 		inst:      newInstances(cfg.MaxInstances, cfg.Logger),
 		jobs:      newJobReplicas(cfg.Now),
+		objects:   locate.New(cfg.Now),
 		mask:      newEnvMask(cfg.EnvVisible),
 		trail:     newDeployTrail(),
+		edges:     newEdgeStats(),
 	}
 	m.fence, _ = cfg.Store.(*Fenced)
 	m.proxy = m.newProxy()

@@ -113,7 +113,7 @@ func (r Report) Failed() bool {
 // emit reports e through Progress, URL credentials redacted.
 func (rc *reconciler) emit(e Event) {
 	e.Error, e.EndpointURLs = RedactURLs(e.Error), redactAll(e.EndpointURLs)
-	rc.m.trail.add(e, rc.now())
+	rc.m.trail.add(rc, e, rc.now())
 	if rc.opts.Progress == nil {
 		return
 	}

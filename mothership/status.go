@@ -311,6 +311,7 @@ type ResourceStatus struct {
 // its own (a process exited, was restarted, was adopted), for the status.
 func (m *Mothership) EndpointEvent(resource, kind, detail string, restarted bool) {
 	m.events.note(resource, kind, detail, restarted, m.cfg.Now())
+	m.trail.wake()
 }
 
 // endpointEvents keeps, per resource, the restarts and the latest event.

@@ -33,25 +33,45 @@ const (
 type deployTrail struct {
 	mu      sync.Mutex
 	events  []TrailEvent
+	owner   any   // the reconciliation that emitted the last event
+	seq     int64 // its number
 	changed chan struct{}
 	streams atomic.Int32
 }
 
-// TrailEvent is one reconcile event with the time it happened.
+// TrailEvent is one reconcile event with the time it happened and the
+// number of its reconciliation (1, 2, … since the mothership started).
 type TrailEvent struct {
-	Time time.Time `json:"time"`
+	Time   time.Time `json:"time"`
+	Deploy int64     `json:"deploy"`
 	Event
 }
 
 func newDeployTrail() *deployTrail { return &deployTrail{changed: make(chan struct{})} }
 
-func (d *deployTrail) add(e Event, at time.Time) {
+// add keeps e, emitted at by the reconciliation owner.
+func (d *deployTrail) add(owner any, e Event, at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if owner != d.owner {
+		d.owner = owner
+		d.seq++
+	}
 	if len(d.events) == maxDeployTrail {
 		d.events = append(d.events[:0], d.events[1:]...)
 	}
-	d.events = append(d.events, TrailEvent{Time: at, Event: e})
+	d.events = append(d.events, TrailEvent{Time: at, Deploy: d.seq, Event: e})
+	d.wakeLocked()
+}
+
+// wake has the streams send the state now (a process exited, restarted).
+func (d *deployTrail) wake() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wakeLocked()
+}
+
+func (d *deployTrail) wakeLocked() {
 	close(d.changed)
 	d.changed = make(chan struct{})
 }
@@ -77,12 +97,16 @@ func (m *Mothership) registerUI(handle func(pattern string, h http.Handler)) {
 	}))
 	handle("GET /flash/ui/assets/", files)
 	handle("GET /flash/ui/events", http.HandlerFunc(m.serveUIEvents))
+	handle("POST "+wire.PathEdges, http.HandlerFunc(m.serveEdges))
+	m.registerTraces(handle)
 }
 
 // uiState is what one server-sent "state" event carries.
 type uiState struct {
-	Status  Status       `json:"status"`
-	Deploys []TrailEvent `json:"deploys"`
+	Status  Status        `json:"status"`
+	Deploys []TrailEvent  `json:"deploys"`
+	Edges   []EdgeView    `json:"edges"`
+	Traces  *uiTraceState `json:"traces"` // null: not collecting (flash run --trace)
 }
 
 // serveUIEvents streams the status and the deploy timeline as server-sent
@@ -104,7 +128,8 @@ func (m *Mothership) serveUIEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	for {
 		deploys, trailChanged := m.trail.read()
-		data, err := json.Marshal(uiState{Status: m.Status(r.Context()), Deploys: deploys})
+		data, err := json.Marshal(uiState{Status: m.Status(r.Context()), Deploys: deploys,
+			Edges: m.edges.view(m.cfg.Now()), Traces: m.uiTraces()})
 		if err != nil {
 			return
 		}

@@ -2,11 +2,14 @@ package mothership
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // TestUIEvents: the stream starts with the state (status and deploy steps),
@@ -57,8 +60,20 @@ func TestUIEvents(t *testing.T) {
 	for {
 		st := next()
 		if _, ok := st.Status.Resources["embedder"]; ok && st.Status.Version > first.Status.Version {
+			// Each reconciliation's steps carry its own number.
+			if d0, d1 := st.Deploys[0].Deploy, st.Deploys[len(st.Deploys)-1].Deploy; d0 != 1 || d1 != 2 {
+				t.Fatalf("deploy numbers %d … %d, want 1 … 2", d0, d1)
+			}
 			break
 		}
+	}
+	// An edge report shows in the next state; a process event sends one at once.
+	body, _ := json.Marshal(wire.EdgeReport{Resource: "api", Instance: "a", Edges: []wire.EdgeCount{{Target: "embedder", Calls: 2}}})
+	if resp, err := h.srv.Client().Post(h.srv.URL+wire.PathEdges, "application/json", bytes.NewReader(body)); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("edge report: %v %v", resp, err)
+	}
+	h.m.EndpointEvent("embedder", "exited", "test", false)
+	for st := next(); len(st.Edges) == 0; st = next() {
 	}
 
 	// One stream is open; fill up to the bound, then one more is refused.

@@ -96,6 +96,12 @@ func (e *Emulator) serveLB(w http.ResponseWriter, r *http.Request) {
 			writeJobError(w, errorf(502, "worker did not answer: "+err.Error()))
 		},
 	}
+	if r.ContentLength != 0 {
+		// The transport may read the body once more after the worker's answer
+		// starts; without full duplex the server has closed it by then and the
+		// answer is cut (golang/go#40747).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 

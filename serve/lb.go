@@ -50,7 +50,7 @@ func (s *Server) lbHandler(f *Func) http.Handler {
 		ctx := context.WithValue(r.Context(), answerMetaKey{}, meta)
 		out, err := call(ctx, run)
 		if st, ok := out.(Stream); ok && err == nil && ctx.Err() == nil {
-			s.writeStream(ctx, w, f, st, meta)
+			s.writeStream(ctx, w, r, f, st, meta)
 			return nil
 		}
 		if err == nil && ctx.Err() == nil {

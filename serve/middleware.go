@@ -36,7 +36,11 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 		tp = wire.NewTraceParent()
 		traceID, _ = wire.ParseTraceParent(tp)
 	}
-	ctx, span, traced := s.cfg.Tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
+	tracer := s.cfg.Tracer // health checks and what Untraced names get no span
+	if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {
+		tracer = nil
+	}
+	ctx, span, traced := tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
 		telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
 	if traced { // the span is the parent of the calls made while serving
 		tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
@@ -194,7 +198,7 @@ type statusWriter struct {
 	jsonErrors bool // rewrite ServeMux's text answers
 	swallow    bool // drop the body of a rewritten answer
 
-	// What observe records when the request ends.
+	// What finish records when the request ends.
 	start   time.Time
 	rid     string     // X-Request-Id, set on the answer when it starts
 	traceID string     // for logs

@@ -82,13 +82,6 @@ func (t *jobTable) takeStream(id string) (v jobView, values []json.RawMessage, o
 	return j.viewLocked(t.now()), values, true
 }
 
-// StreamAnswer is the answer of GET /stream/{id} (Runpod's shape): the
-// job's state and the values produced since the last call, each once.
-type StreamAnswer struct {
-	wire.JobAnswer
-	Stream []StreamLine `json:"stream"`
-}
-
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if err := validJobPath(id); err != nil {
@@ -98,9 +91,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFoundJob(id)
 	}
-	a := StreamAnswer{JobAnswer: v.response(), Stream: make([]StreamLine, len(values))}
+	a := wire.StreamAnswer{JobAnswer: v.response(), Stream: make([]wire.StreamLine, len(values))}
 	for i, b := range values {
-		a.Stream[i] = StreamLine{Output: b}
+		a.Stream[i] = wire.StreamLine{Output: b}
 	}
 	wire.WriteJSON(w, http.StatusOK, a)
 	return nil

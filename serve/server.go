@@ -59,6 +59,10 @@ type Func struct {
 	// Bind decodes the input and returns the job to run. A Bind error is the
 	// caller's fault (400) and is reported before anything is queued.
 	Bind func(in Input) (Job, error)
+	// Internal marks flash's own routes (stateful objects, under /flash/):
+	// served like a load-balanced function at Method and Path, which may be
+	// reserved, whatever the resource's kind; Name need only be unique.
+	Internal bool
 }
 
 // Config configures a Server. The zero value means the defaults.
@@ -102,9 +106,16 @@ type Config struct {
 	IdempotencyMaxBytes int
 	// Tracer, when not nil, makes a span of every request and job.
 	Tracer *telemetry.Tracer
+	// SSEHeartbeat is how long a server-sent-event stream may stay silent
+	// before a comment line keeps it alive; default DefaultSSEHeartbeat.
+	SSEHeartbeat time.Duration
 	// Public, when not nil, names requests served without the API key
 	// (pages that hold no data, such as the mothership's dashboard).
 	Public func(*http.Request) bool
+	// Untraced, when not nil, names requests that get no span (traffic of
+	// the tracing itself, such as trace exports, which would otherwise
+	// make spans to export for ever).
+	Untraced func(*http.Request) bool
 }
 
 // Defaults of Config.
@@ -154,7 +165,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if cfg.MaxBody < 0 || cfg.Workers < 0 || cfg.QueueSize < 0 || cfg.ResultTTL < 0 || cfg.MaxResults < 0 || cfg.MaxResultBytes < 0 ||
-		cfg.LBConcurrency < 0 || cfg.LBQueue < 0 || cfg.SlowRequest < 0 ||
+		cfg.LBConcurrency < 0 || cfg.LBQueue < 0 || cfg.SlowRequest < 0 || cfg.SSEHeartbeat < 0 ||
 		cfg.IdempotencyEntries < 0 || cfg.IdempotencyMaxBytes < 0 {
 		bad("config: sizes, limits and durations must not be negative")
 	}
@@ -185,7 +196,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 		case f.Name == "":
 			bad("function #%d: empty name", i)
 			continue
-		case !manifest.ValidFunctionName(f.Name):
+		case !f.Internal && !manifest.ValidFunctionName(f.Name):
 			bad("%s: name must be a Go or Python identifier", where)
 		case names[f.Name]:
 			bad("%s: registered twice", where)
@@ -204,7 +215,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 			bad("%s: method %q: want one of %s", where, f.Method, strings.Join(manifest.Methods, ", "))
 		case !strings.HasPrefix(f.Path, "/"):
 			bad("%s: path %q must start with /", where, f.Path)
-		case manifest.ReservedPath(f.Path):
+		case manifest.ReservedPath(f.Path) && !f.Internal:
 			bad("%s: path %q is reserved (or shadows a path flash serves itself)", where, f.Path)
 		default:
 			route := f.Method + " " + f.Path
@@ -270,6 +281,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.LBQueue <= 0 {
 		cfg.LBQueue = cfg.LBConcurrency
+	}
+	if cfg.SSEHeartbeat <= 0 {
+		cfg.SSEHeartbeat = DefaultSSEHeartbeat
 	}
 	if cfg.SlowRequest <= 0 {
 		cfg.SlowRequest = DefaultSlowRequest

@@ -442,3 +442,43 @@ func TestInternalErrors(t *testing.T) {
 		t.Fatalf("LB serialization error: %s", r.Body)
 	}
 }
+
+// TestJobQueueDepthMetric: flash_jobs_queued and flash_jobs_running follow
+// jobs waiting for the one worker and running on it.
+func TestJobQueueDepthMetric(t *testing.T) {
+	g := newGate()
+	s := newServer(t, Config{Identity: "worker", Workers: 1}, g)
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := s.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s", name)
+		return 0
+	}
+	for i := range 3 {
+		if r := do(t, s, "POST", "/run", envelopeFor("block", map[string]any{"tag": i})); r.Code != 200 {
+			t.Fatalf("/run: %d %s", r.Code, r.Body)
+		}
+	}
+	wait(t, g.started, "the first job running")
+	if q, r := gauge("flash_jobs_queued"), gauge("flash_jobs_running"); q != 2 || r != 1 {
+		t.Fatalf("queued %v running %v, want 2 and 1", q, r)
+	}
+	for range 3 {
+		g.release <- struct{}{}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gauge("flash_jobs_queued")+gauge("flash_jobs_running") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued %v running %v after the jobs ended", gauge("flash_jobs_queued"), gauge("flash_jobs_running"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -31,6 +31,34 @@ type buildResult struct {
 	Image    *imageResult       `json:"image,omitempty"`
 	App      *manifest.Manifest `json:"-"`
 	Took     time.Duration      `json:"-"`
+	Compile  time.Duration      `json:"-"` // go build's share of Took
+}
+
+// buildOptions vary a build.
+type buildOptions struct {
+	// artifact also writes artifact.tar.gz (flash build and deploy upload it).
+	artifact bool
+	// dev links for flash dev's reloads (devBuildFlags).
+	dev bool
+}
+
+// devBuildFlags are flash dev's go build flags, the same for every build of
+// a session. The link is most of a rebuild; without the DWARF data and the
+// symbol table (-s -w, as the image build links too) it takes about half as
+// long: panics still print their stacks, debuggers and perf see less. No VCS
+// stamp either (a git call per build). The compile flags are go build's
+// defaults, so the packages cached by the developer's own builds and tests
+// are reused. Flags the developer sets in GOFLAGS win.
+func devBuildFlags() []string {
+	goflags := os.Getenv("GOFLAGS")
+	var flags []string
+	if !strings.Contains(goflags, "-ldflags") {
+		flags = append(flags, "-ldflags=-s -w")
+	}
+	if !strings.Contains(goflags, "-buildvcs") {
+		flags = append(flags, "-buildvcs=false")
+	}
+	return flags
 }
 
 func runBuild(e *env) int {
@@ -56,7 +84,7 @@ func runBuild(e *env) int {
 	if len(args) == 1 {
 		pkg = args[0]
 	}
-	res, err := build(e, pkg)
+	res, err := build(e, pkg, buildOptions{artifact: true})
 	if err != nil {
 		return fail(e, err)
 	}
@@ -80,8 +108,9 @@ func runBuild(e *env) int {
 // describeTimeout bounds how long a built binary may take to print its manifest.
 const describeTimeout = 20 * time.Second
 
-// build compiles pkg, asks the binary for its manifest and writes the artifact.
-func build(e *env, pkg string) (*buildResult, error) {
+// build compiles pkg, asks the binary for its manifest and, with
+// opts.artifact, writes the artifact.
+func build(e *env, pkg string, opts buildOptions) (*buildResult, error) {
 	start := time.Now()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -111,12 +140,17 @@ func build(e *env, pkg string) (*buildResult, error) {
 		}
 		return cmd
 	}
-	cmd := goCmd("build", "-o", tmp)
+	args := []string{"build"}
+	if opts.dev {
+		args = append(args, devBuildFlags()...)
+	}
+	cmd := goCmd(append(args, "-o", tmp)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	stop := showProgress(e.stderr, "building "+pkg, start)
 	err = cmd.Run()
 	stop()
+	compiled := time.Since(start)
 	if err != nil {
 		return nil, fmt.Errorf("go build %s failed:\n%s", pkg, indent(out.String()))
 	}
@@ -136,13 +170,16 @@ func build(e *env, pkg string) (*buildResult, error) {
 	if err := manifest.Save(mpath, m, 0o644); err != nil {
 		return nil, err
 	}
-	art := filepath.Join(dir, "artifact.tar.gz")
-	if err := writeArtifact(art, bin, m.Pretty()); err != nil {
-		return nil, err
+	res := &buildResult{Binary: bin, Manifest: mpath, App: m, Compile: compiled}
+	if opts.artifact {
+		res.Artifact = filepath.Join(dir, "artifact.tar.gz")
+		if err := writeArtifact(res.Artifact, bin, m.Pretty()); err != nil {
+			return nil, err
+		}
 	}
-	took := time.Since(start)
-	fmt.Fprintf(e.stderr, "built %s in %s: %d resource(s)\n", m.ProjectName, took.Round(100*time.Millisecond), len(m.Resources))
-	return &buildResult{Binary: bin, Manifest: mpath, Artifact: art, App: m, Took: took}, nil
+	res.Took = time.Since(start)
+	fmt.Fprintf(e.stderr, "built %s in %s: %d resource(s)\n", m.ProjectName, res.Took.Round(100*time.Millisecond), len(m.Resources))
+	return res, nil
 }
 
 // describeBinary runs bin with --flash-manifest and parses what it prints,
@@ -218,6 +255,19 @@ func showProgress(w io.Writer, label string, start time.Time) (stop func()) {
 // writeArtifact writes a gzip'd tar of the binary ("app") and the manifest,
 // the shape POST /flash/deploy accepts.
 func writeArtifact(path, bin string, mf []byte) error {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	if err := writeTar(gz, bin, mf); err != nil {
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, buf.Bytes(), 0o644)
+}
+
+// writeTar writes the tar of an artifact, uncompressed, to w.
+func writeTar(w io.Writer, bin string, mf []byte) error {
 	f, err := os.Open(bin)
 	if err != nil {
 		return err
@@ -227,27 +277,21 @@ func writeArtifact(path, bin string, mf []byte) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
+	tw := tar.NewWriter(w)
 	now := time.Now()
 	if err := tw.WriteHeader(&tar.Header{Name: manifest.FileName, Mode: 0o644, Size: int64(len(mf)), ModTime: now}); err != nil {
 		return err
 	}
-	tw.Write(mf)
+	if _, err := tw.Write(mf); err != nil {
+		return err
+	}
 	if err := tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: fi.Size(), ModTime: now}); err != nil {
 		return err
 	}
 	if _, err := io.Copy(tw, f); err != nil {
 		return err
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		return err
-	}
-	return atomicfile.Write(path, buf.Bytes(), 0o644)
+	return tw.Close()
 }
 
 func indent(s string) string {

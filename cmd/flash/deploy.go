@@ -55,7 +55,7 @@ func runDeploy(e *env) int {
 		}
 		body, contentType = m.Pretty(), "application/json"
 	} else {
-		b, err := build(e, target)
+		b, err := build(e, target, buildOptions{artifact: true})
 		if err != nil {
 			return fail(e, err)
 		}
@@ -80,8 +80,13 @@ func runDeploy(e *env) int {
 
 // postDeploy sends a deploy and follows its NDJSON progress to the report.
 func postDeploy(ctx context.Context, base, key string, body []byte, contentType string, p *progress) (mothership.Report, error) {
+	return postDeployFrom(ctx, base, key, bytes.NewReader(body), contentType, p)
+}
+
+// postDeployFrom is postDeploy of a body read as it is sent.
+func postDeployFrom(ctx context.Context, base, key string, body io.Reader, contentType string, p *progress) (mothership.Report, error) {
 	var report mothership.Report
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/flash/deploy", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/flash/deploy", body)
 	if err != nil {
 		return report, fmt.Errorf("mothership URL %q: %w", base, err)
 	}
@@ -139,6 +144,8 @@ type progress struct {
 	lines  map[string]string
 	drawn  int
 	starts map[string]time.Time
+	// observe, when set, sees every event first (flash dev times its steps).
+	observe func(mothership.Event)
 }
 
 func newProgress(w io.Writer, asJSON bool) *progress {
@@ -146,6 +153,9 @@ func newProgress(w io.Writer, asJSON bool) *progress {
 }
 
 func (p *progress) event(ev mothership.Event) {
+	if p.observe != nil {
+		p.observe(ev)
+	}
 	if p.json {
 		writeJSONLine(p.w, ev)
 		return

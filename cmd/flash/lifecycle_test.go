@@ -277,7 +277,7 @@ func TestFlashRunHAKeepsItsState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real topology and an etcd cluster")
 	}
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), freePortRange(t, 5) // --ha 5 is tried too
 	ha := []string{"--ha", "3"}
 	rt, err := launchFlashWith(t, "run", dir, pipelinePkg(t), port, ha)
 	if err != nil {

@@ -132,9 +132,12 @@ func manifestShow(e *env, file string, asJSON bool) int {
 		}
 		var fns []string
 		for _, f := range r.Functions {
-			if f.HTTPMethod != "" {
+			switch {
+			case f.IsClass:
+				fns = append(fns, f.Name+" (object)")
+			case f.HTTPMethod != "":
 				fns = append(fns, fmt.Sprintf("%s (%s %s)", f.Name, f.HTTPMethod, f.HTTPPath))
-			} else {
+			default:
 				fns = append(fns, f.Name)
 			}
 		}

@@ -52,8 +52,9 @@ func runTopology(e *env, dev bool) int {
 	asJSON := fs.Bool("json", false, "print the topology as one JSON object (logs go to stderr)")
 	verbose := fs.Bool("verbose", false, "show every log line of every process (FLASH_LOG_LEVEL sets their level)")
 	ha := fs.Int("ha", 0, "run N motherships (3, 5 or 7) on ports --port … --port+N-1 sharing an N-member etcd cluster, one leading")
+	traced := fs.Bool("trace", false, "collect every process's spans in the mothership, shown by its dashboard (instead of any OTEL_* exporter set)")
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: flash %s [--port N] [--ha 3] [--verbose] [--json] [PKG]\n\n%s\n", name, what)
+		fmt.Fprintf(e.stderr, "Usage: flash %s [--port N] [--ha 3] [--trace] [--verbose] [--json] [PKG]\n\n%s\n", name, what)
 		fs.PrintDefaults()
 	}
 	args, code, ok := parseFlags(e, fs, e.args)
@@ -97,7 +98,12 @@ func runTopology(e *env, dev bool) int {
 			return fail(e, err)
 		}
 	}
-	b, err := build(e, pkg)
+	var src *sources
+	if dev {
+		// Read before the build: what the first build may contain.
+		src = readSources(e.ctx, pkg)
+	}
+	b, err := build(e, pkg, buildOptions{dev: dev})
 	if err != nil {
 		return fail(e, err)
 	}
@@ -115,7 +121,7 @@ func runTopology(e *env, dev bool) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	t := topologyRun{e: e, m: b.App, pkg: pkg, dev: dev, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON,
+	t := topologyRun{e: e, m: b.App, pkg: pkg, dev: dev, src: src, bin: bin, app: app, lock: lock, port: *port, ha: *ha, key: key, keySource: keySource, json: *asJSON, trace: *traced,
 		verbose: *verbose || os.Getenv("FLASH_LOG_LEVEL") != "", shown: shown}
 	if err := t.run(); err != nil {
 		return fail(e, err)
@@ -222,7 +228,8 @@ type topologyRun struct {
 	e         *env
 	m         *manifest.Manifest // the app's manifest as deployed
 	pkg       string
-	dev       bool // flash dev: redeploy on every change of the sources
+	dev       bool     // flash dev: redeploy on every change of the sources
+	src       *sources // flash dev: the sources as read before the first build
 	bin       string
 	app       layout.App
 	lock      *runLock
@@ -231,6 +238,7 @@ type topologyRun struct {
 	key       string
 	keySource string
 	json      bool
+	trace     bool // flash run --trace: the mothership collects the spans
 	verbose   bool
 	shown     slog.Level // FLASH_LOG_LEVEL: with verbose, what is shown
 }
@@ -287,6 +295,9 @@ func (t *topologyRun) run() error {
 			// The mothership and its children stop by themselves when this
 			// process is gone, however it ended.
 			flash.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		if t.trace {
+			cmd.Env = append(withoutOTelEnv(cmd.Env), collectTracesEnv(urls[i], t.key)...)
+		}
 		if !started[i] {
 			// Its first start deploys this build; a restart after a crash
 			// follows what was deployed since (flash dev's builds).
@@ -358,6 +369,7 @@ func (t *topologyRun) run() error {
 		return errors.Join(err, stopAll())
 	}
 	topo := describeTopology(base, t.key, t.m, st)
+	topo.Traces = t.trace
 	if t.ha > 0 {
 		topo.Mothership = strings.Join(urls, ", ") // every gateway serves the same URLs
 	}
@@ -417,12 +429,38 @@ func withoutFlashEnv(env []string) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "FLASH_IS_MOTHERSHIP", "FLASH_RESOURCE_NAME", "FLASH_MOTHERSHIP_URL", "FLASH_MOTHERSHIP_ID", "PORT", "FLASH_HOST",
-			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv, flash.DeploySelfEnv:
+			"FLASH_STATE_URL", "FLASH_PROVIDER", "FLASH_CACHE_DIR", "FLASH_LOG_LEVEL", "FLASH_MANIFEST_PATH", flash.ParentPIDEnv, flash.DeploySelfEnv,
+			flash.TraceCollectEnv:
 			continue
 		}
 		out = append(out, kv)
 	}
 	return out
+}
+
+// withoutOTelEnv drops the OpenTelemetry variables, which --trace replaces.
+func withoutOTelEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// collectTracesEnv makes a mothership at base collect spans, and every
+// process (it and the children, which inherit its variables) export theirs
+// to it over OTLP/HTTP with the API key, each second.
+func collectTracesEnv(base, key string) []string {
+	return []string{
+		flash.TraceCollectEnv + "=1",
+		"OTEL_TRACES_EXPORTER=otlp",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + base,
+		"OTEL_EXPORTER_OTLP_HEADERS=Authorization=" + url.PathEscape("Bearer "+key),
+		"OTEL_BSP_SCHEDULE_DELAY=1000",
+	}
 }
 
 // waitUp waits for the end of this boot's reconciliation, as the
@@ -515,6 +553,8 @@ type topology struct {
 	Version    int64              `json:"version"`
 	Resources  []topologyResource `json:"resources"`
 	Examples   []string           `json:"examples"`
+	Dashboard  string             `json:"dashboard"` // the dashboard's link, which logs in (it carries the key)
+	Traces     bool               `json:"traces"`    // --trace: the dashboard shows the spans
 }
 
 type topologyResource struct {
@@ -530,7 +570,7 @@ type topologyResource struct {
 // and makes a ready-to-paste call for one route and one queue function, all
 // through the mothership's gateway.
 func describeTopology(base, key string, m *manifest.Manifest, st statusView) topology {
-	t := topology{App: m.ProjectName, Mothership: base, Version: st.Version, Examples: []string{}}
+	t := topology{App: m.ProjectName, Mothership: base, Version: st.Version, Examples: []string{}, Dashboard: dashboardLink(base, key)}
 	var lbCall, qbCall string
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
@@ -540,6 +580,10 @@ func describeTopology(base, key string, m *manifest.Manifest, st statusView) top
 			tr.Kind = "http"
 		}
 		for _, f := range r.Functions {
+			if f.IsClass { // a stateful object: no route or job of its own to try
+				tr.Serves = append(tr.Serves, "object "+f.Name)
+				continue
+			}
 			if r.LoadBalanced {
 				tr.Serves = append(tr.Serves, f.HTTPMethod+" "+f.HTTPPath)
 				if lbCall == "" {
@@ -566,17 +610,50 @@ func describeTopology(base, key string, m *manifest.Manifest, st statusView) top
 func printTopology(w io.Writer, t topology, keySource, self string) {
 	fmt.Fprintf(w, "\n%s is up on %s (manifest v%d)\n\n", t.App, t.Mothership, t.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tKIND\tURL\tROUTES / FUNCTIONS\tSTATUS")
+	fmt.Fprintln(tw, "RESOURCE\tKIND\tSTATUS\tURL\tROUTES / FUNCTIONS")
 	for _, r := range t.Resources {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.URL, strings.Join(r.Serves, ", "), r.Status)
+		for i, line := range wrapList(r.Serves, servesWidth) {
+			if i == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Status, r.URL, line)
+			} else {
+				fmt.Fprintf(tw, "\t\t\t\t%s\n", line)
+			}
+		}
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nAPI key: %s\n", keySource)
+	fmt.Fprintf(w, "Dashboard (logs in with the key): %s\n", t.Dashboard)
+	if t.Traces {
+		fmt.Fprintln(w, "Traces: every process sends its spans to the mothership; the dashboard shows them")
+	}
 	fmt.Fprintln(w, "\nTry it:")
 	for _, c := range t.Examples {
 		fmt.Fprintf(w, "  %s\n", c)
 	}
 	fmt.Fprintf(w, "  %s status\n\nCtrl-C stops everything; --verbose shows every log line.\n", self)
+}
+
+// servesWidth is where the table's last column wraps, so that the table of
+// an app with many routes still fits a laptop's terminal.
+const servesWidth = 44
+
+// wrapList joins items with ", " into lines of at most width characters
+// (longer items stand alone); no items is one empty line.
+func wrapList(items []string, width int) []string {
+	lines := []string{""}
+	for _, it := range items {
+		last := &lines[len(lines)-1]
+		switch {
+		case *last == "":
+			*last = it
+		case len(*last)+2+len(it) <= width:
+			*last += ", " + it
+		default:
+			*last += ","
+			lines = append(lines, it)
+		}
+	}
+	return lines
 }
 
 func example(f manifest.Function) string {

@@ -5,11 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +46,28 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// freePortRange returns the first of n consecutive free ports (an --ha run's
+// motherships), outside the range the kernel hands out to other programs'
+// connections and listeners, so that they are likely to stay free.
+func freePortRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		base := 20000 + rand.IntN(10000)
+		free := true
+		for p := base; p < base+n && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if free = err == nil; free {
+				ln.Close()
+			}
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
 }
 
 // runningTopology is a `flash run` started by a test.
@@ -176,8 +201,8 @@ func (rt *runningTopology) record(t *testing.T, app string) runRecord {
 	return r
 }
 
-// recordedPIDs are the endpoint processes the app's state store knows of.
-func recordedPIDs(t *testing.T, dir, app string) []int {
+// pidsOf is the recorded pids of the app's endpoints, by resource.
+func pidsOf(t *testing.T, dir, app string) map[string][]int {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), layout.In(dir).App(app).State())
 	if err != nil {
@@ -188,11 +213,24 @@ func recordedPIDs(t *testing.T, dir, app string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pids []int
+	pids := map[string][]int{}
 	for _, e := range eps {
-		pids = append(pids, e.PID)
+		pids[e.Resource] = append(pids[e.Resource], e.PID)
+	}
+	for _, p := range pids {
+		slices.Sort(p)
 	}
 	return pids
+}
+
+// recordedPIDs are the endpoint processes the app's state store knows of.
+func recordedPIDs(t *testing.T, dir, app string) []int {
+	t.Helper()
+	var all []int
+	for _, pids := range pidsOf(t, dir, app) {
+		all = append(all, pids...)
+	}
+	return all
 }
 
 // killRecorded is the cleanup of last resort for a failed test.
@@ -320,7 +358,10 @@ func TestFlashRunPipeline(t *testing.T) {
 		t.Skip("starts a real topology")
 	}
 	pkg, _ := filepath.Abs("../../examples/pipeline")
-	rt := startFlashRun(t, pkg)
+	rt, err := launchFlashWith(t, "run", t.TempDir(), pkg, freePort(t), []string{"--trace"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := rt.out()
 	for _, want := range []string{"RESOURCE", "api", "embedder", "summarizer", "POST /process", "deployed"} {
 		if !strings.Contains(out, want) {
@@ -355,6 +396,8 @@ func TestFlashRunPipeline(t *testing.T) {
 	if len(pids) != 3 {
 		t.Fatalf("recorded pids %v, want 3", pids)
 	}
+	key := checkDashboardLink(t, out)
+	checkCollectedTrace(t, rt.mothership(), key, out)
 
 	// The other commands against the running mothership (key from .flash/api_key).
 	t.Chdir(rt.dir)
@@ -429,5 +472,74 @@ func TestInitThenRun(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("process %d survived", pid)
 		}
+	}
+}
+
+// checkDashboardLink: the printed link opens the page, and the key in its
+// fragment is the one the page's data need.
+func checkDashboardLink(t *testing.T, out string) (key string) {
+	t.Helper()
+	const prefix = "Dashboard (logs in with the key): "
+	i := strings.Index(out, prefix)
+	if i < 0 {
+		t.Fatalf("no dashboard link:\n%s", out)
+	}
+	link := strings.Fields(out[i+len(prefix):])[0]
+	page, fragment, _ := strings.Cut(link, "#")
+	q, err := url.ParseQuery(fragment)
+	if err != nil || q.Get("key") == "" {
+		t.Fatalf("link %q: no key in its fragment", link)
+	}
+	for _, tc := range []struct {
+		path, key string
+		want      int
+	}{{"", "", http.StatusOK}, {"/events", "", http.StatusUnauthorized}, {"/events", q.Get("key"), http.StatusOK}} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, page+tc.path, nil)
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s%s (key %q): %d, want %d", page, tc.path, tc.key, resp.StatusCode, tc.want)
+		}
+	}
+	return q.Get("key")
+}
+
+// checkCollectedTrace: with --trace, the call made above left one trace in
+// the mothership spanning the three processes.
+func checkCollectedTrace(t *testing.T, base, key, out string) {
+	t.Helper()
+	if !strings.Contains(out, "Traces: every process sends its spans to the mothership") {
+		t.Errorf("flash run --trace does not say where the traces go:\n%s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list struct {
+			Traces []struct {
+				TraceID  string   `json:"trace_id"`
+				Services []string `json:"services"`
+			} `json:"traces"`
+		}
+		err := getJSON(t.Context(), base, "/flash/traces", key, &list)
+		for _, tr := range list.Traces {
+			if services := strings.Join(tr.Services, ","); strings.Contains(services, "api,embedder,") && strings.HasSuffix(services, "summarizer") {
+				var one struct{ Spans []struct{ Name string } }
+				if err := getJSON(t.Context(), base, "/flash/traces/"+tr.TraceID, key, &one); err != nil || len(one.Spans) < 5 {
+					t.Fatalf("trace %s: %v %+v", tr.TraceID, err, one)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace across api, embedder and summarizer in the mothership: %v %+v", err, list)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

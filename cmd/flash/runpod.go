@@ -91,7 +91,7 @@ func runpodDeploy(e *env, prov, ref, target string, asJSON bool) int {
 	if k := os.Getenv("FLASH_API_KEY"); k != "" && k != c.Key {
 		fmt.Fprintln(e.stderr, "flash: FLASH_API_KEY is not used on Runpod: the endpoints answer to RUNPOD_API_KEY, which Runpod's gateway checks")
 	}
-	res, err := build(e, target)
+	res, err := build(e, target, buildOptions{})
 	if err != nil {
 		return fail(e, err)
 	}

@@ -2,9 +2,12 @@
 // queue-based resources whose functions exercise deadlines, cancellation and
 // routing loops across real processes.
 //
-//	front  relay, ping, find
-//	back   slow, cancelled, pong, lookup, countq (streams)
-//	edge   GET /items/{id}, POST /count (LB; count streams), POST /sleep (the load runs overload it)
+//	front  relay, ping, find, drain (reads count or countq)
+//	back   slow, cancelled, pong, lookup, countq (streams), backstops
+//	edge   GET /items/{id}, POST /count and POST /hold (LB; they stream), GET /stops,
+//	       POST /sleep (the load runs overload it)
+//	keeper the object Counter (inc reports the serving process's pid);
+//	       front's open and bump make and call Counters from a child
 //
 // relay calls slow with the caller's context, so a deadline on relay must
 // cancel slow on back; back counts those cancellations and cancelled reports
@@ -16,6 +19,7 @@ package main
 import (
 	"context"
 	"iter"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -103,7 +107,7 @@ func newApp() *flash.App {
 	})
 	// count streams 1..N; stops counts the producers that stopped early.
 	var stops atomic.Int64
-	flash.RouteStream(edge, "POST /count", "count", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
+	count := flash.RouteStream(edge, "POST /count", "count", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
 		return func(yield func(int, error) bool) {
 			for i := 1; i <= in.N; i++ {
 				if !yield(i, nil) {
@@ -113,7 +117,7 @@ func newApp() *flash.App {
 			}
 		}
 	})
-	flash.RegisterStream(back, "countq", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
+	countq := flash.RegisterStream(back, "countq", func(ctx context.Context, in CountIn) iter.Seq2[int, error] {
 		return func(yield func(int, error) bool) {
 			for i := 1; i <= in.N; i++ {
 				if !yield(i, nil) {
@@ -126,6 +130,45 @@ func newApp() *flash.App {
 	flash.Route(edge, "GET /stops", "stops", func(ctx context.Context, _ struct{}) (int64, error) {
 		return stops.Load(), nil
 	})
+	flash.Register(back, "backstops", func(ctx context.Context, _ struct{}) (int64, error) {
+		return stops.Load(), nil
+	})
+	// hold yields one value, then nothing until its caller goes away.
+	flash.RouteStream(edge, "POST /hold", "hold", func(ctx context.Context, _ struct{}) iter.Seq2[string, error] {
+		return func(yield func(string, error) bool) {
+			if yield("first", nil) {
+				<-ctx.Done()
+			}
+			stops.Add(1)
+		}
+	})
+	// drain reads count (edge, NDJSON) or countq (back, /stream/{id}) from
+	// this endpoint, checking the order, and stops or cancels at StopAt.
+	flash.Register(front, "drain", func(ctx context.Context, in DrainIn) (DrainOut, error) {
+		src := count
+		if in.Queue {
+			src = countq
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		out := DrainOut{InOrder: true}
+		for v, err := range src.Stream(ctx, CountIn{N: in.N}) {
+			if err != nil {
+				out.Err = err.Error()
+				break
+			}
+			if out.Values++; v != out.Values {
+				out.InOrder = false
+			}
+			if out.Values == in.StopAt {
+				if !in.Cancel {
+					break
+				}
+				cancel()
+			}
+		}
+		return out, nil
+	})
 	// A slow route for the load runs to overload.
 	flash.Route(edge, "POST /sleep", "sleep", func(ctx context.Context, in SlowIn) (SlowOut, error) {
 		t := time.NewTimer(time.Duration(in.MS) * time.Millisecond)
@@ -137,12 +180,65 @@ func newApp() *flash.App {
 			return SlowOut{}, ctx.Err()
 		}
 	})
+	counter := flash.RegisterObject(app.Queue("keeper", flash.ResourceConfig{}), "Counter",
+		func(ctx context.Context, in CounterInit) (*Counter, error) { return &Counter{n: in.Start}, nil })
+	inc := flash.Method(counter, "inc", func(ctx context.Context, c *Counter, in IncIn) (IncOut, error) {
+		c.n += in.By
+		return IncOut{N: c.n, PID: os.Getpid()}, nil
+	})
+	flash.Register(front, "open", func(ctx context.Context, in CounterInit) (flash.Handle[Counter], error) {
+		return counter.New(ctx, in)
+	})
+	flash.Register(front, "bump", func(ctx context.Context, in BumpIn) (IncOut, error) {
+		return inc.Call(ctx, in.Counter, IncIn{By: in.By})
+	})
 	return app
+}
+
+// Counter is a count that lives on one replica of keeper.
+type Counter struct{ n int }
+
+// CounterInit is Counter's constructor input.
+type CounterInit struct {
+	Start int `json:"start"`
+}
+
+// IncIn is inc's input.
+type IncIn struct {
+	By int `json:"by"`
+}
+
+// IncOut is inc's result: the count, and the process that holds it.
+type IncOut struct {
+	N   int `json:"n"`
+	PID int `json:"pid"`
+}
+
+// BumpIn is bump's input: a Counter to increment from front.
+type BumpIn struct {
+	Counter flash.Handle[Counter] `json:"counter"`
+	By      int                   `json:"by"`
 }
 
 // CountIn is count's input.
 type CountIn struct {
 	N int `json:"n"`
+}
+
+// DrainIn says which stream drain reads, how far, and whether it stops by
+// breaking out of the loop or by cancelling its context.
+type DrainIn struct {
+	N      int  `json:"n"`
+	StopAt int  `json:"stop_at"`
+	Cancel bool `json:"cancel"`
+	Queue  bool `json:"queue"`
+}
+
+// DrainOut is what drain read.
+type DrainOut struct {
+	Values  int    `json:"values"`
+	InOrder bool   `json:"in_order"`
+	Err     string `json:"err"`
 }
 
 // ItemIn names an item.

@@ -3,7 +3,7 @@
 //
 //	api        (load-balanced)  POST /process, GET /stats/{window}
 //	embedder   (queue-based)    embed
-//	summarizer (queue-based)    summarize, count_words
+//	summarizer (queue-based)    summarize, count_words; the object Session (session.go)
 //
 // process calls embed and summarize; summarize calls count_words. Every
 // result says which resource served each step (served_by). The work is
@@ -112,6 +112,8 @@ func newApp() *flash.App {
 	flash.Route(api, "GET /stats/{window}", "stats", func(ctx context.Context, in StatsIn) (StatsOut, error) {
 		return StatsOut{Window: in.Window, ServedBy: app.Identity()}, nil
 	})
+	registerSessions(app, summarizer, api)
+	addSentences(app, embedder, api)
 	return app
 }
 

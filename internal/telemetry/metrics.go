@@ -1,10 +1,16 @@
 package telemetry
 
 import (
+	"iter"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Metrics are the client-side and control-plane metrics of one process
@@ -164,4 +170,74 @@ func (m *Metrics) Deploy(failed bool) {
 		outcome = "failed"
 	}
 	m.deploys.WithLabelValues(outcome).Inc()
+}
+
+// Edges sums the outgoing calls recorded so far per target resource, for
+// the child's reports to the mothership. It reads the counters the calls
+// update anyway: the call path pays nothing for it.
+func (m *Metrics) Edges() []wire.EdgeCount {
+	if m == nil {
+		return nil
+	}
+	byTarget := map[string]*wire.EdgeCount{}
+	get := func(labels []*dto.LabelPair) (*wire.EdgeCount, string) {
+		var target, outcome string
+		for _, l := range labels {
+			switch l.GetName() {
+			case "target":
+				target = l.GetValue()
+			case "outcome":
+				outcome = l.GetValue()
+			}
+		}
+		e := byTarget[target]
+		if e == nil {
+			e = &wire.EdgeCount{Target: target}
+			byTarget[target] = e
+		}
+		return e, outcome
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.callTime} {
+		for metric := range collect(c) {
+			var d dto.Metric
+			if metric.Write(&d) != nil {
+				continue
+			}
+			e, outcome := get(d.GetLabel())
+			switch {
+			case d.Counter != nil:
+				n := uint64(d.Counter.GetValue())
+				e.Calls += n
+				if outcome != "ok" {
+					e.Errors += n
+				}
+			case d.Histogram != nil:
+				e.Seconds += d.Histogram.GetSampleSum()
+			}
+		}
+	}
+	out := make([]wire.EdgeCount, 0, len(byTarget))
+	for _, e := range byTarget {
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b wire.EdgeCount) int { return strings.Compare(a.Target, b.Target) })
+	return out
+}
+
+// collect yields the metrics of c.
+func collect(c prometheus.Collector) iter.Seq[prometheus.Metric] {
+	return func(yield func(prometheus.Metric) bool) {
+		ch := make(chan prometheus.Metric, 16)
+		go func() {
+			defer close(ch)
+			c.Collect(ch)
+		}()
+		for m := range ch {
+			if !yield(m) {
+				for range ch { // let Collect finish
+				}
+				return
+			}
+		}
+	}
 }

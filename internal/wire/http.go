@@ -255,3 +255,17 @@ func ValidJobID(s string) bool {
 	}
 	return true
 }
+
+// ProxyFullDuplex readies w for a reverse proxy that sends r's body on to
+// another server. The transport may still read that body (once more past
+// its Content-Length, to check for extra bytes) when the other server's
+// answer starts; net/http's HTTP/1 server closes an unread body when a
+// handler writes its answer's headers, so that read fails and the
+// transport drops the connection mid-answer (golang/go#40747): a streamed
+// answer cut short with "use of closed network connection". Full duplex
+// leaves the body open until the handler returns.
+func ProxyFullDuplex(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2 is full duplex already
+	}
+}

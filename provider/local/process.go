@@ -301,9 +301,11 @@ func (p *Provider) waitGone(ctx context.Context, d *deployment, r *replica, pr *
 	return true
 }
 
-// waitHealthy polls GET url/ping until it answers 200, pr ends, or ctx ends.
+// waitHealthy polls GET url/ping until it answers 200, pr ends, or ctx ends:
+// every 10 ms for the first second, when a process usually comes up (a
+// reload waits for it no longer than it must), then backing off.
 func (p *Provider) waitHealthy(ctx context.Context, d *deployment, r *replica, pr *proc, url string) error {
-	delay := 20 * time.Millisecond
+	delay, fastUntil := 10*time.Millisecond, time.Now().Add(time.Second)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -321,7 +323,9 @@ func (p *Provider) waitHealthy(ctx context.Context, d *deployment, r *replica, p
 			return fmt.Errorf("%w: %s pid %d: %w", ErrExited, r.id, pr.pid, pr.exitErr())
 		}
 		timer.Reset(delay)
-		delay = min(delay*3/2, 500*time.Millisecond)
+		if time.Now().After(fastUntil) {
+			delay = min(delay*3/2, 500*time.Millisecond)
+		}
 	}
 }
 
