@@ -25,7 +25,7 @@ func BenchmarkCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	router := child.NewRouter(child.RouterConfig{Identity: "worker"})
+	router := child.NewRouter(child.RouterConfig{Identity: "worker", Table: &app.table})
 	router.Apply(m, 1)
 	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
 	ctx := context.Background()
@@ -55,7 +55,7 @@ func TestRoutedLocalCallAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := child.NewRouter(child.RouterConfig{Identity: "worker"})
+	router := child.NewRouter(child.RouterConfig{Identity: "worker", Table: &app.table})
 	router.Apply(m, 1)
 	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
 	ctx := context.Background()
@@ -78,7 +78,7 @@ func TestCallFollowsNewTable(t *testing.T) {
 		wire.WriteRawJSON(w, 200, []byte(`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":42}}`))
 	}))
 	defer srv.Close()
-	router := child.NewRouter(child.RouterConfig{Identity: "api"}) // calls to worker are remote
+	router := child.NewRouter(child.RouterConfig{Identity: "api", Table: &app.table}) // calls to worker are remote
 	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
 	ctx := context.Background()
 
@@ -91,5 +91,41 @@ func TestCallFollowsNewTable(t *testing.T) {
 	router.Apply(m.WithRuntime("worker", manifest.Runtime{EndpointURLs: []string{srv.URL}, Status: manifest.StatusDeployed}), 2)
 	if got, err := f.Call(ctx, benchIn{N: 1}); err != nil || got != 42 {
 		t.Fatalf("after worker got a URL: %v, %v; want the remote answer 42", got, err)
+	}
+}
+
+// TestLocalRouteFollowsNewTable: the in-process fast path of a Func lasts
+// only as long as the table it came from: when a new manifest moves the
+// function to another endpoint, the next call goes there.
+func TestLocalRouteFollowsNewTable(t *testing.T) {
+	app := NewApp("cache")
+	f := Register(app.Queue("worker", ResourceConfig{}), "inc", func(ctx context.Context, in benchIn) (int, error) { return in.N + 1, nil })
+	m, err := app.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := NewApp("cache") // the same function, now on "api"
+	Register(moved.Queue("api", ResourceConfig{}), "inc", func(ctx context.Context, in benchIn) (int, error) { return 0, nil })
+	m2, err := moved.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wire.WriteRawJSON(w, 200, []byte(`{"id":"j","status":"COMPLETED","output":{"success":true,"json_result":42}}`))
+	}))
+	defer srv.Close()
+	router := child.NewRouter(child.RouterConfig{Identity: "worker", Table: &app.table})
+	app.caller.Store(child.NewCaller(router, child.NewInvoker(child.InvokerConfig{}), nil))
+	ctx := context.Background()
+
+	router.Apply(m, 1)
+	for range 2 { // the second call takes the cached route
+		if got, err := f.Call(ctx, benchIn{N: 1}); err != nil || got != 2 {
+			t.Fatalf("in-process: %v, %v; want 2", got, err)
+		}
+	}
+	router.Apply(m2.WithRuntime("api", manifest.Runtime{EndpointURLs: []string{srv.URL}, Status: manifest.StatusDeployed}), 2)
+	if got, err := f.Call(ctx, benchIn{N: 1}); err != nil || got != 42 {
+		t.Fatalf("after the function moved: %v, %v; want the remote answer 42", got, err)
 	}
 }

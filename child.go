@@ -46,7 +46,7 @@ func (a *App) runChild(ctx context.Context, cfg Config, desired *manifest.Manife
 		}
 		ready = sync.Ready
 	}
-	router := child.NewRouter(child.RouterConfig{Identity: cfg.Resource, Sync: sync, Logger: log})
+	router := child.NewRouter(child.RouterConfig{Identity: cfg.Resource, Sync: sync, Logger: log, Table: &a.table})
 	if sync == nil {
 		if m, err := localManifest(cfg.ManifestPath); err == nil {
 			router.Apply(m, 0)

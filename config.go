@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/layout"
+	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider"
 	"github.com/flash-go/flash/serve"
 	"github.com/flash-go/flash/store"
@@ -59,6 +60,7 @@ type Config struct {
 	Port          int           // PORT; default 8080; 0 picks a free port
 	ListenFD      int           // FLASH_LISTEN_FD: an inherited listening socket to serve on instead of Host:Port
 	MaxBody       int64         // FLASH_MAX_BODY; default 10 MiB
+	MaxResources  int           // FLASH_MAX_RESOURCES: resources a mothership deploys at most; default 32, at most 1000
 	Workers       int           // FLASH_WORKERS: jobs run at once per endpoint; default max(64, 4×GOMAXPROCS)
 	QueueSize     int           // FLASH_QUEUE_SIZE: jobs waiting beyond those; default 1024 (full → 429)
 	Logger        *slog.Logger  // default slog.Default()
@@ -169,6 +171,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*knob.dst = n
 		}
+	}
+	if v := getenv("FLASH_MAX_RESOURCES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > mothership.MaxResourcesLimit {
+			bad("FLASH_MAX_RESOURCES", v, fmt.Sprintf("want an integer 1-%d", mothership.MaxResourcesLimit))
+		}
+		c.MaxResources = n
 	}
 	rp, err := serve.RunpodFromEnv(getenv)
 	if err != nil {

@@ -48,6 +48,7 @@ type App struct {
 
 	identity atomic.Pointer[string]
 	caller   atomic.Pointer[child.Caller] // nil: every call runs in-process
+	table    atomic.Pointer[child.Table]  // the caller's routing table (its Router keeps it here)
 }
 
 // ResourceConfig is a resource's deployment configuration, in the seed's
@@ -148,6 +149,7 @@ type cachedRoute struct {
 	table  *child.Table
 	target *child.Target
 	err    error
+	local  bool // target and err nil: the function runs in this process
 }
 
 // Name returns the function's name.
@@ -157,6 +159,15 @@ func (f *Func[In, Out]) Name() string { return f.name }
 // (SPEC §5.2). Errors from a remote call are the typed errors of package
 // flasherr, re-exported here (ErrLoopDetected, *RemoteError, …).
 func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
+	// A call routed here by the table in use: one atomic load of the
+	// table and a pointer compare (a Bound Func never caches a route).
+	if c := f.route.Load(); c != nil && c.local && c.table == f.app.table.Load() {
+		return f.fn(ctx, in)
+	}
+	return f.call(ctx, in)
+}
+
+func (f *Func[In, Out]) call(ctx context.Context, in In) (Out, error) {
 	if f.remote != nil {
 		var out Out
 		err := f.remote.invoke(ctx, in, &out)
@@ -183,7 +194,7 @@ func (f *Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 // in use (a pointer compare, no map lookup), else from the table and
 // cached; before the first table, as the Caller says (it may wait).
 func (f *Func[In, Out]) lookup(ctx context.Context, rt *child.Caller) (*child.Target, error) {
-	tbl := rt.Table()
+	tbl := f.app.table.Load()
 	if tbl == nil {
 		return rt.Route(ctx, f.name)
 	}
@@ -191,7 +202,7 @@ func (f *Func[In, Out]) lookup(ctx context.Context, rt *child.Caller) (*child.Ta
 		return c.target, c.err
 	}
 	target, err := tbl.Route(f.name)
-	f.route.Store(&cachedRoute{table: tbl, target: target, err: err})
+	f.route.Store(&cachedRoute{table: tbl, target: target, err: err, local: target == nil && err == nil})
 	return target, err
 }
 

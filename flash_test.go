@@ -152,13 +152,13 @@ func TestConfigFromEnv(t *testing.T) {
 	if c.MothershipURL != "http://m:1" || c.Role != Standalone || c.Port != DefaultPort {
 		t.Fatalf("%+v", c)
 	}
-	c, _ = ConfigFromEnv(env(map[string]string{"FLASH_WORKERS": "8", "FLASH_QUEUE_SIZE": "16"}))
-	if c.Workers != 8 || c.QueueSize != 16 {
+	c, _ = ConfigFromEnv(env(map[string]string{"FLASH_WORKERS": "8", "FLASH_QUEUE_SIZE": "16", "FLASH_MAX_RESOURCES": "100"}))
+	if c.Workers != 8 || c.QueueSize != 16 || c.MaxResources != 100 {
 		t.Fatalf("%+v", c)
 	}
 	_, err = ConfigFromEnv(env(map[string]string{"PORT": "x", "FLASH_MANIFEST_TTL": "-1", "FLASH_MAX_BODY": "big", "FLASH_PROVIDER": "aws",
-		"FLASH_WORKERS": "0", "FLASH_QUEUE_SIZE": "many"}))
-	for _, want := range []string{"PORT", "FLASH_MANIFEST_TTL", "FLASH_MAX_BODY", "FLASH_PROVIDER", "FLASH_WORKERS", "FLASH_QUEUE_SIZE"} {
+		"FLASH_WORKERS": "0", "FLASH_QUEUE_SIZE": "many", "FLASH_MAX_RESOURCES": "1001"}))
+	for _, want := range []string{"PORT", "FLASH_MANIFEST_TTL", "FLASH_MAX_BODY", "FLASH_PROVIDER", "FLASH_WORKERS", "FLASH_QUEUE_SIZE", "FLASH_MAX_RESOURCES"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}

@@ -92,7 +92,7 @@ func (a *App) runMothership(ctx context.Context, cfg Config, desired *manifest.M
 	}
 	ms, err = mothership.New(ctx, mothership.Config{
 		App: a.name, Store: st, Provider: prov, ManifestPath: dir.Published(), ArtifactDir: dir.Artifacts(),
-		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics, Traces: traces, APIKey: cfg.APIKey,
+		TTL: cfg.ManifestTTL, Logger: log, URL: self, Tracer: tracer, Metrics: metrics, Traces: traces, APIKey: cfg.APIKey, MaxResources: cfg.MaxResources,
 	})
 	if err != nil {
 		return err

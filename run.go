@@ -93,6 +93,7 @@ func (a *App) setIdentity(id string) { a.identity.Store(&id) }
 func (a *App) runStandalone(ctx context.Context, cfg Config) error {
 	a.setIdentity("standalone")
 	a.caller.Store(nil)
+	a.table.Store(nil)
 	cfg.Logger.Warn("no mothership or resource configured: running standalone, every function in this process",
 		"hint", "set FLASH_IS_MOTHERSHIP=true or FLASH_RESOURCE_NAME, or use `flash run`")
 	tracer, flush, err := startTracing(ctx, "standalone", cfg.Logger)

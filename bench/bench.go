@@ -62,11 +62,12 @@ const (
 	GroupReconcile   = "reconcile"   // reconcile_unchanged_*
 	GroupTopology    = "topology"    // topology_up_ms
 	GroupMemory      = "memory"      // memory of parked long polls
+	GroupDeploy      = "deploy"      // deploy_* (a fleet of resources on the local provider)
 )
 
 // Groups lists every group in the order a run measures them.
 func Groups() []string {
-	return []string{GroupLocal, GroupRemote, GroupManifest, GroupPropagation, GroupFanin, GroupReconcile, GroupMemory, GroupTopology}
+	return []string{GroupLocal, GroupRemote, GroupManifest, GroupPropagation, GroupFanin, GroupReconcile, GroupMemory, GroupTopology, GroupDeploy}
 }
 
 // Config configures a run. The zero value is a Smoke run of every group.
@@ -108,6 +109,7 @@ type params struct {
 	fanRounds     int
 	topoRounds    int
 	getConc       int // concurrency of the manifest_get_rps load
+	fleet         int // resources of the deploy figures
 }
 
 func paramsFor(m Mode) params {
@@ -116,17 +118,17 @@ func paramsFor(m Mode) params {
 		return params{rounds: 2, localCalls: 20_000, window: 40 * time.Millisecond,
 			concurrencies: []int{1, 64}, propN: []int{100, 500}, propRounds: 1,
 			sizes: []int{10, 100}, sizeWindow: 20 * time.Millisecond, parked: []int{10, 50}, memRounds: 1,
-			fanRounds: 1, topoRounds: 1, getConc: 16}
+			fanRounds: 1, topoRounds: 1, getConc: 16, fleet: 5}
 	case Quick:
 		return params{rounds: 5, localCalls: 1_000_000, window: 200 * time.Millisecond,
 			concurrencies: []int{1, 8, 64, 256}, propN: []int{10, 100, 500, 1000}, propRounds: 5,
 			sizes: []int{10, 100, 1000, 10000}, sizeWindow: 100 * time.Millisecond, parked: []int{100, 1000, 5000}, memRounds: 1,
-			fanRounds: 3, topoRounds: 1, getConc: 32}
+			fanRounds: 3, topoRounds: 1, getConc: 32, fleet: 100}
 	}
 	return params{rounds: 11, localCalls: 2_000_000, window: 500 * time.Millisecond,
 		concurrencies: []int{1, 8, 64, 256}, propN: []int{10, 100, 500, 1000}, propRounds: 15,
 		sizes: []int{10, 100, 1000, 10000}, sizeWindow: 250 * time.Millisecond, parked: []int{100, 1000, 5000}, memRounds: 3,
-		fanRounds: 5, topoRounds: 5, getConc: 32}
+		fanRounds: 5, topoRounds: 5, getConc: 32, fleet: 100}
 }
 
 // Figure is one measured number.
@@ -230,6 +232,7 @@ var requiredFigures = []string{
 	"propagation_p50_ms_n100", "propagation_p99_ms_n100", "propagation_p50_ms_n500", "propagation_p99_ms_n500",
 	"propagation_p99_ms_inproc_n100", "propagation_p99_ms_inproc_n500", "parked_poll_ratio",
 	"fanin_upstream_fetches_k1000", "reconcile_unchanged_provider_calls", "topology_up_ms",
+	"deploy_all_up_ms", "deploy_resource_p99_ms", "deploy_child_idle_rss_mib",
 }
 
 // targets are the goals of the figures that have one.
@@ -318,6 +321,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		{GroupReconcile, r.reconcile},
 		{GroupMemory, r.memory},
 		{GroupTopology, r.topology},
+		{GroupDeploy, r.deploy},
 	}
 	var errs []error
 	for _, s := range steps {

@@ -25,6 +25,7 @@ const HelperEnv = "FLASH_BENCH_HELPER"
 const (
 	roleSync = "sync" // N child.Syncs long-polling a mothership; one line per apply
 	roleLoad = "load" // the remote figures' callers; one load window per command
+	roleApp  = "app"  // the deploy figures' app (mothership and children)
 )
 
 // MaybeHelper runs the helper role named by HelperEnv and reports true, or
@@ -43,6 +44,8 @@ func MaybeHelper(ctx context.Context) (bool, error) {
 		return true, syncHelper(ctx, os.Stdout)
 	case roleLoad:
 		return true, loadHelper(ctx, os.Stdin, os.Stdout)
+	case roleApp:
+		return true, appHelper()
 	}
 	return true, fmt.Errorf("%s=%q: unknown bench helper role", HelperEnv, role)
 }

@@ -64,13 +64,13 @@ func (r *runner) topology(ctx context.Context) error {
 	}
 	var ups, childRSS, msRSS []float64
 	for i := range r.p.topoRounds {
-		up, rss, err := r.topologyOnce(ctx, bin, names, i)
+		up, err := r.upOnce(ctx, appRun{cmd: exec.Command(bin), app: pipelineApp, names: names, dir: "topology-" + strconv.Itoa(i), limit: upLimit})
 		if err != nil {
 			return err
 		}
-		ups = append(ups, up)
-		if len(rss) > 1 {
-			msRSS, childRSS = append(msRSS, rss[0]), append(childRSS, rss[1:]...)
+		ups = append(ups, up.ms)
+		if len(up.rss) > 1 {
+			msRSS, childRSS = append(msRSS, up.rss[0]), append(childRSS, up.rss[1:]...)
 		}
 	}
 	if len(childRSS) > 0 {
@@ -138,59 +138,78 @@ func appResources(ctx context.Context, bin string) ([]string, error) {
 	return m.ResourceNames(), nil
 }
 
-// topologyOnce starts the mothership, times it to "all up", and stops
+// appRun is one start of an app's whole topology: cmd, its mothership
+// (given FLASH_IS_MOTHERSHIP, the local provider and SQLite state here), is
+// up when every resource of names is deployed with a URL.
+type appRun struct {
+	cmd   *exec.Cmd // the app binary; its Env is added to
+	app   string    // the app's name, to undeploy its children
+	names []string  // its resources
+	dir   string    // working directory, under the run's temporary one
+	limit time.Duration
+}
+
+// upResult is what upOnce measured.
+type upResult struct {
+	ms  float64            // mothership start → every resource deployed
+	rss []float64          // MiB: the mothership's, then each child's, 1 s after up
+	per map[string]float64 // ms: each resource's process start → first seen deployed
+}
+
+// upOnce starts the mothership, times it to "all up", and stops
 // everything it started.
-// rss is the resident memory in MiB of the mothership then of each process
-// it started, 1 s after the topology is up.
-func (r *runner) topologyOnce(ctx context.Context, bin string, names []string, round int) (upMS float64, rss []float64, err error) {
-	dir := filepath.Join(r.tmp, "topology-"+strconv.Itoa(round))
+func (r *runner) upOnce(ctx context.Context, a appRun) (res upResult, err error) {
+	dir := filepath.Join(r.tmp, a.dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, nil, err
+		return res, err
 	}
 	port, err := freePort()
 	if err != nil {
-		return 0, nil, err
+		return res, err
 	}
 	statePath := filepath.Join(dir, "state.db")
 	logPath := filepath.Join(dir, "mothership.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return 0, nil, err
+		return res, err
 	}
 	defer logFile.Close()
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin)
+	cmd := a.cmd
 	cmd.Dir = dir
-	cmd.Env = append(withoutFlashEnv(os.Environ()), "FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1",
-		"PORT="+strconv.Itoa(port), "FLASH_API_KEY="+apiKey, "FLASH_STATE_URL="+stateURL(statePath))
+	cmd.Env = append(append(withoutFlashEnv(os.Environ()), "FLASH_IS_MOTHERSHIP=true", "FLASH_HOST=127.0.0.1",
+		"PORT="+strconv.Itoa(port), "FLASH_API_KEY="+apiKey, "FLASH_STATE_URL="+stateURL(statePath)), cmd.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group: signals reach only it
 	exited := make(chan error, 1)
 
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, nil, fmt.Errorf("start %s: %w", bin, err)
+		return res, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		if stopErr := r.stopTopology(cmd, exited, statePath, dir); stopErr != nil {
+		if stopErr := r.stopTopology(cmd, exited, a.app, statePath, dir); stopErr != nil {
 			err = errors.Join(err, stopErr)
 		}
 		if err != nil {
 			err = fmt.Errorf("%w\n(mothership log: %s)", err, tail(logPath, 2000))
 		}
 	}()
-	if err := waitUp(ctx, base, names, exited); err != nil {
-		return 0, nil, err
+	seen, err := waitUp(ctx, base, a.names, exited, a.limit)
+	if err != nil {
+		return res, err
 	}
-	upMS = float64(time.Since(t0)) / float64(time.Millisecond)
+	res.ms = float64(time.Since(t0)) / float64(time.Millisecond)
+	children := childPIDs(cmd.Process.Pid)
+	res.per = perResource(cmd.Process.Pid, t0, children, seen)
 	time.Sleep(time.Second) // idle
-	for _, pid := range append([]int{cmd.Process.Pid}, childPIDs(cmd.Process.Pid)...) {
+	for _, pid := range append([]int{cmd.Process.Pid}, children...) {
 		if kib, ok := rssKiB(pid); ok {
-			rss = append(rss, kib/1024)
+			res.rss = append(res.rss, kib/1024)
 		}
 	}
-	return upMS, rss, nil
+	return res, nil
 }
 
 // childPIDs lists the direct children of pid (Linux; nil elsewhere).
@@ -227,43 +246,50 @@ func rssKiB(pid int) (float64, bool) {
 }
 
 // waitUp polls GET /flash/status every 5 ms until every resource is
-// deployed (or updated) with a URL.
-func waitUp(ctx context.Context, base string, names []string, exited <-chan error) error {
+// deployed (or updated) with a URL, and returns when each was first seen so.
+func waitUp(ctx context.Context, base string, names []string, exited <-chan error, limit time.Duration) (map[string]time.Time, error) {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	deadline := time.Now().Add(upLimit)
+	deadline := time.Now().Add(limit)
+	seen := make(map[string]time.Time, len(names))
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	last := "no answer yet"
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case err := <-exited:
-			return fmt.Errorf("the mothership exited before the topology was up: %v", err)
+			return nil, fmt.Errorf("the mothership exited before the topology was up: %v", err)
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the topology was not up after %s: %s", upLimit, last)
+			return nil, fmt.Errorf("the topology was not up after %s: %s", limit, last)
 		}
 		st, err := getStatus(ctx, client, base)
 		if err != nil {
 			last = err.Error()
 			continue
 		}
-		up, pending := 0, []string{}
+		now := time.Now()
+		pending := []string{}
 		for _, n := range names {
 			rs := st.Resources[n]
 			switch {
 			case rs.Status == string(manifest.StatusFailed):
-				return fmt.Errorf("resource %s failed to deploy: %s", n, rs.Error)
+				return nil, fmt.Errorf("resource %s failed to deploy: %s", n, rs.Error)
 			case (rs.Status == string(manifest.StatusDeployed) || rs.Status == string(manifest.StatusUpdated)) && rs.EndpointURL != "":
-				up++
+				if _, ok := seen[n]; !ok {
+					seen[n] = now
+				}
 			default:
 				pending = append(pending, n+"="+orDash(rs.Status))
 			}
 		}
-		if up == len(names) {
-			return nil
+		if len(pending) == 0 {
+			return seen, nil
+		}
+		if len(pending) > 10 {
+			pending = append(pending[:10], fmt.Sprintf("and %d more", len(pending)-10))
 		}
 		last = "waiting for " + strings.Join(pending, ", ")
 	}
@@ -289,7 +315,7 @@ func getStatus(ctx context.Context, client *http.Client, base string) (mothershi
 
 // stopTopology stops the mothership (SIGTERM to its group, SIGKILL after
 // stopLimit), then every child it recorded in the state store.
-func (r *runner) stopTopology(cmd *exec.Cmd, exited <-chan error, statePath, dir string) error {
+func (r *runner) stopTopology(cmd *exec.Cmd, exited <-chan error, app, statePath, dir string) error {
 	pgid := cmd.Process.Pid
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	t := time.NewTimer(stopLimit)
@@ -308,7 +334,7 @@ func (r *runner) stopTopology(cmd *exec.Cmd, exited <-chan error, statePath, dir
 		return fmt.Errorf("open the topology's state to stop its children: %w", err)
 	}
 	defer st.Close()
-	p, err := local.New(local.Config{App: pipelineApp, Store: st, LogDir: layout.In(dir).App(pipelineApp).Logs(), Logger: r.log})
+	p, err := local.New(local.Config{App: app, Store: st, LogDir: layout.In(dir).App(app).Logs(), Logger: r.log})
 	if err != nil {
 		return err
 	}
@@ -316,7 +342,7 @@ func (r *runner) stopTopology(cmd *exec.Cmd, exited <-chan error, statePath, dir
 	if _, err := p.UndeployAll(ctx); err != nil {
 		return fmt.Errorf("stop the topology's children: %w", err)
 	}
-	left, err := st.Endpoints(ctx, pipelineApp)
+	left, err := st.Endpoints(ctx, app)
 	if err != nil {
 		return err
 	}

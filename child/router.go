@@ -64,6 +64,10 @@ type RouterConfig struct {
 	Sync *Sync
 	// Logger; nil → slog.Default().
 	Logger *slog.Logger
+	// Table, when set, is where the Router keeps the table in use, so that
+	// its owner reads it in one atomic load (flash.Func's route cache).
+	// Nil: a pointer of the Router's own.
+	Table *atomic.Pointer[Table]
 }
 
 // Router decides where each call runs (SPEC §5.2). Route costs one atomic
@@ -72,7 +76,7 @@ type Router struct {
 	identity   string
 	sync       *Sync
 	log        *slog.Logger
-	table      atomic.Pointer[Table]
+	table      *atomic.Pointer[Table]
 	standalone sync.Once
 	gateways   []string // the motherships' URLs: where calls to a resource scaled to zero go
 }
@@ -80,7 +84,10 @@ type Router struct {
 // NewRouter returns a Router; with cfg.Sync set it follows that Sync's
 // manifests from now on (and the one it already has).
 func NewRouter(cfg RouterConfig) *Router {
-	r := &Router{identity: cfg.Identity, sync: cfg.Sync, log: cfg.Logger}
+	r := &Router{identity: cfg.Identity, sync: cfg.Sync, log: cfg.Logger, table: cfg.Table}
+	if r.table == nil {
+		r.table = new(atomic.Pointer[Table])
+	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}

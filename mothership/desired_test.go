@@ -151,3 +151,15 @@ func TestDeployLimits(t *testing.T) {
 		t.Fatalf("a refused deploy was recorded: %v", err)
 	}
 }
+
+// TestMaxResourcesBounded: Config.MaxResources above MaxResourcesLimit is
+// refused when the mothership is made.
+func TestMaxResourcesBounded(t *testing.T) {
+	st := openSQLite(t)
+	if _, err := New(t.Context(), Config{Store: st, Logger: quiet, MaxResources: MaxResourcesLimit + 1}); err == nil || !strings.Contains(err.Error(), "MaxResources") {
+		t.Fatalf("err %v, want a refusal of MaxResources", err)
+	}
+	if _, err := New(t.Context(), Config{Store: st, Logger: quiet, MaxResources: MaxResourcesLimit}); err != nil {
+		t.Fatalf("MaxResources at the limit: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // cap), and a parsed wait is never negative.
 func FuzzLongPollQuery(f *testing.F) {
 	for _, q := range []string{"", "version=1", "version=1&wait=30", "wait=1.5", "wait=10s", "version=-1",
-		"version=1&wait=-1", "wait=NaN", "wait=1e308", "version=18446744073709551616", "version=1&version=2",
+		"version=1&wait=-1", "wait=NaN", "wait=1e308", "version=18446744073709551616", "version=1&version=2", "version=%31&wait=1", "a;b=1&version=2", "version=%zz&version=3", "wai%74=2",
 		"wait=%zz", "wait=+Inf", "wait=1h", "version=0&wait=0",
 		"version=" + strings.Repeat("9", 300), "wait=" + strings.Repeat("0", 300) + "1", "version=1&wait=" + strings.Repeat("1", 33) + "s"} {
 		f.Add(q)
@@ -30,14 +31,20 @@ func FuzzLongPollQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, query string) {
-		if q, err := url.ParseQuery(query); err == nil {
-			if lp, err := parseLongPoll(q); err == nil {
-				if lp.wait < 0 || lp.wait > maxWaitParam || (lp.hasVersion && lp.version < 0) {
-					t.Fatalf("%q parsed to %+v", query, lp)
-				}
-				if w := m.herdWait(lp.wait); w < 0 || w > m.cfg.MaxWait {
-					t.Fatalf("%q: herd wait %v", query, w)
-				}
+		// queryParam reads a parameter as url.Values does.
+		q, _ := url.ParseQuery(query)
+		for _, name := range []string{"version", "wait"} {
+			v, ok := queryParam(query, name)
+			if want, has := q[name]; ok != has || (ok && v != want[0]) {
+				t.Fatalf("%q: %s = %q %v, url.ParseQuery says %q", query, name, v, ok, want)
+			}
+		}
+		if lp, err := parseLongPoll(query); err == nil {
+			if lp.wait < 0 || lp.wait > maxWaitParam || (lp.hasVersion && lp.version < 0) {
+				t.Fatalf("%q parsed to %+v", query, lp)
+			}
+			if w := m.herdWait(lp.wait); w < 0 || w > m.cfg.MaxWait {
+				t.Fatalf("%q: herd wait %v", query, w)
 			}
 		}
 		req := httptest.NewRequest(http.MethodGet, "/manifest", nil)
@@ -105,6 +112,28 @@ func FuzzRedactURLs(f *testing.F) {
 			if user := out[m[3]:m[1]]; user != masked+"@" {
 				t.Fatalf("%q → %q keeps user information %q", s, out, user)
 			}
+		}
+	})
+}
+
+// FuzzWaitValue: the whole-seconds fast path of a wait value agrees with
+// reading it as a float, as every other form is read.
+func FuzzWaitValue(f *testing.F) {
+	for _, s := range []string{"0", "30", "007", "86400", "86401", "99999999999999999999999", "1.5", "30s", "-1", "+1", "1_0", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := waitValue(s)
+		fl, err := strconv.ParseFloat(s, 64)
+		if err != nil || fl != fl || fl < 0 {
+			return // not a number of seconds: the duration form, or refused
+		}
+		want := time.Duration(fl * float64(time.Second))
+		if fl > maxWaitParam.Seconds() {
+			want = maxWaitParam
+		}
+		if !ok || got != want {
+			t.Fatalf("waitValue(%q) = %v %v, want %v", s, got, ok, want)
 		}
 	})
 }

@@ -12,6 +12,7 @@ package mothership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -43,6 +44,9 @@ const (
 	DefaultMaxArtifactUnpacked = 1 << 30
 	// DefaultMaxResources bounds the resources of a deployed manifest.
 	DefaultMaxResources = 32
+	// MaxResourcesLimit bounds Config.MaxResources itself: each resource is
+	// at least one process (local provider) or endpoint.
+	MaxResourcesLimit = 1000
 	// DefaultMaxReplicas bounds one resource's replicas (workersMin).
 	DefaultMaxReplicas = 10
 	// DefaultMaxInstances bounds the child instances remembered at once.
@@ -96,7 +100,8 @@ type Config struct {
 	MaxArtifactUnpacked int64
 	// MaxResources and MaxReplicas bound what a deploy may start: resources
 	// in the manifest, and replicas (workersMin) of each. A deploy asking for
-	// more is refused before anything starts. Defaults 32 and 10.
+	// more is refused before anything starts. Defaults 32 and 10;
+	// MaxResources at most MaxResourcesLimit (FLASH_MAX_RESOURCES).
 	MaxResources int
 	MaxReplicas  int
 	// MaxInstances bounds the child instances remembered at once; instances
@@ -177,6 +182,7 @@ type Mothership struct {
 	objects *locate.Locator // gateway: which replica URL is which replica, for object calls
 	rr      atomic.Uint64   // gateway round robin over replicas
 	parked  atomic.Int64    // long polls waiting now
+	due     deadlines       // when parked long polls give up
 	mask    envMask
 
 	fence     *Fenced                         // nil: the store is not shared, this mothership leads alone
@@ -200,6 +206,9 @@ func New(ctx context.Context, cfg Config) (*Mothership, error) {
 	orDefault(&cfg.MaxReplicas, DefaultMaxReplicas)
 	orDefault(&cfg.MaxInstances, DefaultMaxInstances)
 	orDefault(&cfg.ScaleTick, DefaultScaleTick)
+	if cfg.MaxResources > MaxResourcesLimit {
+		return nil, fmt.Errorf("mothership: Config.MaxResources %d is above the limit of %d", cfg.MaxResources, MaxResourcesLimit)
+	}
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = DefaultArtifactDir
 	}

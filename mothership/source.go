@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
 	"github.com/flash-go/flash/store"
 )
@@ -33,22 +34,36 @@ type snapshot struct {
 	verStr   string             // version as a header value
 	servable bool               // a manifest with at least one resource
 	changed  chan struct{}      // closed when a newer snapshot replaces this one
+	head     answerHead
+}
+
+// answerHead holds GET /manifest's answer header values, made once per
+// snapshot and shared by every answer (net/http only reads them).
+type answerHead struct {
+	version, etag, length, cacheControl, contentType []string
+}
+
+func newAnswerHead(verStr, etag string, length int) answerHead {
+	return answerHead{version: []string{verStr}, etag: []string{etag}, length: []string{strconv.Itoa(length)},
+		cacheControl: []string{"no-cache"}, contentType: []string{wire.ContentTypeJSON}}
 }
 
 func emptySnapshot() *snapshot {
-	return &snapshot{verStr: "0", changed: make(chan struct{})}
+	return &snapshot{verStr: "0", changed: make(chan struct{}), head: newAnswerHead("0", "", 0)}
 }
 
 func (m *Mothership) newSnapshot(mf *manifest.Manifest, version int64, body []byte) *snapshot {
 	served := m.mask.manifest(body)
 	sum := sha256.Sum256(served)
+	etag, verStr := `"`+hex.EncodeToString(sum[:16])+`"`, strconv.FormatInt(version, 10)
 	return &snapshot{
 		mf:       mf,
 		version:  version,
 		body:     body,
 		served:   served,
-		etag:     `"` + hex.EncodeToString(sum[:16]) + `"`,
-		verStr:   strconv.FormatInt(version, 10),
+		etag:     etag,
+		verStr:   verStr,
+		head:     newAnswerHead(verStr, etag, len(served)),
 		servable: mf != nil && len(mf.Resources) > 0,
 		changed:  make(chan struct{}),
 	}

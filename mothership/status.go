@@ -496,3 +496,10 @@ func scalingOf(r *manifest.Resource, limit int) string {
 	}
 	return fmt.Sprintf("%s %v, %d-%d replicas, idle %s", c.Kind, c.Value, c.Min, c.Max, c.Idle)
 }
+
+func firstOf(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}

@@ -3,6 +3,7 @@ package serve
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,12 +19,29 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	jobs     *prometheus.CounterVec
 	jobTime  *prometheus.HistogramVec
+
+	// The request series by route and status, looked up once each: a
+	// request costs a read-locked map lookup instead of two label hashes.
+	// Routes are the mux's patterns and codes are HTTP's, so it is bounded.
+	mu   sync.RWMutex
+	reqs map[requestKey]requestSeries
+}
+
+type requestKey struct {
+	route string
+	code  int
+}
+
+type requestSeries struct {
+	count prometheus.Counter
+	dur   prometheus.Observer
 }
 
 func newMetrics(identity string, s *Server) *metrics {
 	labels := prometheus.Labels{"resource": identity}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:  prometheus.NewRegistry(),
+		reqs: make(map[requestKey]requestSeries),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_http_requests_total", Help: "HTTP requests by route pattern and status code.",
 			ConstLabels: labels,
@@ -62,9 +80,19 @@ func (m *metrics) handler() http.Handler {
 }
 
 func (m *metrics) observeRequest(route string, code int, d time.Duration) {
-	c := strconv.Itoa(code)
-	m.requests.WithLabelValues(route, c).Inc()
-	m.duration.WithLabelValues(route, c).Observe(d.Seconds())
+	k := requestKey{route, code}
+	m.mu.RLock()
+	s, ok := m.reqs[k]
+	m.mu.RUnlock()
+	if !ok {
+		c := strconv.Itoa(code)
+		s = requestSeries{m.requests.WithLabelValues(route, c), m.duration.WithLabelValues(route, c)}
+		m.mu.Lock()
+		m.reqs[k] = s
+		m.mu.Unlock()
+	}
+	s.count.Inc()
+	s.dur.Observe(d.Seconds())
 }
 
 func (m *metrics) observeJob(fn, status string, exec time.Duration) {

@@ -12,79 +12,84 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/flash-go/flash/internal/telemetry"
 	"github.com/flash-go/flash/internal/wire"
 )
 
-// observe is the outermost layer: request id and trace context (taken or
-// made, put in ctx and logs), panic recovery, one log line and metrics per
-// request.
-func (s *Server) observe(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rid := r.Header.Get(wire.HeaderRequestID)
-		if !validRequestID(rid) {
-			rid = wire.NewRequestID()
-		}
-		tp := r.Header.Get(wire.HeaderTraceParent)
-		traceID, ok := wire.ParseTraceParent(tp)
-		if !ok {
-			tp = wire.NewTraceParent()
-			traceID, _ = wire.ParseTraceParent(tp)
-		}
-		tracer := s.cfg.Tracer // health checks and what Untraced names get no span
-		if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {
-			tracer = nil
-		}
-		ctx, span, traced := tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
-			telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
-		if traced { // the span is the parent of the calls made while serving
-			tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
-		}
-		hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
-		w.Header()[wire.HeaderRequestID] = []string{rid}         // canonical key
-		r = r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
-		sw := &statusWriter{ResponseWriter: w}
+// begin, finish and checkHeaders are the layers Server.ServeHTTP runs
+// around the mux. A parked long poll keeps its goroutine's stack as deep as
+// it ever grew, so they are calls that return, not nested handlers, and
+// the X-Request-Id answer header is set only when the answer starts.
 
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
-					slog.String("request_id", rid), slog.String("trace_id", traceID),
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-				if sw.status == 0 {
-					wire.WriteError(sw, http.StatusInternalServerError, "internal error")
-				}
-			}
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK // handler wrote nothing
-			}
-			route := sw.route
-			if route == "" {
-				route = "unmatched"
-			}
-			d := time.Since(start)
-			if traced {
-				name := route
-				if !strings.Contains(name, " ") { // LB routes are named "METHOD /path" already
-					name = r.Method + " " + name
-				}
-				span.SetName(name)
-				telemetry.End(span, status, nil)
-			}
-			s.metrics.observeRequest(route, status, d)
-			if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
-				s.log.LogAttrs(r.Context(), level, "request",
-					slog.String("method", r.Method), slog.String("path", r.URL.Path),
-					slog.Int("status", status), slog.Duration("duration", d),
-					slog.String("request_id", rid), slog.String("trace_id", traceID))
-			}
-		}()
-		next.ServeHTTP(sw, r)
-	})
+// begin takes or makes the request's ids and trace context.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
+	sw := &statusWriter{ResponseWriter: w, start: time.Now()}
+	rid := r.Header.Get(wire.HeaderRequestID)
+	if !validRequestID(rid) {
+		rid = wire.NewRequestID()
+	}
+	tp := r.Header.Get(wire.HeaderTraceParent)
+	traceID, ok := wire.ParseTraceParent(tp)
+	if !ok {
+		tp = wire.NewTraceParent()
+		traceID, _ = wire.ParseTraceParent(tp)
+	}
+	tracer := s.cfg.Tracer // health checks and what Untraced names get no span
+	if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {
+		tracer = nil
+	}
+	ctx, span, traced := tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
+		telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
+	if traced { // the span is the parent of the calls made while serving
+		tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
+		sw.span = span
+	}
+	hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
+	sw.rid, sw.traceID = rid, traceID
+	return sw, r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+}
+
+// finish recovers a handler's panic, then records the request: span, metrics
+// and log line. ServeHTTP defers it (recover needs that).
+func (s *Server) finish(sw *statusWriter, r *http.Request) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID),
+			slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		if sw.status == 0 {
+			wire.WriteError(sw, http.StatusInternalServerError, "internal error")
+		}
+	}
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK // handler wrote nothing: net/http answers 200
+		sw.setRequestID()
+	}
+	route := sw.route
+	if route == "" {
+		route = "unmatched"
+	}
+	d := time.Since(sw.start)
+	if sw.span != nil {
+		name := route
+		if !strings.Contains(name, " ") { // LB routes are named "METHOD /path" already
+			name = r.Method + " " + name
+		}
+		sw.span.SetName(name)
+		telemetry.End(sw.span, status, nil)
+	}
+	s.metrics.observeRequest(route, status, d)
+	if level := requestLogLevel(r.URL.Path, status, d, s.cfg.SlowRequest); s.log.Enabled(r.Context(), level) {
+		s.log.LogAttrs(r.Context(), level, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Duration("duration", d),
+			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID))
+	}
 }
 
 // requestLogLevel keeps the log bounded: request lines are Debug, except
@@ -121,31 +126,30 @@ func validRequestID(s string) bool {
 }
 
 // checkHeaders validates X-Flash-Hops and X-Flash-Timeout (after auth, so
-// strangers learn nothing) and turns the timeout into the request's deadline.
-func (s *Server) checkHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if hops > wire.MaxHops {
-			wire.WriteError(w, http.StatusLoopDetected,
-				fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
-			return
-		}
-		d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if ok {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		next.ServeHTTP(w, r)
-	})
+// strangers learn nothing) and turns the timeout into the request's
+// deadline (cancel, when not nil, releases it). A bad header is answered
+// (ok false).
+func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) (_ *http.Request, cancel context.CancelFunc, ok bool) {
+	hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
+	if err != nil {
+		wire.WriteError(w, http.StatusBadRequest, err.Error())
+		return r, nil, false
+	}
+	if hops > wire.MaxHops {
+		wire.WriteError(w, http.StatusLoopDetected,
+			fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
+		return r, nil, false
+	}
+	d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
+	if err != nil {
+		wire.WriteError(w, http.StatusBadRequest, err.Error())
+		return r, nil, false
+	}
+	if ok {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		return r.WithContext(ctx), cancel, true
+	}
+	return r, nil, true
 }
 
 // route dispatches through the mux. ServeMux answers unknown paths and
@@ -193,6 +197,20 @@ type statusWriter struct {
 	route      string
 	jsonErrors bool // rewrite ServeMux's text answers
 	swallow    bool // drop the body of a rewritten answer
+
+	// What finish records when the request ends.
+	start   time.Time
+	rid     string     // X-Request-Id, set on the answer when it starts
+	traceID string     // for logs
+	span    trace.Span // nil: not traced
+}
+
+// setRequestID puts X-Request-Id on the answer (canonical key, no map
+// lookup of its spelling).
+func (w *statusWriter) setRequestID() {
+	if w.rid != "" {
+		w.Header()[wire.HeaderRequestID] = []string{w.rid}
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -206,6 +224,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		return
 	}
 	w.status = code
+	w.setRequestID()
 	if w.jsonErrors {
 		if msg, ok := w.rewrite(code); ok {
 			w.swallow = true
@@ -288,9 +307,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		defer rc.SetReadDeadline(time.Time{})
 	}
 	limit := s.cfg.MaxBody
-	tooBig := &httpError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", limit)}
+	tooBig := func() error {
+		return &httpError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d bytes", limit)}
+	}
 	if r.ContentLength > limit {
-		return nil, tooBig
+		return nil, tooBig()
 	}
 	// The innermost writer, so that net/http learns of an oversized body and
 	// closes the connection instead of draining it.
@@ -316,7 +337,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooBig
+			return nil, tooBig()
 		}
 		return nil, badRequest("reading request body: %v", err)
 	}

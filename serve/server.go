@@ -153,7 +153,6 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
-	handler http.Handler
 	qb      map[string]*Func
 	qbNames []string
 	jobs    *jobTable
@@ -256,19 +255,6 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	inner := s.checkHeaders(http.HandlerFunc(s.route))
-	auth := wire.Auth(cfg.APIKey, inner)
-	authed := auth
-	if public := cfg.Public; public != nil {
-		authed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if public(r) {
-				inner.ServeHTTP(w, r)
-				return
-			}
-			auth.ServeHTTP(w, r)
-		})
-	}
-	s.handler = s.observe(authed)
 	return s, nil
 }
 
@@ -353,9 +339,31 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
-// ServeHTTP serves a request.
+// ServeHTTP serves a request: ids and trace context, auth, header checks,
+// routing, then metrics and the log line (middleware.go). The layers are
+// calls from this one frame, not nested handlers: a parked long poll keeps
+// its whole stack for as long as it waits.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
+	sw, r := s.begin(w, r)
+	defer s.finish(sw, r)
+	if !s.authorized(r) {
+		wire.Unauthorized(sw)
+		return
+	}
+	r, cancel, ok := s.checkHeaders(sw, r)
+	if !ok {
+		return
+	}
+	if cancel != nil {
+		defer cancel()
+	}
+	s.route(sw, r)
+}
+
+// authorized says whether r may be served: it carries the API key, or
+// needs none (GET /ping, Config.Public).
+func (s *Server) authorized(r *http.Request) bool {
+	return s.cfg.APIKey == "" || wire.AuthExempt(r) || (s.cfg.Public != nil && s.cfg.Public(r)) || wire.BearerOK(r, s.cfg.APIKey)
 }
 
 // Registry returns the server's own Prometheus registry (served at /metrics).

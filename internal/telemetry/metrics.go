@@ -155,13 +155,12 @@ func (m *Metrics) SyncError() {
 	}
 }
 
-// Park records a long poll parked; the returned function unparks it.
-func (m *Metrics) Park() (unpark func()) {
-	if m == nil {
-		return func() {}
+// Parked moves the gauge of parked long polls by delta (+1 when one parks,
+// -1 when it is answered).
+func (m *Metrics) Parked(delta float64) {
+	if m != nil {
+		m.parked.Add(delta)
 	}
-	m.parked.Inc()
-	return m.parked.Dec
 }
 
 // Step records how long a reconcile step took.

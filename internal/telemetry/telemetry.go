@@ -154,6 +154,9 @@ func from(ctx context.Context) trace.Tracer {
 // StartJob starts the span of a job run by a worker, a child of the request
 // that submitted it (carried by ctx).
 func StartJob(ctx context.Context, fn, id string) (context.Context, trace.Span) {
+	if span := trace.SpanFromContext(ctx); !span.SpanContext().IsValid() {
+		return ctx, span // not traced: no span, no options built (every call pays them)
+	}
 	return from(ctx).Start(ctx, "job "+fn, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(AttrFunction.String(fn), AttrJob.String(id)))
 }
@@ -161,6 +164,9 @@ func StartJob(ctx context.Context, fn, id string) (context.Context, trace.Span) 
 // StartCall starts the span of one send of an outgoing call to function fn
 // of resource target; End records its outcome.
 func StartCall(ctx context.Context, target, fn string, attempt int) (context.Context, trace.Span) {
+	if span := trace.SpanFromContext(ctx); !span.SpanContext().IsValid() {
+		return ctx, span // not traced (see StartJob)
+	}
 	return from(ctx).Start(ctx, "call "+fn, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(AttrTarget.String(target), AttrFunction.String(fn), AttrAttempt.Int(attempt)))
 }
