@@ -173,7 +173,7 @@ func (m *Mothership) proxyTo(w http.ResponseWriter, r *http.Request, raw string,
 		return
 	}
 	t.raw, t.base = raw, base
-	wire.ProxyFullDuplex(w, r) // a streamed answer is not cut while the body is sent
+	defer wire.ProxyFullDuplex(w, r)() // a streamed answer is not cut while the body is sent
 	ctx := context.WithValue(r.Context(), targetKey{}, t)
 	m.proxy.ServeHTTP(w, r.WithContext(ctx))
 }

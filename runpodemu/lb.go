@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flash-go/flash/internal/wire"
 )
 
 // Load-balanced endpoints (RUNPOD.md §5): reachable at URL/lb/{id}/… (and
@@ -96,12 +98,7 @@ func (e *Emulator) serveLB(w http.ResponseWriter, r *http.Request) {
 			writeJobError(w, errorf(502, "worker did not answer: "+err.Error()))
 		},
 	}
-	if r.ContentLength != 0 {
-		// The transport may read the body once more after the worker's answer
-		// starts; without full duplex the server has closed it by then and the
-		// answer is cut (golang/go#40747).
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
+	defer wire.ProxyFullDuplex(w, r)() // a streamed answer is not cut while the body is sent
 	proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 

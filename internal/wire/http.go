@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -257,15 +260,79 @@ func ValidJobID(s string) bool {
 }
 
 // ProxyFullDuplex readies w for a reverse proxy that sends r's body on to
-// another server. The transport may still read that body (once more past
-// its Content-Length, to check for extra bytes) when the other server's
-// answer starts; net/http's HTTP/1 server closes an unread body when a
-// handler writes its answer's headers, so that read fails and the
-// transport drops the connection mid-answer (golang/go#40747): a streamed
-// answer cut short with "use of closed network connection". Full duplex
-// leaves the body open until the handler returns.
-func ProxyFullDuplex(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength != 0 {
-		_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2 is full duplex already
+// another server, and returns the function to call (defer) when the handler
+// ends.
+//
+// The transport may still read that body (once more past its
+// Content-Length, to check for extra bytes) when the other server's answer
+// starts; net/http's HTTP/1 server closes an unread body when a handler
+// writes its answer's headers, so that read fails and the transport drops
+// the connection mid-answer (golang/go#40747): a streamed answer cut short
+// with "use of closed network connection". Full duplex leaves the body open
+// until the handler returns. But then two reads could race the server's
+// read of the connection's next request ("invalid concurrent Body.Read
+// call", a panic that drops the connection): one the transport still has in
+// progress, and the background read the server starts when the body reaches
+// its end, which, in full duplex, its own close of an unread body does after
+// it stopped such reads. So the returned function ends a read in progress,
+// refuses later ones, and reads the body to its end while the handler still
+// runs (at most maxDrain bytes, for at most drainWait).
+func ProxyFullDuplex(w http.ResponseWriter, r *http.Request) (done func()) {
+	if r.ContentLength == 0 {
+		return func() {}
 	}
+	rc := http.NewResponseController(w)
+	if rc.EnableFullDuplex() != nil {
+		return func() {} // HTTP/2 is full duplex already
+	}
+	g := &guardedBody{body: r.Body}
+	r.Body = g
+	return func() {
+		if !g.mu.TryLock() {
+			// A read waits for the client: end it (the connection then
+			// closes, as its request was not read whole).
+			_ = rc.SetReadDeadline(time.Now())
+			g.mu.Lock()
+		}
+		g.done = true
+		_ = rc.SetReadDeadline(time.Now().Add(drainWait))
+		_, _ = io.Copy(io.Discard, io.LimitReader(g.body, maxDrain))
+		_ = rc.SetReadDeadline(time.Time{})
+		g.mu.Unlock()
+	}
+}
+
+// The bounds of ProxyFullDuplex's last read of a body: past them the server
+// closes the connection rather than read on.
+const (
+	maxDrain  = 256 << 10
+	drainWait = time.Second
+)
+
+// guardedBody is a request body that refuses reads once its handler ended.
+type guardedBody struct {
+	mu   sync.Mutex
+	body io.ReadCloser
+	done bool
+}
+
+// errHandlerDone is what a read of a proxied body gets after its handler returned.
+var errHandlerDone = errors.New("wire: the request's handler has returned")
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return 0, errHandlerDone
+	}
+	return g.body.Read(p)
+}
+
+func (g *guardedBody) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return nil // the server closes it itself
+	}
+	return g.body.Close()
 }
