@@ -283,7 +283,7 @@ func TestFlashRunHAKeepsItsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	curlsWork(t, rt)
+	curlsWorkSoon(t, rt)
 	first := manifestVersion(t, rt)
 	if err := rt.stop(t, os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -298,13 +298,32 @@ func TestFlashRunHAKeepsItsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	curlsWork(t, rt2)
+	curlsWorkSoon(t, rt2)
 	if again := manifestVersion(t, rt2); again <= first {
 		t.Errorf("manifest version %d after the second --ha run, want more than the first run's %d: the state was lost", again, first)
 	}
 	if err := rt2.stop(t, os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// curlsWorkSoon is curlsWork for an --ha run, allowing a few seconds: the
+// table waits for the children that report to the mothership it asks, while
+// others poll the other motherships, which learn the version from etcd.
+func curlsWorkSoon(t *testing.T, rt *runningTopology) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ok := true
+		for _, c := range rt.curls {
+			if code, _ := doCurl(t, c); code != 200 {
+				ok = false
+			}
+		}
+		if ok || time.Now().After(deadline) {
+			break
+		}
+	}
+	curlsWork(t, rt)
 }
 
 // manifestVersion is the version the run's mothership serves.

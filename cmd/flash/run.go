@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,12 +27,14 @@ import (
 	"github.com/flash-go/flash/internal/layout"
 	"github.com/flash-go/flash/internal/wire"
 	"github.com/flash-go/flash/manifest"
+	"github.com/flash-go/flash/mothership"
 	"github.com/flash-go/flash/provider/local"
 )
 
 // Bounds of flash run's waits.
 const (
 	upTimeout       = 90 * time.Second // every resource healthy after the mothership started
+	appliedWait     = 5 * time.Second  // then every child on the version reached
 	previousTimeout = 15 * time.Second // an earlier run's mothership finishing its exit
 	watchEvery      = 2 * time.Second  // status polls after start-up, for moved endpoints
 )
@@ -504,8 +507,32 @@ func (t *topologyRun) waitUp(base string, done <-chan reconciled, exits <-chan m
 		if r.msg != msgReconcilePrefix+"done" {
 			return st, fmt.Errorf("the mothership's %s: %s", r.msg, r.detail)
 		}
-		return st, nil
+		return t.waitApplied(base, st), nil
 	}
+}
+
+// waitApplied waits, for at most appliedWait, until no child the mothership
+// knows is still on an older version than st's: the table's calls cross
+// children, which route by the version they applied. It returns the last
+// status read.
+func (t *topologyRun) waitApplied(base string, st statusView) statusView {
+	behind := func(st statusView) bool {
+		return slices.ContainsFunc(st.Instances, func(i mothership.InstanceStatus) bool {
+			return i.State == mothership.InstanceBehind
+		})
+	}
+	for deadline := time.Now().Add(appliedWait); behind(st) && time.Now().Before(deadline); {
+		select {
+		case <-t.e.ctx.Done():
+			return st
+		case <-time.After(20 * time.Millisecond):
+		}
+		var next statusView
+		if getJSON(t.e.ctx, base, "/flash/status", t.key, &next) == nil {
+			st = next
+		}
+	}
+	return st
 }
 
 func endpointURLs(r statusResource) []string {
