@@ -209,16 +209,23 @@ func (t *jobTable) runInline(j *job) {
 	t.mu.Unlock()
 }
 
-// popLocked takes the next queued job and marks it running.
+// popLocked takes the next queued job and marks it running. A job whose
+// policy.ttl has just passed is skipped, never started: its dropTTL, due at
+// the same moment, finalises it.
 func (t *jobTable) popLocked() *job {
-	if len(t.queue) == 0 {
-		return nil
+	now := t.now()
+	for len(t.queue) > 0 {
+		j := t.queue[0]
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		if j.dropper != nil && !now.Before(j.queued.Add(j.ttl)) {
+			j.run = nil
+			continue
+		}
+		j.status, j.started = StatusInProgress, now
+		return j
 	}
-	j := t.queue[0]
-	t.queue[0] = nil
-	t.queue = t.queue[1:]
-	j.status, j.started = StatusInProgress, t.now()
-	return j
+	return nil
 }
 
 // work runs j, then queued jobs, until the queue is empty.
