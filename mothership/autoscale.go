@@ -1,7 +1,6 @@
 package mothership
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -55,48 +54,9 @@ type scaled struct {
 	lastBusy map[string]time.Time // per replica URL: when it last held work
 	waiting  []time.Time          // arrival of each gateway call waiting for a replica
 
-	// The demand seen of the current replica set (urls) since first: the
-	// samples of the last idle timeout that a later one did not exceed, so
-	// that the first is the peak (a monotonic queue, short whatever the
-	// timeout).
-	urls   []string
-	first  time.Time
-	demand []demandSample
-}
-
-// demandSample is the workers a resource's load needed at one moment.
-type demandSample struct {
-	at time.Time
-	n  int
-}
-
-// peakDemand records the demand n of the replica set urls at now and
-// returns the highest demand of the last idle timeout, and whether the set
-// has been observed for that long. s's autoscaler lock is held.
-func (s *scaled) peakDemand(urls []string, now time.Time, idle time.Duration, n int) (int, bool) {
-	if !slices.Equal(s.urls, urls) {
-		s.urls, s.first, s.demand = slices.Clone(urls), now, s.demand[:0]
-	}
-	for len(s.demand) > 0 && s.demand[len(s.demand)-1].n <= n {
-		s.demand = s.demand[:len(s.demand)-1]
-	}
-	s.demand = append(s.demand, demandSample{at: now, n: n})
-	for now.Sub(s.demand[0].at) > idle {
-		s.demand = s.demand[1:]
-	}
-	return s.demand[0].n, now.Sub(s.first) >= idle
-}
-
-// idlest returns the indexes of the k workers of ws idle the longest.
-func idlest(ws []scaler.Worker, k int) []int {
-	idx := make([]int, len(ws))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ws[b].IdleFor, ws[a].IdleFor) })
-	idx = idx[:min(k, len(idx))]
-	slices.Sort(idx)
-	return idx
+	// peak is the demand seen of the current replica set (urls).
+	urls []string
+	peak scaler.Peak
 }
 
 func newAutoscaler() *autoscaler {
@@ -247,7 +207,10 @@ func (m *Mothership) scaleResource(ctx context.Context, sc provider.Scaler, name
 		l.OldestWait = max(l.OldestWait, now.Sub(s.waiting[0]))
 	}
 	want := cfg.Desired(l)
-	peak, observed := s.peakDemand(ep.URLs, now, cfg.Idle, cfg.Demand(l))
+	if !slices.Equal(s.urls, ep.URLs) {
+		s.urls, s.peak = slices.Clone(ep.URLs), scaler.Peak{}
+	}
+	peak, observed := s.peak.Add(now, cfg.Idle, cfg.Demand(l))
 	var drain []string
 	switch {
 	case want > len(ep.URLs) && !now.Before(s.retryAt):
@@ -259,7 +222,7 @@ func (m *Mothership) scaleResource(ctx context.Context, sc provider.Scaler, name
 			// Calls reach every replica round robin, so none is ever idle
 			// under a light load: fewer would have done for the whole
 			// idle timeout, so the idlest go (drain lets their work end).
-			surplus = idlest(ws, len(ep.URLs)-peak)
+			surplus = scaler.Idlest(ws, len(ep.URLs)-peak)
 		}
 		for _, i := range surplus {
 			drain = append(drain, ep.URLs[i])

@@ -12,8 +12,10 @@
 package scaler
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -120,4 +122,45 @@ func (p Policy) Demand(l Load) int {
 		n = int(math.Ceil(float64(n) / math.Max(p.Value, 1)))
 	}
 	return max(n, p.Min)
+}
+
+// Peak is the highest demand of a sliding window: the samples that no later
+// one exceeded (a monotonic queue, short whatever the window). The zero
+// value is empty.
+type Peak struct {
+	first   time.Time
+	samples []peakSample
+}
+
+type peakSample struct {
+	at time.Time
+	n  int
+}
+
+// Add records demand n at now and returns the highest demand of the last
+// window, and whether the samples span a whole window since the first.
+func (p *Peak) Add(now time.Time, window time.Duration, n int) (int, bool) {
+	if p.first.IsZero() {
+		p.first = now
+	}
+	for len(p.samples) > 0 && p.samples[len(p.samples)-1].n <= n {
+		p.samples = p.samples[:len(p.samples)-1]
+	}
+	p.samples = append(p.samples, peakSample{at: now, n: n})
+	for now.Sub(p.samples[0].at) > window {
+		p.samples = p.samples[1:]
+	}
+	return p.samples[0].n, now.Sub(p.first) >= window
+}
+
+// Idlest returns the indexes (ascending) of the k workers of ws idle the longest.
+func Idlest(ws []Worker, k int) []int {
+	idx := make([]int, len(ws))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ws[b].IdleFor, ws[a].IdleFor) })
+	idx = idx[:min(k, len(idx))]
+	slices.Sort(idx)
+	return idx
 }

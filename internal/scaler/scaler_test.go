@@ -160,3 +160,36 @@ func TestDemand(t *testing.T) {
 		}
 	}
 }
+
+func TestPeak(t *testing.T) {
+	var p Peak
+	t0 := time.Unix(0, 0)
+	for _, step := range []struct {
+		at       time.Duration
+		n        int
+		peak     int
+		observed bool
+	}{
+		{0, 3, 3, false},
+		{time.Second, 1, 3, false},
+		{2 * time.Second, 2, 3, true}, // 3 is still in the 2 s window
+		{3 * time.Second, 1, 2, true}, // 3 left the window
+		{5 * time.Second, 1, 1, true}, // so did 2
+		{6 * time.Second, 4, 4, true}, // a new peak at once
+	} {
+		peak, observed := p.Add(t0.Add(step.at), 2*time.Second, step.n)
+		if peak != step.peak || observed != step.observed {
+			t.Errorf("at %v: Add(%d) = %d, %v; want %d, %v", step.at, step.n, peak, observed, step.peak, step.observed)
+		}
+	}
+}
+
+func TestIdlest(t *testing.T) {
+	ws := []Worker{{IdleFor: time.Second}, {IdleFor: 3 * time.Second}, {Busy: true}, {IdleFor: 2 * time.Second}}
+	if got := Idlest(ws, 2); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("Idlest(2) = %v, want [1 3]", got)
+	}
+	if got := Idlest(ws, 9); len(got) != 4 {
+		t.Errorf("Idlest(9) = %v, want all 4", got)
+	}
+}
