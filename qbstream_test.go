@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"iter"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/flash-go/flash"
@@ -35,45 +33,15 @@ func TestQueueStream(t *testing.T) {
 			}
 		})
 	workers := serveApp(t, app, "workers", "k")
-	gw := http.NewServeMux()
-	gw.Handle("/v2/workers/", http.StripPrefix("/v2/workers", proxyTo(workers.URL)))
-	gateway := httptest.NewServer(gw)
-	t.Cleanup(gateway.Close)
-	c, err := flash.NewClient(gateway.URL, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := flash.BindStream(c, count)
+	remote := flash.BindStream(clientOf(t, gatewayTo(t, "/v2/workers", workers.URL)), count)
 
 	t.Run("10000 values, each once, in order", func(t *testing.T) {
-		n := 0
-		for v, err := range remote.Stream(context.Background(), countIn{N: 10000}) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n++; v != n {
-				t.Fatalf("value %d is %d", n, v)
-			}
-		}
-		if n != 10000 {
-			t.Fatalf("%d values", n)
-		}
+		readInOrder(t, remote.Stream(context.Background(), countIn{N: 10000}), 10000)
 	})
 	t.Run("cancel half-way stops the producer", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		n := 0
-		var last error
-		for _, err := range remote.Stream(ctx, countIn{N: 1 << 40}) {
-			if err != nil {
-				last = err
-				break
-			}
-			if n++; n == 5000 {
-				cancel()
-			}
-		}
-		if !errors.Is(last, context.Canceled) {
+		if last := cancelAt(remote.Stream(ctx, countIn{N: 1 << 40}), 5000, cancel); !errors.Is(last, context.Canceled) {
 			t.Errorf("after cancel: %v", last)
 		}
 		<-stopped

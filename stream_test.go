@@ -46,46 +46,17 @@ func TestStreamThroughGateway(t *testing.T) {
 	noLeaks(t)
 	app, count, stopped, produced := streamApp()
 	api := serveApp(t, app, "api", "k")
-	gw := http.NewServeMux()
-	gw.Handle("/api/", http.StripPrefix("/api", proxyTo(api.URL)))
-	gateway := httptest.NewServer(gw)
-	t.Cleanup(gateway.Close)
-	c, err := flash.NewClient(gateway.URL, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := flash.BindStream(c, count)
+	gateway := gatewayTo(t, "/api", api.URL)
+	remote := flash.BindStream(clientOf(t, gateway), count)
 
 	t.Run("10000 values in order", func(t *testing.T) {
-		n := 0
-		for v, err := range remote.Stream(context.Background(), countIn{N: 10000}) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n++; v != n {
-				t.Fatalf("value %d is %d", n, v)
-			}
-		}
-		if n != 10000 {
-			t.Fatalf("%d values, want 10000", n)
-		}
+		readInOrder(t, remote.Stream(context.Background(), countIn{N: 10000}), 10000)
 	})
 	t.Run("cancel half-way stops the producer", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		produced.Store(0)
-		n := 0
-		var last error
-		for _, err := range remote.Stream(ctx, countIn{N: 1 << 30}) {
-			if err != nil {
-				last = err
-				break
-			}
-			if n++; n == 5000 {
-				cancel()
-			}
-		}
-		if !errors.Is(last, context.Canceled) {
+		if last := cancelAt(remote.Stream(ctx, countIn{N: 1 << 30}), 5000, cancel); !errors.Is(last, context.Canceled) {
 			t.Errorf("after cancel: %v, want context.Canceled", last)
 		}
 		<-stopped // the producer saw yield return false
@@ -117,7 +88,7 @@ func TestStreamThroughGateway(t *testing.T) {
 		}
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		wrong, _ := flash.NewClient(gateway.URL, "nope")
+		wrong, _ := flash.NewClient(gateway, "nope")
 		for _, err := range flash.BindStream(wrong, count).Stream(context.Background(), countIn{N: 1}) {
 			var se *flash.StatusError
 			if !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
@@ -155,4 +126,56 @@ func TestStreamInProcess(t *testing.T) {
 		}
 		break
 	}
+}
+
+// gatewayTo serves a gateway that relays prefix/… to backend and returns its URL.
+func gatewayTo(t *testing.T, prefix, backend string) string {
+	t.Helper()
+	gw := http.NewServeMux()
+	gw.Handle(prefix+"/", http.StripPrefix(prefix, proxyTo(backend)))
+	gateway := httptest.NewServer(gw)
+	t.Cleanup(gateway.Close)
+	return gateway.URL
+}
+
+// clientOf is a Client of the app at base with key "k".
+func clientOf(t *testing.T, base string) *flash.Client {
+	t.Helper()
+	c, err := flash.NewClient(base, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readInOrder wants the values 1…want of seq, each once and in order.
+func readInOrder(t *testing.T, seq iter.Seq2[int, error], want int) {
+	t.Helper()
+	n := 0
+	for v, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; v != n {
+			t.Fatalf("value %d is %d", n, v)
+		}
+	}
+	if n != want {
+		t.Fatalf("%d values, want %d", n, want)
+	}
+}
+
+// cancelAt reads seq, calls cancel at its n-th value, and returns the error
+// that ended it.
+func cancelAt(seq iter.Seq2[int, error], n int, cancel func()) error {
+	i := 0
+	for _, err := range seq {
+		if err != nil {
+			return err
+		}
+		if i++; i == n {
+			cancel()
+		}
+	}
+	return nil
 }
