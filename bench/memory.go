@@ -98,7 +98,7 @@ func (r *runner) parkedBytes(ctx context.Context, n int, real bool) (float64, er
 		addr, parked = srv.addr, count.Load
 	}
 
-	before := settledLiveBytes()
+	before := liveBytes()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -127,23 +127,6 @@ func (r *runner) parkedBytes(ctx context.Context, n int, real bool) (float64, er
 		return 0, err
 	}
 	return float64(liveBytes() - before), nil
-}
-
-// settledLiveBytes is liveBytes once it stops falling (at most 2 s): what
-// the groups before left, such as the goroutines of in-process clients, is
-// released for a while after they end, and would otherwise be counted as a
-// negative growth.
-func settledLiveBytes() int64 {
-	b := liveBytes()
-	for range 20 {
-		time.Sleep(100 * time.Millisecond)
-		n := liveBytes()
-		if n >= b-64<<10 {
-			return min(b, n)
-		}
-		b = n
-	}
-	return b
 }
 
 // liveBytes is the live heap plus goroutine stacks after a full collection.
