@@ -272,7 +272,11 @@ func TestSmokeHasEveryFigure(t *testing.T) {
 		t.Errorf("missing figures %v, want %v", got, wantMissing)
 	}
 	for _, f := range res.Figures {
-		if math.IsNaN(f.Value) || math.IsInf(f.Value, 0) || f.Value < 0 && !strings.HasSuffix(f.Name, "_overhead_ns") {
+		// A difference of two timings, or of two in-process heap readings
+		// taken after other groups ran (memory they release meanwhile), may
+		// come out below zero in a smoke run; nothing else may.
+		noisy := strings.HasSuffix(f.Name, "_overhead_ns") || strings.HasPrefix(f.Name, "parked_poll_")
+		if math.IsNaN(f.Value) || math.IsInf(f.Value, 0) || f.Value < 0 && !noisy {
 			t.Errorf("%s = %v", f.Name, f.Value)
 		}
 		if f.About == "" || f.Unit == "" {
