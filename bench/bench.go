@@ -86,6 +86,10 @@ type Config struct {
 	// sync clients); it must call MaybeHelper first thing. Default: this
 	// program (os.Executable).
 	Self string
+	// CPUProfile, when set, makes every helper process write a CPU profile
+	// of its run to CPUProfile.<role>-<pid> (the caller profiles its own
+	// process).
+	CPUProfile string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 	// Logger receives the logs of the flash parts under test; nil formats

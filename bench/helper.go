@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,23 @@ const (
 	roleApp  = "app"  // the deploy figures' app (mothership and children)
 )
 
+// helperProfileEnv, when set, makes a helper write a CPU profile of its run
+// to "<value>.<role>-<pid>" (set by Config.CPUProfile).
+const helperProfileEnv = "FLASH_BENCH_CPUPROFILE"
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // MaybeHelper runs the helper role named by HelperEnv and reports true, or
 // reports false at once when the variable is not set. A helper stops when
 // its stdin closes or ctx ends.
@@ -38,6 +56,13 @@ func MaybeHelper(ctx context.Context) (bool, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if prefix := os.Getenv(helperProfileEnv); prefix != "" {
+		stop, err := startCPUProfile(fmt.Sprintf("%s.%s-%d", prefix, role, os.Getpid()))
+		if err != nil {
+			return true, err
+		}
+		defer stop()
+	}
 	switch role {
 	case roleSync:
 		go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
@@ -94,6 +119,9 @@ func (r *runner) startHelper(role string, env []string, line func(string)) (*hel
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(append(os.Environ(), HelperEnv+"="+role), env...)
+	if r.cfg.CPUProfile != "" {
+		cmd.Env = append(cmd.Env, helperProfileEnv+"="+r.cfg.CPUProfile)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/manifest"
 )
 
 // benchHandler does what a QB endpoint does per call: decode the envelope,
@@ -122,3 +124,52 @@ func BenchmarkRemoteQB(b *testing.B) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// BenchmarkSyncApply is a child's cost of one new manifest version in which
+// only a top-level value changed (what the propagation figure publishes):
+// 30 functions on 3 resources, handled as the answer of a long poll.
+func BenchmarkSyncApply(b *testing.B) {
+	m, err := manifest.Parse(benchManifest(30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewSync(Config{Identity: "res0", Instance: "bench", MothershipURL: "http://127.0.0.1:1", Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bodies := make([][]byte, 16)
+	for i := range bodies {
+		bodies[i], _ = m.WithTop("generated_at", strconv.Itoa(i)).MarshalJSON()
+	}
+	b.ReportAllocs()
+	v := int64(1)
+	for b.Loop() {
+		h := http.Header{wire.HeaderManifestVersion: {strconv.FormatInt(v, 10)}}
+		s.handle(http.StatusOK, h, bodies[v%int64(len(bodies))], 0)
+		v++
+	}
+	if s.Version() != v-1 {
+		b.Fatalf("applied version %d, want %d", s.Version(), v-1)
+	}
+}
+
+// benchManifest is a valid manifest of n functions, ten per resource.
+func benchManifest(n int) []byte {
+	resources := map[string]any{}
+	registry := map[string]string{}
+	for i := range n {
+		rn := "res" + strconv.Itoa(i/10)
+		r, ok := resources[rn].(map[string]any)
+		if !ok {
+			r = map[string]any{"resource_type": "LiveServerless", "workersMax": 3, "env": map[string]string{"LOG_LEVEL": "info"},
+				"functions": []any{}}
+			resources[rn] = r
+		}
+		fn := "fn_" + strconv.Itoa(i)
+		r["functions"] = append(r["functions"].([]any), map[string]any{"name": fn, "module": "example.com/app", "is_async": false, "is_class": false})
+		registry[fn] = rn
+	}
+	data, _ := json.Marshal(map[string]any{"version": "1.0", "project_name": "bench", "generated_at": "0",
+		"resources": resources, "function_registry": registry})
+	return data
+}

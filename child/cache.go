@@ -58,7 +58,7 @@ func readCache(path string) (*snapshot, error) {
 		return nil, fmt.Errorf("read manifest cache: %w", err)
 	}
 	defer f.Close()
-	data, err := readBounded(f, MaxManifestSize+1024)
+	data, err := readBounded(f, MaxManifestSize+1024, -1)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest cache %s: %w", path, err)
 	}
@@ -73,7 +73,7 @@ func readCache(path string) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read manifest cache %s: %w", path, err)
 	}
-	return &snapshot{m: m, version: c.Version, sum: compactSum(c.Manifest)}, nil
+	return &snapshot{m: m, version: c.Version, body: c.Manifest}, nil
 }
 
 // loadCache applies the last-known-good manifest, if there is a valid one.

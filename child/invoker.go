@@ -439,7 +439,7 @@ func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, b
 		a.data = data
 		return a, nil
 	}
-	a.data, err = readBounded(resp.Body, iv.maxResp)
+	a.data, err = readBounded(resp.Body, iv.maxResp, resp.ContentLength)
 	if err != nil {
 		if ctx.Err() != nil {
 			return answer{}, t.ctxError(ctx)

@@ -13,8 +13,7 @@ package child
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/json"
+		"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -139,8 +138,8 @@ func (s *Sync) moveOn() {
 // snapshot is one applied manifest; it is replaced whole, never changed.
 type snapshot struct {
 	m       *manifest.Manifest
-	version int64    // 0 for a mothership that does not number versions
-	sum     [32]byte // SHA-256 of the compacted JSON, to spot unchanged re-reads
+	version int64  // 0 for a mothership that does not number versions
+	body    []byte // the JSON as served, to spot unchanged re-reads
 }
 
 // Sync keeps this endpoint's copy of the manifest: loaded from the cache at
@@ -173,7 +172,7 @@ type Sync struct {
 	seen       int64      // newest version seen, applied or rejected (?version=)
 	rejVersion int64      // last rejected version, reported until a valid one applies
 	rejReason  string
-	rejSum     [32]byte
+	rejBody    []byte
 
 	// Test hooks: full jitter by default.
 	jitter func(time.Duration) time.Duration
@@ -355,6 +354,7 @@ func (s *Sync) bootFetch(ctx context.Context) time.Duration {
 
 // fetch makes one request, handles the answer and says how long to wait
 // before the next one.
+
 func (s *Sync) fetch(ctx context.Context) time.Duration {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
@@ -395,7 +395,7 @@ func (s *Sync) fetch(ctx context.Context) time.Duration {
 		s.moveOn()
 		return s.fail(backoffCap, slog.LevelWarn, "fetch manifest", err)
 	}
-	body, err := readBounded(resp.Body, MaxManifestSize)
+	body, err := readBounded(resp.Body, MaxManifestSize, resp.ContentLength)
 	resp.Body.Close()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -464,10 +464,9 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 			s.log.Info("the mothership does not hold long polls; re-reading the manifest periodically", "ttl", s.ttl)
 		}
 	}
-	sum := compactSum(body)
 	cur := s.cur.Load()
-	unchanged := cur != nil && cur.version == version && cur.sum == sum
-	rejectedAgain := s.rejVersion != 0 && s.rejVersion == version && s.rejSum == sum
+	unchanged := cur != nil && cur.version == version && sameJSON(cur.body, body)
+	rejectedAgain := s.rejVersion != 0 && s.rejVersion == version && sameJSON(s.rejBody, body)
 	if unchanged || rejectedAgain {
 		if s.fastAnswer(elapsed) {
 			return s.quiet()
@@ -485,15 +484,15 @@ func (s *Sync) handleManifest(h http.Header, body []byte, elapsed time.Duration)
 		s.log.Error("rejected an invalid manifest; keeping the one in use",
 			"version", version, "applied_version", s.Version(), "err", err)
 		if version > 0 {
-			s.rejVersion, s.rejReason, s.rejSum = version, rejectReason(err), sum
+			s.rejVersion, s.rejReason, s.rejBody = version, rejectReason(err), body
 			s.seen = version // park on it, so the long poll does not return it again at once
 		}
 		return s.next()
 	}
 	s.succeed()
-	s.rejVersion, s.rejReason = 0, ""
+	s.rejVersion, s.rejReason, s.rejBody = 0, "", nil
 	s.seen = version
-	s.apply(&snapshot{m: m, version: version, sum: sum}, true)
+	s.apply(&snapshot{m: m, version: version, body: body}, true)
 	s.log.Info("applied manifest", "version", version, "resources", len(m.Resources))
 	return s.next()
 }
@@ -613,11 +612,27 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 var errTooLarge = errors.New("answer too large")
 
-// readBounded reads at most limit bytes of r; more is an error.
-func readBounded(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
+// readBounded reads at most limit bytes of r; more is an error. size, the
+// length announced (an answer's Content-Length; -1 or 0 when unknown), sizes
+// the buffer once instead of growing it from 512 bytes.
+func readBounded(r io.Reader, limit, size int64) ([]byte, error) {
+	b := make([]byte, 0, 512)
+	if size > 0 && size <= limit {
+		b = make([]byte, 0, size+1) // +1: the read that meets the end needs room
+	}
+	r = io.LimitReader(r, limit+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%w (over %d bytes)", errTooLarge, limit)
@@ -637,14 +652,15 @@ func answerErr(status int, body []byte) error {
 	return fmt.Errorf("mothership answered %d: %s", status, truncate(msg, maxReasonLen))
 }
 
-// compactSum hashes the JSON of body without insignificant space, so the
-// same manifest served pretty or compact compares equal.
-func compactSum(body []byte) [32]byte {
-	var buf bytes.Buffer
-	if json.Compact(&buf, body) != nil {
-		return sha256.Sum256(body)
+// sameJSON reports whether a and b are the same bytes, or the same JSON once
+// insignificant space is removed (the same manifest served pretty and
+// compact). It is asked only when the version did not change.
+func sameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
 	}
-	return sha256.Sum256(buf.Bytes())
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
 }
 
 // rejectReason makes a header-safe one-line summary of a validation error.

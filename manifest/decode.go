@@ -15,8 +15,11 @@ func Parse(data []byte) (*Manifest, error) { return ParseNext(nil, data) }
 
 // ParseNext is Parse for the manifest that follows prev (which may be nil):
 // a resource entry whose bytes equal its entry in prev reuses prev's parsed
-// resource (and its config hash, once computed), so that applying a new
-// version costs mostly in proportion to what changed.
+// resource (and its config hash, once computed), the function registry and
+// routes are shared in the same way, and no unchanged top-level value is
+// checked again, so that applying a new version costs mostly in proportion
+// to what changed. The two manifests share those parts: treat both as
+// read-only.
 func ParseNext(prev *Manifest, data []byte) (*Manifest, error) {
 	m, ps := decodeNext(prev, data)
 	if m != nil {
@@ -47,11 +50,8 @@ func decode(data []byte) (*Manifest, problems) { return decodeNext(nil, data) }
 
 func decodeNext(prev *Manifest, data []byte) (*Manifest, problems) {
 	var ps problems
-	if !json.Valid(data) {
-		return nil, invalidJSON(data)
-	}
 	// One copy of the input, which every raw value below aliases.
-	ms, ok := members(nil, bytes.Clone(data))
+	ms, ok := topMembers(prev, bytes.Clone(data))
 	if !ok {
 		return nil, invalidJSON(data)
 	}
@@ -81,8 +81,14 @@ func decodeNext(prev *Manifest, data []byte) (*Manifest, problems) {
 			}
 		}
 	}
-	m.FunctionRegistry = d.stringMap(top["function_registry"], "function_registry")
-	if raw, ok := top["routes"]; ok && !isNull(raw) {
+	if prev.same("function_registry", top) {
+		m.FunctionRegistry = prev.FunctionRegistry
+	} else {
+		m.FunctionRegistry = d.stringMap(top["function_registry"], "function_registry")
+	}
+	if prev.same("routes", top) {
+		m.Routes = prev.Routes
+	} else if raw, ok := top["routes"]; ok && !isNull(raw) {
 		if objs, ok := d.object(raw, "routes"); ok {
 			m.Routes = make(map[string]map[string]string, len(objs))
 			for name, rt := range objs {
@@ -92,7 +98,16 @@ func decodeNext(prev *Manifest, data []byte) (*Manifest, problems) {
 			}
 		}
 	}
+	m.clean = len(ps) == 0
 	return m, ps
+}
+
+// same reports whether prev (a valid manifest) has the same bytes under the
+// top-level key as top: what prev decoded from them can be shared.
+func (prev *Manifest) same(key string, top map[string]json.RawMessage) bool {
+	a, inPrev := prev.rawValue(key)
+	b, inTop := top[key]
+	return inPrev && inTop && prev.clean && bytes.Equal(a, b)
 }
 
 // reusable returns prev's resource name when its entry was exactly entry and

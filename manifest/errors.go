@@ -2,9 +2,11 @@ package manifest
 
 import (
 	"fmt"
-	"github.com/flash-go/flash/flasherr"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/flash-go/flash/flasherr"
 )
 
 // Problem is one reason a manifest is invalid, with where it is.
@@ -47,6 +49,13 @@ type problems []Problem
 
 func (ps *problems) add(path, format string, args ...any) {
 	*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// sortFrom sorts the problems from index i on by path, keeping the order of
+// those with the same path: problems found in map order come out as if the
+// keys had been visited sorted.
+func (ps problems) sortFrom(i int) {
+	slices.SortStableFunc(ps[i:], func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
 }
 
 func (ps problems) err() error {

@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,6 +75,44 @@ func FuzzPythonJSON(f *testing.F) {
 		}
 		if string(again) != string(out) {
 			t.Fatalf("not idempotent: %s → %s", out, again)
+		}
+	})
+}
+
+// FuzzParseNext checks the incremental parse against the full one: with a
+// previous manifest whose parts most inputs share, ParseNext accepts exactly
+// what Parse accepts, gives the same manifest, and its validity check agrees
+// with json.Valid.
+func FuzzParseNext(f *testing.F) {
+	prevData := bigManifest(4) // small: the fuzzer minimises every new input it finds
+	prev, err := Parse(prevData)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(prevData)
+	f.Add(bytes.Replace(prevData, []byte(`"version":"1.0"`), []byte(`"version":"1.1"`), 1))
+	f.Add(bytes.Replace(prevData, []byte(`"res1":`), []byte(`"res1" :`), 1))
+	f.Add(append([]byte(" \n"), prevData...))
+	f.Add(append(bytes.Clone(prevData), '\f'))
+	f.Add([]byte(`{"function_registry":{"a":"b"},"resources":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, ok := topMembers(prev, bytes.Clone(data))
+		isObject := json.Valid(data) && bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{"))
+		if ok != isObject {
+			t.Fatalf("topMembers ok = %v, json.Valid object = %v", ok, isObject)
+		}
+		next, nerr := ParseNext(prev, data)
+		full, ferr := Parse(data)
+		if (nerr == nil) != (ferr == nil) {
+			t.Fatalf("ParseNext err %v, Parse err %v", nerr, ferr)
+		}
+		if nerr != nil {
+			return
+		}
+		a, _ := next.MarshalJSON()
+		b, _ := full.MarshalJSON()
+		if !bytes.Equal(a, b) || !maps.Equal(next.FunctionRegistry, full.FunctionRegistry) {
+			t.Fatalf("ParseNext and Parse disagree:\n%s\n%s", a, b)
 		}
 	})
 }

@@ -46,7 +46,8 @@ type Manifest struct {
 	FunctionRegistry map[string]string            // function name → resource name
 	Routes           map[string]map[string]string // LB resource → "METHOD /path" → function
 
-	raw map[string]json.RawMessage // every top-level key as read; the source of serialisation
+	raw   map[string]json.RawMessage // every top-level key as read; the source of serialisation
+	clean bool                       // decoded without a type problem: ParseNext may share its parts
 }
 
 // Resource is one resource entry. Treat it as read-only.

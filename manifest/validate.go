@@ -84,29 +84,27 @@ func (m *Manifest) problems() problems {
 	owner := make(map[string]string, len(m.FunctionRegistry)) // function → the first resource listing it
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
-		path := child("resources", name)
+		path := func() string { return child("resources", name) } // paths are built only for problems
 		if !ValidResourceName(name) {
-			ps.add(path, "resource name %q must be 1-63 characters of A-Z a-z 0-9 _ . -", name)
+			ps.add(path(), "resource name %q must be 1-63 characters of A-Z a-z 0-9 _ . -", name)
 		}
-		checkEnv(&ps, child(path, "env"), r.Env)
-		seen := map[string]bool{}     // function names on this resource
-		routes := map[string]string{} // "METHOD /normalised" → function
+		checkEnv(&ps, func() string { return child(path(), "env") }, r.Env)
+		var routes map[string]string // "METHOD /normalised" → function
 		for i, f := range r.Functions {
-			fp := func() string { return index(child(path, "functions"), i) } // only for problems
-			switch {
+			fp := func() string { return index(child(path(), "functions"), i) }
+			switch first := owner[f.Name]; {
 			case !ValidFunctionName(f.Name):
 				ps.add(child(fp(), "name"), "function name %q must be a Go or Python identifier", f.Name)
-			case seen[f.Name]:
+			case first == name:
 				ps.add(fp(), "function %q is listed twice on resource %q", f.Name, name)
-			case owner[f.Name] != "":
-				ps.add(fp(), "function %q is listed under two resources: %q and %q", f.Name, owner[f.Name], name)
+			case first != "":
+				ps.add(fp(), "function %q is listed under two resources: %q and %q", f.Name, first, name)
 			default:
 				owner[f.Name] = name
 				if reg, ok := m.FunctionRegistry[f.Name]; ok && reg != name {
 					ps.add(child("function_registry", f.Name), "names resource %q but function %q is listed under %q", reg, f.Name, name)
 				}
 			}
-			seen[f.Name] = true
 			if !r.LoadBalanced {
 				if f.HTTPMethod != "" || f.HTTPPath != "" {
 					ps.add(fp(), "function %q has an HTTP route but resource %q is queue-based", f.Name, name)
@@ -125,20 +123,25 @@ func (m *Manifest) problems() problems {
 			if other, dup := routes[key]; dup {
 				ps.add(fp(), "route %s %s of %q is already taken by %q", f.HTTPMethod, f.HTTPPath, f.Name, other)
 			} else {
+				if routes == nil {
+					routes = make(map[string]string)
+				}
 				routes[key] = f.Name
 			}
 		}
 	}
-	for _, f := range sortedKeys(m.FunctionRegistry) {
-		rn := m.FunctionRegistry[f]
-		p := child("function_registry", f)
+	// In map order, then the problems in the order of their paths: sorting
+	// the keys of a large registry cost more than checking it.
+	before := len(ps)
+	for f, rn := range m.FunctionRegistry {
 		if !ValidFunctionName(f) {
-			ps.add(p, "function name %q must be a Go or Python identifier", f)
+			ps.add(child("function_registry", f), "function name %q must be a Go or Python identifier", f)
 		}
 		if _, ok := m.Resources[rn]; !ok {
-			ps.add(p, "names resource %q, which is not in resources", rn)
+			ps.add(child("function_registry", f), "names resource %q, which is not in resources", rn)
 		}
 	}
+	ps.sortFrom(before)
 	for _, rn := range sortedKeys(m.Routes) {
 		p := child("routes", rn)
 		r, ok := m.Resources[rn]
@@ -205,14 +208,16 @@ func ReservedEnv(name string) string {
 	return ""
 }
 
-func checkEnv(ps *problems, path string, env map[string]string) {
-	for _, k := range sortedKeys(env) {
+func checkEnv(ps *problems, path func() string, env map[string]string) {
+	before := len(*ps)
+	for k, v := range env {
 		if why := ReservedEnv(k); why != "" {
-			ps.add(child(path, k), "%s", why)
-		} else if strings.ContainsRune(env[k], 0) {
-			ps.add(child(path, k), "the value of %s must not contain a NUL byte", k)
+			ps.add(child(path(), k), "%s", why)
+		} else if strings.ContainsRune(v, 0) {
+			ps.add(child(path(), k), "the value of %s must not contain a NUL byte", k)
 		}
 	}
+	ps.sortFrom(before)
 }
 
 func checkRoute(ps *problems, path, method, httpPath string) {

@@ -256,8 +256,8 @@ func (m *Mothership) heartbeats(ctx context.Context) {
 	defer t.Stop()
 	for {
 		sctx, cancel := context.WithTimeout(ctx, heartbeat)
-		err := m.fence.Store.ReportInstance(sctx, store.Instance{Resource: motherResource, Instance: m.cfg.URL,
-			AppliedVersion: m.snap.Load().version, LastSeen: m.cfg.Now()})
+		err := m.fence.Store.ReportInstances(sctx, []store.Instance{{Resource: motherResource, Instance: m.cfg.URL,
+			AppliedVersion: m.snap.Load().version, LastSeen: m.cfg.Now()}})
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			m.log.Debug("cannot report this mothership as up", "err", err)

@@ -150,8 +150,8 @@ func TestFencedRefusesWritesWithoutLeadership(t *testing.T) {
 		t.Errorf("a refused PutDesired changed the store: %v", err)
 	}
 	// Child reports are not the leader's: every mothership writes them.
-	if err := f.ReportInstance(ctx, store.Instance{Resource: "r", Instance: "i"}); err != nil {
-		t.Errorf("ReportInstance through a follower: %v", err)
+	if err := f.ReportInstances(ctx, []store.Instance{{Resource: "r", Instance: "i"}}); err != nil {
+		t.Errorf("ReportInstances through a follower: %v", err)
 	}
 }
 

@@ -106,8 +106,10 @@ type Store interface {
 	// DeleteEndpoint removes one; deleting a missing one is not an error.
 	DeleteEndpoint(ctx context.Context, id string) error
 
-	// ReportInstance inserts or replaces the report of (i.Resource, i.Instance).
-	ReportInstance(ctx context.Context, i Instance) error
+	// ReportInstances inserts or replaces the report of each (Resource,
+	// Instance) in is. A store writes them in as few atomic writes as its
+	// limits allow; after an error, some may have been written.
+	ReportInstances(ctx context.Context, is []Instance) error
 	// Instances returns every report, sorted by resource then instance.
 	Instances(ctx context.Context) ([]Instance, error)
 

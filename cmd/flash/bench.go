@@ -19,7 +19,7 @@ func runBench(e *env) int {
 	asJSON := fs.Bool("json", false, "print one JSON object of figures instead of the table")
 	out := fs.String("out", "", "also write each curve as DIR/NAME.svg and DIR/NAME.csv, with table.txt and result.json")
 	only := fs.String("only", "", "comma-separated groups to run: "+strings.Join(bench.Groups(), ", "))
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both ends of every in-process figure) to FILE")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both ends of every in-process figure) to FILE, and each helper process's to FILE.<role>-<pid>")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to FILE")
 	pipeline := fs.String("pipeline", "", "built examples/pipeline binary for topology_up_ms (default: build it from the source)")
 	fs.Usage = func() {
@@ -49,6 +49,7 @@ func runBench(e *env) int {
 		}
 	}
 	if *cpuProfile != "" {
+		cfg.CPUProfile = *cpuProfile
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return fail(e, err)

@@ -476,11 +476,42 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 	return s.commit(ctx, "delete endpoint "+id, nil, clientv3.OpDelete(s.key("endpoints/"+id)))
 }
 
-// ReportInstance implements store.Store.
-func (s *Store) ReportInstance(ctx context.Context, i store.Instance) error {
-	key := s.key("instances/" + url.PathEscape(i.Resource) + "/" + url.PathEscape(i.Instance))
-	return s.put(ctx, "report instance "+i.Resource+"/"+i.Instance, key, i)
+// ReportInstances implements store.Store. Reports go in transactions of at most maxTxnPuts puts, under etcd's
+// default limit of 128 operations per transaction.
+func (s *Store) ReportInstances(ctx context.Context, is []store.Instance) error {
+	// etcd refuses a transaction that puts a key twice: the last report wins.
+	last := make(map[string]int, len(is))
+	keys := make([]string, len(is))
+	for n, i := range is {
+		keys[n] = s.key("instances/" + url.PathEscape(i.Resource) + "/" + url.PathEscape(i.Instance))
+		last[keys[n]] = n
+	}
+	ops := make([]clientv3.Op, 0, min(len(last), maxTxnPuts))
+	for n, i := range is {
+		if last[keys[n]] != n {
+			continue
+		}
+		value, err := json.Marshal(i)
+		if err != nil {
+			return fmt.Errorf("store/etcd: report instance %s/%s: %w", i.Resource, i.Instance, err)
+		}
+		ops = append(ops, clientv3.OpPut(keys[n], string(value)))
+		if len(ops) == maxTxnPuts {
+			if err := s.commit(ctx, fmt.Sprintf("report %d instances", len(ops)), nil, ops...); err != nil {
+				return err
+			}
+			ops = ops[:0]
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	return s.commit(ctx, fmt.Sprintf("report %d instances", len(ops)), nil, ops...)
 }
+
+// maxTxnPuts bounds the puts of one ReportInstances transaction (one more
+// operation is the leader's fence check, and etcd allows 128 by default).
+const maxTxnPuts = 100
 
 // Instances implements store.Store.
 func (s *Store) Instances(ctx context.Context) ([]store.Instance, error) {

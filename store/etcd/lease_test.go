@@ -136,7 +136,7 @@ func TestLeadershipFailoverAndFencing(t *testing.T) {
 		"DeleteDeployment": func() error { return l1.Store().DeleteDeployment(ctx, "r") },
 		"PutEndpoint":      func() error { return l1.Store().PutEndpoint(ctx, store.Endpoint{ID: "e", App: "x"}) },
 		"DeleteEndpoint":   func() error { return l1.Store().DeleteEndpoint(ctx, "e") },
-		"ReportInstance":   func() error { return l1.Store().ReportInstance(ctx, store.Instance{Resource: "r", Instance: "i"}) },
+		"ReportInstances":  func() error { return l1.Store().ReportInstances(ctx, []store.Instance{{Resource: "r", Instance: "i"}}) },
 	}
 	checkLate := func(when string) {
 		t.Helper()

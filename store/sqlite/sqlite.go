@@ -73,6 +73,11 @@ type Store struct {
 	log    *slog.Logger
 	closed atomic.Bool
 
+	// wmu queues this process's writes in Go. Without it a second writer
+	// waits in SQLite's busy handler, which sleeps in steps of up to 100 ms
+	// (a Publish stuck behind a batch of child reports took 50–300 ms).
+	wmu sync.Mutex
+
 	mu       sync.Mutex // guards the fields below
 	seen     int64      // newest version known; only grows
 	watchers map[*watcher]struct{}
@@ -434,27 +439,23 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 	if p.Manifest == nil {
 		p.Manifest = []byte{} // the column is NOT NULL
 	}
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dsn): holds the write lock from here
+	err := s.write(ctx, op, func(tx *sql.Tx) error {
+		var latest int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM manifests`).Scan(&latest); err != nil {
+			return err
+		}
+		if latest != prev {
+			return fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO manifests (version, manifest, published_at) VALUES (?, ?, ?)`,
+			p.Version, p.Manifest, formatTime(p.PublishedAt)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE version <= ?`, p.Version-KeepVersions)
+		return err
+	})
 	if err != nil {
-		return store.Published{}, s.fail(op, err)
-	}
-	defer tx.Rollback()
-	var latest int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM manifests`).Scan(&latest); err != nil {
-		return store.Published{}, s.fail(op, err)
-	}
-	if latest != prev {
-		return store.Published{}, fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO manifests (version, manifest, published_at) VALUES (?, ?, ?)`,
-		p.Version, p.Manifest, formatTime(p.PublishedAt)); err != nil {
-		return store.Published{}, s.fail(op, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE version <= ?`, p.Version-KeepVersions); err != nil {
-		return store.Published{}, s.fail(op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return store.Published{}, s.fail(op, err)
+		return store.Published{}, err
 	}
 	s.advance(p.Version)
 	return p, nil
@@ -502,27 +503,23 @@ func (s *Store) PutDesired(ctx context.Context, prev int64, manifest []byte, art
 	if d.Manifest == nil {
 		d.Manifest = []byte{}
 	}
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	err := s.write(ctx, op, func(tx *sql.Tx) error {
+		var latest int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM desired`).Scan(&latest); err != nil {
+			return err
+		}
+		if latest != prev {
+			return fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (version, manifest, artifact, recorded_at) VALUES (?, ?, ?, ?)`,
+			d.Version, d.Manifest, d.Artifact, formatTime(d.RecordedAt)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM desired WHERE version <= ?`, d.Version-KeepDesired)
+		return err
+	})
 	if err != nil {
-		return store.Desired{}, s.fail(op, err)
-	}
-	defer tx.Rollback()
-	var latest int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM desired`).Scan(&latest); err != nil {
-		return store.Desired{}, s.fail(op, err)
-	}
-	if latest != prev {
-		return store.Desired{}, fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO desired (version, manifest, artifact, recorded_at) VALUES (?, ?, ?, ?)`,
-		d.Version, d.Manifest, d.Artifact, formatTime(d.RecordedAt)); err != nil {
-		return store.Desired{}, s.fail(op, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM desired WHERE version <= ?`, d.Version-KeepDesired); err != nil {
-		return store.Desired{}, s.fail(op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return store.Desired{}, s.fail(op, err)
+		return store.Desired{}, err
 	}
 	return d, nil
 }
@@ -532,20 +529,13 @@ func (s *Store) PutDesired(ctx context.Context, prev int64, manifest []byte, art
 // PutDeployment inserts or replaces the record of d.Resource.
 func (s *Store) PutDeployment(ctx context.Context, d store.Deployment) error {
 	op := "put deployment " + d.Resource
-	if err := s.checkOpen(op); err != nil {
-		return err
-	}
 	urls, err := json.Marshal(d.EndpointURLs)
 	if err != nil {
 		return s.fail(op, err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT OR REPLACE INTO deployments
+	return s.exec(ctx, op, `INSERT OR REPLACE INTO deployments
 		(resource, config_hash, status, endpoint_urls, error, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		d.Resource, d.ConfigHash, d.Status, string(urls), d.Error, formatTime(d.UpdatedAt))
-	if err != nil {
-		return s.fail(op, err)
-	}
-	return nil
 }
 
 // Deployments returns every record, sorted by resource.
@@ -638,11 +628,27 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 
 // ---- instances ----
 
-// ReportInstance inserts or replaces the report of (i.Resource, i.Instance).
-func (s *Store) ReportInstance(ctx context.Context, i store.Instance) error {
-	return s.exec(ctx, "report instance "+i.Resource+"/"+i.Instance, `INSERT OR REPLACE INTO instances
-		(resource, instance, applied_version, rejected_version, reject_reason, last_seen) VALUES (?, ?, ?, ?, ?, ?)`,
-		i.Resource, i.Instance, i.AppliedVersion, i.RejectedVersion, i.RejectReason, formatTime(i.LastSeen))
+// ReportInstances inserts or replaces each report, all in one transaction.
+func (s *Store) ReportInstances(ctx context.Context, is []store.Instance) error {
+	if len(is) == 0 {
+		return nil
+	}
+	op := fmt.Sprintf("report %d instances", len(is))
+	return s.write(ctx, op, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO instances
+			(resource, instance, applied_version, rejected_version, reject_reason, last_seen) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, i := range is {
+			if _, err := st.ExecContext(ctx, i.Resource, i.Instance, i.AppliedVersion, i.RejectedVersion,
+				i.RejectReason, formatTime(i.LastSeen)); err != nil {
+				return fmt.Errorf("%s/%s: %w", i.Resource, i.Instance, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Instances returns every report, sorted by resource then instance.
@@ -676,11 +682,35 @@ func (s *Store) Instances(ctx context.Context) ([]store.Instance, error) {
 
 // ---- helpers ----
 
+// exec runs one writing statement.
 func (s *Store) exec(ctx context.Context, op, query string, args ...any) error {
+	return s.write(ctx, op, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	})
+}
+
+// write runs fn in one write transaction (BEGIN IMMEDIATE, see dsn), after
+// this process's earlier writes. An error from fn that is not a driver error
+// (store.ErrConflict) is returned as it is; the others are wrapped for op.
+func (s *Store) write(ctx context.Context, op string, fn func(*sql.Tx) error) error {
 	if err := s.checkOpen(op); err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, query, args...); err != nil {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		return s.fail(op, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return s.fail(op, err)
 	}
 	return nil

@@ -215,13 +215,15 @@ func (s *MemStore) DeleteEndpoint(ctx context.Context, id string) error {
 	return nil
 }
 
-// ReportInstance inserts or replaces the report of (i.Resource, i.Instance).
-func (s *MemStore) ReportInstance(ctx context.Context, i store.Instance) error {
+// ReportInstances inserts or replaces the report of each (Resource, Instance).
+func (s *MemStore) ReportInstances(ctx context.Context, is []store.Instance) error {
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	s.insts[[2]string{i.Resource, i.Instance}] = i
+	for _, i := range is {
+		s.insts[[2]string{i.Resource, i.Instance}] = i
+	}
 	return nil
 }
 

@@ -475,10 +475,10 @@ func testEndpoints(t *testing.T, s store.Store) {
 
 func testInstances(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	report := func(i store.Instance) {
+	report := func(is ...store.Instance) {
 		t.Helper()
-		if err := s.ReportInstance(ctx, i); err != nil {
-			t.Fatalf("ReportInstance(%s, %s): %v", i.Resource, i.Instance, err)
+		if err := s.ReportInstances(ctx, is); err != nil {
+			t.Fatalf("ReportInstances(%d): %v", len(is), err)
 		}
 	}
 	check := func(want ...store.Instance) {
@@ -503,14 +503,30 @@ func testInstances(t *testing.T, s store.Store) {
 	// Keys that collide if a backend joins resource and instance with a separator.
 	slashInResource := store.Instance{Resource: "a/b", Instance: "c", AppliedVersion: 7}
 	slashInInstance := store.Instance{Resource: "a", Instance: "b/c", AppliedVersion: 8}
-	for _, i := range []store.Instance{r2i1, r1i2, r1i1, slashInResource, slashInInstance} {
-		report(i)
-	}
+	report(r2i1)
+	report(r1i2, r1i1, slashInResource, slashInInstance)
+	report()
 	check(slashInInstance, slashInResource, r1i1, r1i2, r2i1)
 
+	// The later report of an instance in one batch is the one kept.
 	r1i1b := store.Instance{Resource: "r1", Instance: "i1", AppliedVersion: 4, LastSeen: ts(9)}
-	report(r1i1b)
-	check(slashInInstance, slashInResource, r1i1b, r1i2, r2i1)
+	r1i1c := store.Instance{Resource: "r1", Instance: "i1", AppliedVersion: 5, LastSeen: ts(10)}
+	report(r1i1b, r1i1c)
+	check(slashInInstance, slashInResource, r1i1c, r1i2, r2i1)
+
+	// A batch larger than one etcd transaction.
+	var many []store.Instance
+	for n := range 250 {
+		many = append(many, store.Instance{Resource: "z", Instance: fmt.Sprintf("%03d", n), AppliedVersion: int64(n), LastSeen: ts(n)})
+	}
+	report(many...)
+	got, err := s.Instances(ctx)
+	if err != nil {
+		t.Fatalf("Instances: %v", err)
+	}
+	if len(got) != 5+len(many) || got[len(got)-1].Instance != "249" || got[len(got)-1].AppliedVersion != 249 {
+		t.Errorf("after a batch of %d: %d reports, the last %+v", len(many), len(got), got[len(got)-1])
+	}
 }
 
 // ---- desired state ----
@@ -645,7 +661,7 @@ func testClosed(t *testing.T, s store.Store) {
 		"PutEndpoint":      func() error { return s.PutEndpoint(ctx, store.Endpoint{ID: "e"}) },
 		"Endpoints":        func() error { _, err := s.Endpoints(ctx, "a"); return err },
 		"DeleteEndpoint":   func() error { return s.DeleteEndpoint(ctx, "e") },
-		"ReportInstance":   func() error { return s.ReportInstance(ctx, store.Instance{Resource: "r", Instance: "i"}) },
+		"ReportInstances":  func() error { return s.ReportInstances(ctx, []store.Instance{{Resource: "r", Instance: "i"}}) },
 		"Instances":        func() error { _, err := s.Instances(ctx); return err },
 		"Close":            s.Close,
 	}
