@@ -76,7 +76,8 @@ func MaybeHelper(ctx context.Context) (bool, error) {
 }
 
 // syncHelper runs FLASH_BENCH_N sync clients against FLASH_BENCH_URL (ids
-// from FLASH_BENCH_FIRST) and writes "<version> <unix ns>" for each apply.
+// from FLASH_BENCH_FIRST), or bare clients with FLASH_BENCH_BARE_POLL set,
+// and writes "<version> <unix ns>" for each apply.
 func syncHelper(ctx context.Context, stdout io.Writer) error {
 	url := os.Getenv("FLASH_BENCH_URL")
 	n, err1 := strconv.Atoi(os.Getenv("FLASH_BENCH_N"))
@@ -86,13 +87,18 @@ func syncHelper(ctx context.Context, stdout io.Writer) error {
 	}
 	out := bufio.NewWriter(stdout)
 	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	wait, err := runSyncs(ctx, url, first, n, log, func(v, at int64) {
+	applied := func(v, at int64) {
 		mu.Lock()
 		fmt.Fprintf(out, "%d %d\n", v, at)
 		out.Flush()
 		mu.Unlock()
-	})
+	}
+	if os.Getenv("FLASH_BENCH_BARE_POLL") != "" {
+		runBarePolls(ctx, url, n, applied)() // until stdin closes
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	wait, err := runSyncs(ctx, url, first, n, log, applied)
 	if err != nil {
 		return err // the process exits: nothing to wait for
 	}

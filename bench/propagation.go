@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flash-go/flash/child"
@@ -33,31 +34,43 @@ func (r *runner) propagation(ctx context.Context) error {
 	ns := r.p.propN
 	var series []Series
 	var publishMS []float64
-	for _, inproc := range []bool{false, true} {
-		sfx0, where := "", "in helper processes"
-		if inproc {
-			sfx0, where = "_inproc", "in this process"
-		}
+	bareP99 := map[int]float64{}
+	for _, k := range []pollKind{pollBare, pollFlash, pollFlashInproc} {
 		p50s, p99s, srv99s := make([]float64, len(ns)), make([]float64, len(ns)), make([]float64, len(ns))
 		for i, n := range ns {
-			r.progress("propagation to %d clients %s", n, where)
-			pr, err := r.propagate(ctx, n, inproc)
+			r.progress("propagation to %d clients: %s", n, k.what())
+			pr, err := r.propagate(ctx, n, k)
 			if err != nil {
-				return fmt.Errorf("%d clients %s: %w", n, where, err)
+				return fmt.Errorf("%d clients, %s: %w", n, k.what(), err)
 			}
 			p50s[i], p99s[i], srv99s[i] = pr.p50, pr.p99, pr.answeredP99
-			publishMS = append(publishMS, pr.publishMS...)
-			if n == 100 || n == 500 || n == 1000 {
-				sfx := sfx0 + "_n" + strconv.Itoa(n)
-				r.figure("propagation_p50_ms"+sfx, pr.p50, "ms", fmt.Sprintf("publish on a real mothership → applied by %d sync clients %s, median client", n, where))
+			if k != pollBare {
+				publishMS = append(publishMS, pr.publishMS...)
+			}
+			if n != 100 && n != 500 && n != 1000 {
+				continue
+			}
+			sfx := k.suffix() + "_n" + strconv.Itoa(n)
+			switch k {
+			case pollBare:
+				bareP99[n] = pr.p99
+				r.figure("propagation_p50_ms"+sfx, pr.p50, "ms", fmt.Sprintf("baseline: a bare net/http long-poll handler, version set in memory, → %d bare clients (json.Unmarshal) in helper processes, median client", n))
+				r.figure("propagation_p99_ms"+sfx, pr.p99, "ms", "the same, 99th percentile client")
+			default:
+				r.figure("propagation_p50_ms"+sfx, pr.p50, "ms", fmt.Sprintf("publish on a real mothership → applied by %d sync clients %s, median client", n, k.what()))
 				r.figure("propagation_p99_ms"+sfx, pr.p99, "ms", fmt.Sprintf("the same, 99th percentile client (median over %d publishes)", r.p.propRounds))
 				r.figure("propagation_answered_p99_ms"+sfx, pr.answeredP99, "ms", "publish → the mothership has answered the parked poll, 99th percentile (server side only)")
 			}
+			if k == pollFlash && bareP99[n] > 0 {
+				r.figure("propagation_p99_ratio_n"+strconv.Itoa(n), pr.p99/bareP99[n], "×", "propagation_p99_ms / the bare baseline's (both with the clients in helper processes)")
+			}
 		}
-		series = append(series, Series{"applied, p50" + sfx0, p50s}, Series{"applied, p99" + sfx0, p99s},
-			Series{"answered by the mothership, p99" + sfx0, srv99s})
+		series = append(series, Series{"applied, p50" + k.suffix(), p50s}, Series{"applied, p99" + k.suffix(), p99s})
+		if k != pollBare {
+			series = append(series, Series{"answered by the mothership, p99" + k.suffix(), srv99s})
+		}
 	}
-	r.note("propagation: clients in %d-client helper processes; _inproc: in this process, sharing its %d cores with the mothership", syncsPerHelper, runtime.GOMAXPROCS(0))
+	r.note("propagation: clients in %d-client helper processes; _inproc: in this process, sharing its %d cores with the mothership; _bare: a bare long-poll handler and bare clients", syncsPerHelper, runtime.GOMAXPROCS(0))
 	r.figure("publish_ms", Median(publishMS), "ms", "Mothership.Publish itself (validate, store CAS with fsync, swap, wake polls)")
 	x := make([]float64, len(ns))
 	for i, n := range ns {
@@ -68,43 +81,97 @@ func (r *runner) propagation(ctx context.Context) error {
 	return nil
 }
 
+// pollKind is what a propagation run measures.
+type pollKind int
+
+const (
+	pollFlash       pollKind = iota // the mothership, sync clients in helper processes
+	pollFlashInproc                 // the mothership, sync clients in this process
+	pollBare                        // the baseline: barePoll, bare clients in helper processes
+)
+
+func (k pollKind) what() string {
+	return [...]string{"sync clients in helper processes", "sync clients in this process", "bare baseline"}[k]
+}
+
+func (k pollKind) suffix() string { return [...]string{"", "_inproc", "_bare"}[k] }
+
 // syncsPerHelper is how many sync clients one helper process runs.
 const syncsPerHelper = 250
 
 // propagated is what propagate measured: medians over publishes.
 type propagated struct {
 	p50, p99    float64   // publish → applied at the clients
-	answeredP99 float64   // publish → long poll answered by the mothership
-	publishMS   []float64 // each Publish call
+	answeredP99 float64   // publish → long poll answered by the server
+	publishMS   []float64 // each publish call
 }
 
-// propagate runs N clients against a fresh mothership and publishes
-// propRounds times; inproc runs the clients in this process.
-func (r *runner) propagate(ctx context.Context, n int, inproc bool) (res propagated, err error) {
+// pollService is a long-poll service propagate measures.
+type pollService struct {
+	url      string
+	parked   func() int64                                        // polls waiting now
+	answered *atomic.Pointer[func()]                             // run after each poll answered with a new version
+	publish  func(ctx context.Context, round int) (int64, error) // the next version
+	stop     func()
+}
+
+// startPollService starts a fresh mothership (SQLite store) or, for the
+// baseline, a bare long-poll server, serving a manifest of 30 functions.
+func (r *runner) startPollService(ctx context.Context, k pollKind) (*pollService, error) {
+	data, m, err := genManifest(30)
+	if err != nil {
+		return nil, err
+	}
+	if k == pollBare {
+		bp := newBarePoll(data)
+		srv, err := startServer(ctx, bp)
+		if err != nil {
+			return nil, err
+		}
+		return &pollService{url: srv.url, parked: bp.parked.Load, answered: &bp.answered,
+			publish: func(_ context.Context, round int) (int64, error) {
+				next, err := m.WithTop("generated_at", fmt.Sprintf("round %d", round)).MarshalJSON()
+				if err != nil {
+					return 0, err
+				}
+				return bp.publish(next), nil
+			},
+			stop: func() { srv.stop() }}, nil
+	}
 	dir, err := os.MkdirTemp(r.tmp, "propagation-")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	ms, err := startMothership(ctx, dir, r.log)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer ms.stop()
-	_, m, err := genManifest(30)
+	if _, err := ms.ms.Publish(ctx, m); err != nil {
+		ms.stop()
+		return nil, err
+	}
+	return &pollService{url: ms.url, parked: ms.parked.Load, answered: &ms.answered,
+		publish: func(ctx context.Context, round int) (int64, error) {
+			return ms.ms.Publish(ctx, m.WithTop("generated_at", fmt.Sprintf("round %d", round)))
+		},
+		stop: func() { ms.stop() }}, nil
+}
+
+// propagate runs N clients of kind k against a fresh service and publishes
+// propRounds times.
+func (r *runner) propagate(ctx context.Context, n int, k pollKind) (res propagated, err error) {
+	svc, err := r.startPollService(ctx, k)
 	if err != nil {
 		return res, err
 	}
-	first, err := ms.ms.Publish(ctx, m)
-	if err != nil {
-		return res, err
-	}
+	defer svc.stop()
 
 	var (
 		mu      sync.Mutex
-		target  = first // the version being waited for
-		start   int64   // when its publish started, unix ns
-		lat     []int64 // publish → applied of target, per client
-		answers []int64 // when the mothership answered each parked poll, unix ns
+		target  = int64(1) // the version being waited for; the service starts at 1
+		start   int64      // when its publish started, unix ns
+		lat     []int64    // publish → applied of target, per client
+		answers []int64    // when the server answered each parked poll, unix ns
 	)
 	applied := func(v, at int64) {
 		mu.Lock()
@@ -122,13 +189,13 @@ func (r *runner) propagate(ctx context.Context, n int, inproc bool) (res propaga
 		}
 		mu.Unlock()
 	}
-	ms.answered.Store(&answered)
-	stopClients, err := r.startSyncs(ctx, ms.url, n, inproc, applied)
+	svc.answered.Store(&answered)
+	stopClients, err := r.startSyncs(ctx, svc.url, n, k, applied)
 	defer stopClients()
 	if err != nil {
 		return res, err
 	}
-	parked := func() bool { return ms.parked.Load() == int64(n) }
+	parked := func() bool { return svc.parked() == int64(n) }
 	if err := waitFor(ctx, propagationLimit, "every client's first manifest", appliedAll); err != nil {
 		return res, err
 	}
@@ -138,19 +205,18 @@ func (r *runner) propagate(ctx context.Context, n int, inproc bool) (res propaga
 		if err := waitFor(ctx, propagationLimit, fmt.Sprintf("%d parked long polls", n), parked); err != nil {
 			return res, err
 		}
-		_, cur := ms.ms.Current()
-		next := m.WithTop("generated_at", fmt.Sprintf("round %d", round))
 		t0 := time.Now()
 		mu.Lock()
-		lat, answers, target, start = lat[:0], answers[:0], cur+1, t0.UnixNano()
+		// Versions go up by one from the first (1): round+2 is the next.
+		lat, answers, target, start = lat[:0], answers[:0], int64(round)+2, t0.UnixNano()
 		mu.Unlock()
-		v, err := ms.ms.Publish(ctx, next)
+		v, err := svc.publish(ctx, round)
 		res.publishMS = append(res.publishMS, float64(time.Since(t0))/float64(time.Millisecond))
 		if err != nil {
 			return res, err
 		}
-		if v != cur+1 {
-			return res, fmt.Errorf("published version %d, expected %d", v, cur+1)
+		if v != int64(round)+2 {
+			return res, fmt.Errorf("published version %d, expected %d", v, round+2)
 		}
 		if err := waitFor(ctx, propagationLimit, fmt.Sprintf("version %d at all %d clients", v, n),
 			appliedAll); err != nil {
@@ -187,8 +253,8 @@ func (r *runner) propagate(ctx context.Context, n int, inproc bool) (res propaga
 // or in helper processes of syncsPerHelper clients, calling applied with the
 // version and the wall-clock time (unix ns) of each apply. stop is never
 // nil, even with an error.
-func (r *runner) startSyncs(ctx context.Context, url string, n int, inproc bool, applied func(v, at int64)) (stop func(), err error) {
-	if !inproc {
+func (r *runner) startSyncs(ctx context.Context, url string, n int, k pollKind, applied func(v, at int64)) (stop func(), err error) {
+	if k != pollFlashInproc {
 		var hs []*helperProc
 		stop = func() {
 			for _, h := range hs {
@@ -198,6 +264,9 @@ func (r *runner) startSyncs(ctx context.Context, url string, n int, inproc bool,
 		for first := 0; first < n; first += syncsPerHelper {
 			env := []string{"FLASH_BENCH_URL=" + url, "FLASH_BENCH_N=" + strconv.Itoa(min(syncsPerHelper, n-first)),
 				"FLASH_BENCH_FIRST=" + strconv.Itoa(first)}
+			if k == pollBare {
+				env = append(env, "FLASH_BENCH_BARE_POLL=1")
+			}
 			h, err := r.startHelper(roleSync, env, func(line string) {
 				v, at, ok := strings.Cut(line, " ")
 				vn, err1 := strconv.ParseInt(v, 10, 64)
