@@ -27,13 +27,17 @@ import (
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, start: time.Now()}
 	rid := r.Header.Get(wire.HeaderRequestID)
-	if !validRequestID(rid) {
-		rid = wire.NewRequestID()
-	}
 	tp := r.Header.Get(wire.HeaderTraceParent)
-	traceID, ok := wire.ParseTraceParent(tp)
-	if !ok {
+	traceID, tpOK := wire.ParseTraceParent(tp)
+	switch ridOK := validRequestID(rid); {
+	case !ridOK && !tpOK:
+		rid, tp = wire.NewRequestIDAndTraceParent()
+	case !ridOK:
+		rid = wire.NewRequestID()
+	case !tpOK:
 		tp = wire.NewTraceParent()
+	}
+	if !tpOK {
 		traceID, _ = wire.ParseTraceParent(tp)
 	}
 	tracer := s.cfg.Tracer // health checks and what Untraced names get no span
@@ -47,7 +51,9 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 		sw.span = span
 	}
 	hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
-	sw.rid, sw.traceID = rid, traceID
+	sw.rid[0], sw.traceID = rid, traceID
+	// Not inside sw: a job keeps its request's context, which must not keep
+	// the answer's state alive.
 	return sw, r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
 }
 
@@ -59,7 +65,7 @@ func (s *Server) finish(sw *statusWriter, r *http.Request) {
 			panic(p)
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
-			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID),
+			slog.String("request_id", sw.rid[0]), slog.String("trace_id", sw.traceID),
 			slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 		if sw.status == 0 {
 			wire.WriteError(sw, http.StatusInternalServerError, "internal error")
@@ -88,7 +94,7 @@ func (s *Server) finish(sw *statusWriter, r *http.Request) {
 		s.log.LogAttrs(r.Context(), level, "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", status), slog.Duration("duration", d),
-			slog.String("request_id", sw.rid), slog.String("trace_id", sw.traceID))
+			slog.String("request_id", sw.rid[0]), slog.String("trace_id", sw.traceID))
 	}
 }
 
@@ -200,16 +206,16 @@ type statusWriter struct {
 
 	// What finish records when the request ends.
 	start   time.Time
-	rid     string     // X-Request-Id, set on the answer when it starts
+	rid     [1]string  // X-Request-Id, set on the answer when it starts (the header's value slice)
 	traceID string     // for logs
 	span    trace.Span // nil: not traced
 }
 
 // setRequestID puts X-Request-Id on the answer (canonical key, no map
-// lookup of its spelling).
+// lookup of its spelling, no allocation).
 func (w *statusWriter) setRequestID() {
-	if w.rid != "" {
-		w.Header()[wire.HeaderRequestID] = []string{w.rid}
+	if w.rid[0] != "" {
+		w.Header()[wire.HeaderRequestID] = w.rid[:]
 	}
 }
 

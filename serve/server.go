@@ -151,6 +151,7 @@ const (
 // refused, cancelled or timed out is not kept.
 type Server struct {
 	cfg     Config
+	key     wire.Key
 	log     *slog.Logger
 	mux     *http.ServeMux
 	qb      map[string]*Func
@@ -176,6 +177,7 @@ func New(cfg Config, funcs []Func) (*Server, error) {
 
 	s := &Server{
 		cfg: cfg,
+		key: wire.NewKey(cfg.APIKey),
 		log: cfg.Logger.With("resource", cfg.Identity),
 		mux: http.NewServeMux(),
 		qb:  make(map[string]*Func),
@@ -363,7 +365,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorized says whether r may be served: it carries the API key, or
 // needs none (GET /ping, Config.Public).
 func (s *Server) authorized(r *http.Request) bool {
-	return s.cfg.APIKey == "" || wire.AuthExempt(r) || (s.cfg.Public != nil && s.cfg.Public(r)) || wire.BearerOK(r, s.cfg.APIKey)
+	return s.cfg.APIKey == "" || wire.AuthExempt(r) || (s.cfg.Public != nil && s.cfg.Public(r)) || s.key.Allows(r)
 }
 
 // Registry returns the server's own Prometheus registry (served at /metrics).

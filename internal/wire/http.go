@@ -87,16 +87,31 @@ func WriteError(w http.ResponseWriter, status int, msg string, kv ...any) {
 // BearerOK reports whether r carries "Authorization: Bearer <key>". The
 // comparison takes the same time whatever the presented key (both sides are
 // hashed first, so not even the length leaks). An empty key accepts any request.
-func BearerOK(r *http.Request, key string) bool {
-	if key == "" {
+func BearerOK(r *http.Request, key string) bool { return NewKey(key).Allows(r) }
+
+// Key is an API key ready to check requests against: its digest is taken
+// once, not at every request.
+type Key struct {
+	sum [32]byte
+	set bool
+}
+
+// NewKey prepares key; the empty key allows every request.
+func NewKey(key string) Key { return Key{sum: sha256.Sum256([]byte(key)), set: key != ""} }
+
+// Allows reports whether r carries "Authorization: Bearer <key>" (always,
+// for the empty key). Digests are compared in constant time, so neither the
+// key nor its length leaks through timing.
+func (k Key) Allows(r *http.Request) bool {
+	if !k.set {
 		return true
 	}
 	got, ok := bearerToken(r.Header.Get(HeaderAuthorization))
 	if !ok {
 		return false
 	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(key))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1
 }
 
 func bearerToken(h string) (string, bool) {
@@ -120,8 +135,9 @@ func Auth(key string, next http.Handler) http.Handler {
 	if key == "" {
 		return next
 	}
+	k := NewKey(key)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if AuthExempt(r) || BearerOK(r, key) {
+		if AuthExempt(r) || k.Allows(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -20,15 +20,32 @@ type Meta struct {
 
 type ctxKey struct{}
 
+// metaContext is a context carrying a Meta: one allocation, where
+// context.WithValue takes two (the node and the boxed Meta).
+type metaContext struct {
+	context.Context
+	meta Meta
+}
+
+// Value returns c itself for the Meta's key, and asks the parent otherwise.
+func (c *metaContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 // WithMeta returns a copy of ctx carrying m.
 func WithMeta(ctx context.Context, m Meta) context.Context {
-	return context.WithValue(ctx, ctxKey{}, m)
+	return &metaContext{ctx, m}
 }
 
 // MetaFrom returns the Meta carried by ctx, if any.
 func MetaFrom(ctx context.Context) (Meta, bool) {
-	m, ok := ctx.Value(ctxKey{}).(Meta)
-	return m, ok
+	if c, ok := ctx.Value(ctxKey{}).(*metaContext); ok {
+		return c.meta, true
+	}
+	return Meta{}, false
 }
 
 // Ids need to be unique, not secret, so the runtime's fast ChaCha8-backed
@@ -51,6 +68,20 @@ func NewRequestID() string {
 	var b [32]byte
 	randomHex(b[:])
 	return string(b[:])
+}
+
+// NewRequestIDAndTraceParent returns NewRequestID() and NewTraceParent() in
+// one allocation, for a request that brought neither.
+func NewRequestIDAndTraceParent() (rid, traceParent string) {
+	var b [32 + 55]byte
+	randomHex(b[:32])
+	copy(b[32:], "00-")
+	randomNonZeroHex(b[32+3 : 32+35])
+	b[32+35] = '-'
+	randomNonZeroHex(b[32+36 : 32+52])
+	copy(b[32+52:], "-01")
+	s := string(b[:])
+	return s[:32], s[32:]
 }
 
 // NewTraceParent returns a traceparent for a new trace: version 00, random
