@@ -13,7 +13,7 @@ package child
 import (
 	"bytes"
 	"context"
-		"encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"

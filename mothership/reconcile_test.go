@@ -513,13 +513,13 @@ var _ adopter = (*local.Provider)(nil)
 func TestBehindListsOnlyRecentLaggards(t *testing.T) {
 	in := newInstances(DefaultMaxInstances, quiet)
 	now := time.Now()
-	in.all[instanceKey{"api", "a1"}] = store.Instance{Resource: "api", Instance: "a1", AppliedVersion: 4, LastSeen: now}
-	in.all[instanceKey{"api", "a2"}] = store.Instance{Resource: "api", Instance: "a2", AppliedVersion: 3, LastSeen: now}
-	in.all[instanceKey{"emb", "e1"}] = store.Instance{Resource: "emb", Instance: "e1", AppliedVersion: 3, RejectedVersion: 5, LastSeen: now}
-	in.all[instanceKey{"emb", "dead"}] = store.Instance{Resource: "emb", Instance: "dead", AppliedVersion: 1, LastSeen: now.Add(-time.Hour)}
+	in.all[instanceKey{"api", "a1"}] = &instanceState{report: store.Instance{Resource: "api", Instance: "a1", AppliedVersion: 4, LastSeen: now}}
+	in.all[instanceKey{"api", "a2"}] = &instanceState{report: store.Instance{Resource: "api", Instance: "a2", AppliedVersion: 3, LastSeen: now}}
+	in.all[instanceKey{"emb", "e1"}] = &instanceState{report: store.Instance{Resource: "emb", Instance: "e1", AppliedVersion: 3, RejectedVersion: 5, LastSeen: now}}
+	in.all[instanceKey{"emb", "dead"}] = &instanceState{report: store.Instance{Resource: "emb", Instance: "dead", AppliedVersion: 1, LastSeen: now.Add(-time.Hour)}}
 	// Silent for longer than a long poll plus the margin: it cannot answer.
-	in.all[instanceKey{"emb", "quiet"}] = store.Instance{Resource: "emb", Instance: "quiet", AppliedVersion: 1,
-		LastSeen: now.Add(-defaultPollWait - silentMargin - time.Second)}
+	in.all[instanceKey{"emb", "quiet"}] = &instanceState{report: store.Instance{Resource: "emb", Instance: "quiet", AppliedVersion: 1,
+		LastSeen: now.Add(-defaultPollWait - silentMargin - time.Second)}}
 	got := in.behind(4, now)
 	if len(got) != 1 || got[0] != "api/a2" {
 		t.Fatalf("behind = %v, want [api/a2]", got)

@@ -42,39 +42,43 @@ type instanceKey struct{ resource, instance string }
 // At most max instances are kept: those that stopped reporting expire, a
 // live one is never dropped (a new one past the bound is refused, loudly).
 type instances struct {
-	mu      sync.Mutex
-	max     int
-	log     *slog.Logger
-	all     map[instanceKey]store.Instance
-	wait    map[instanceKey]time.Duration // the wait of each one's last long poll
-	gone    map[instanceKey]bool          // their endpoint was undeployed: they cannot answer
-	dirty   map[instanceKey]struct{}
-	flushed map[instanceKey]time.Time // when a report was last queued for the store
-	warned  time.Time                 // when a full table was last logged
-	wake    chan struct{}             // capacity 1: "something is dirty"
+	mu     sync.Mutex
+	max    int
+	log    *slog.Logger
+	all    map[instanceKey]*instanceState
+	dirty  map[instanceKey]struct{} // reports the store has not had yet
+	warned time.Time                // when a full table was last logged
+	wake   chan struct{}            // capacity 1: "something is dirty"
+}
+
+// instanceState is what is known of one instance: one map entry, so that
+// a report that says nothing new costs one lookup.
+type instanceState struct {
+	report  store.Instance
+	wait    time.Duration // the wait of its last long poll
+	gone    bool          // its endpoint was undeployed: it cannot answer
+	flushed time.Time     // when a report was last queued for the store
 }
 
 func newInstances(max int, log *slog.Logger) instances {
 	return instances{
-		max:     max,
-		log:     log,
-		all:     make(map[instanceKey]store.Instance),
-		wait:    make(map[instanceKey]time.Duration),
-		gone:    make(map[instanceKey]bool),
-		dirty:   make(map[instanceKey]struct{}),
-		flushed: make(map[instanceKey]time.Time),
-		wake:    make(chan struct{}, 1),
+		max:   max,
+		log:   log,
+		all:   make(map[instanceKey]*instanceState),
+		dirty: make(map[instanceKey]struct{}),
+		wake:  make(chan struct{}, 1),
 	}
 }
 
 // record notes the report headers of r, if any; wait is the long-poll wait
 // the request asked for (0: none).
 func (in *instances) record(r *http.Request, now func() time.Time, wait time.Duration) {
-	res := r.Header.Get(wire.HeaderResource)
+	h := r.Header
+	res := wire.HeaderGet(h, wire.HeaderResource)
 	if res == "" {
 		return
 	}
-	inst := r.Header.Get(wire.HeaderInstance)
+	inst := wire.HeaderGet(h, wire.HeaderInstance)
 	if inst == "" {
 		inst = res
 	}
@@ -82,18 +86,20 @@ func (in *instances) record(r *http.Request, now func() time.Time, wait time.Dur
 		return
 	}
 	k := instanceKey{res, inst}
-	applied := headerVersion(r.Header.Get(wire.HeaderAppliedVersion))
-	rejected := headerVersion(r.Header.Get(wire.HeaderRejectedVersion))
-	reason := r.Header.Get(wire.HeaderRejectedReason)
+	applied := headerVersion(wire.HeaderGet(h, wire.HeaderAppliedVersion))
+	rejected := headerVersion(wire.HeaderGet(h, wire.HeaderRejectedVersion))
+	reason := wire.HeaderGet(h, wire.HeaderRejectedReason)
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}
 	t := now()
 
 	in.mu.Lock()
-	old, known := in.all[k]
-	if !known && len(in.all) >= in.max {
-		in.expireLocked(t)
+	st := in.all[k]
+	if st == nil {
+		if len(in.all) >= in.max {
+			in.expireLocked(t)
+		}
 		if len(in.all) >= in.max {
 			if t.Sub(in.warned) > time.Minute {
 				in.warned = t
@@ -103,10 +109,13 @@ func (in *instances) record(r *http.Request, now func() time.Time, wait time.Dur
 			in.mu.Unlock()
 			return
 		}
+		st = &instanceState{report: store.Instance{Resource: res, Instance: inst}}
+		in.all[k] = st
 	}
-	delete(in.gone, k) // it reports: it answers
-	in.wait[k] = wait
-	i := store.Instance{Resource: res, Instance: inst, AppliedVersion: applied,
+	old := st.report
+	st.gone = false // it reports: it answers
+	st.wait = wait
+	i := store.Instance{Resource: old.Resource, Instance: old.Instance, AppliedVersion: applied,
 		RejectedVersion: rejected, RejectReason: reason, LastSeen: t}
 	if i.AppliedVersion == 0 {
 		i.AppliedVersion = old.AppliedVersion // a report without it keeps what we knew
@@ -114,17 +123,17 @@ func (in *instances) record(r *http.Request, now func() time.Time, wait time.Dur
 	if i.RejectedVersion == 0 && i.RejectReason == "" {
 		i.RejectedVersion, i.RejectReason = old.RejectedVersion, old.RejectReason
 	}
-	in.all[k] = i
+	st.report = i
 	// The store gets a report when it says something new, and a fresh
 	// last-seen time now and then: not at every long poll, which would put a
 	// SQLite write behind every GET /manifest.
-	changed := !known || i.AppliedVersion != old.AppliedVersion || i.RejectedVersion != old.RejectedVersion ||
-		i.RejectReason != old.RejectReason
-	if !changed && t.Sub(in.flushed[k]) < lastSeenRefresh {
+	changed := old.LastSeen.IsZero() || i.AppliedVersion != old.AppliedVersion ||
+		i.RejectedVersion != old.RejectedVersion || i.RejectReason != old.RejectReason
+	if !changed && t.Sub(st.flushed) < lastSeenRefresh {
 		in.mu.Unlock()
 		return
 	}
-	in.flushed[k] = t
+	st.flushed = t
 	in.dirty[k] = struct{}{}
 	in.mu.Unlock()
 	select {
@@ -133,26 +142,26 @@ func (in *instances) record(r *http.Request, now func() time.Time, wait time.Dur
 	}
 }
 
-// silentAfter is how long instance k may stay unheard before it counts as gone.
-func (in *instances) silentAfter(k instanceKey) time.Duration {
-	w, ok := in.wait[k]
-	if !ok || w <= 0 {
+// silentAfter is how long an instance may stay unheard before it counts as gone.
+func (st *instanceState) silentAfter() time.Duration {
+	w := st.wait
+	if w <= 0 {
 		w = defaultPollWait
 	}
 	return w + silentMargin
 }
 
-// viewLocked says whether instance k (last heard as i) is gone at now, and
-// whether it has been for so long that it expired.
-func (in *instances) viewLocked(k instanceKey, i store.Instance, now time.Time) (gone, expired bool) {
-	unheard, after := now.Sub(i.LastSeen), in.silentAfter(k)
-	return in.gone[k] || unheard > after, unheard > after+instanceRecent
+// view says whether the instance is gone at now, and whether it has been
+// for so long that it expired.
+func (st *instanceState) view(now time.Time) (gone, expired bool) {
+	unheard, after := now.Sub(st.report.LastSeen), st.silentAfter()
+	return st.gone || unheard > after, unheard > after+instanceRecent
 }
 
 // expireLocked drops the instances that expired at now.
 func (in *instances) expireLocked(now time.Time) {
-	for k, i := range in.all {
-		if _, expired := in.viewLocked(k, i, now); expired {
+	for k, st := range in.all {
+		if _, expired := st.view(now); expired {
 			in.dropLocked(k)
 		}
 	}
@@ -160,10 +169,7 @@ func (in *instances) expireLocked(now time.Time) {
 
 func (in *instances) dropLocked(k instanceKey) {
 	delete(in.all, k)
-	delete(in.wait, k)
-	delete(in.gone, k)
 	delete(in.dirty, k)
-	delete(in.flushed, k)
 }
 
 // endpointGone marks the instances of an undeployed endpoint as gone: their
@@ -172,9 +178,9 @@ func (in *instances) dropLocked(k instanceKey) {
 func (in *instances) endpointGone(e provider.Endpoint) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for k := range in.all {
+	for k, st := range in.all {
 		if k.resource == e.Resource && (k.instance == e.ID || strings.HasPrefix(k.instance, e.ID+"/")) {
-			in.gone[k] = true
+			st.gone = true
 		}
 	}
 }
@@ -184,8 +190,8 @@ func (in *instances) endpointGone(e provider.Endpoint) {
 func (in *instances) instanceGone(resource, instance string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if k := (instanceKey{resource, instance}); in.all[k].Instance != "" {
-		in.gone[k] = true
+	if st := in.all[instanceKey{resource, instance}]; st != nil {
+		st.gone = true
 	}
 }
 
@@ -223,8 +229,8 @@ func (in *instances) take() []store.Instance {
 	defer in.mu.Unlock()
 	out := make([]store.Instance, 0, len(in.dirty))
 	for k := range in.dirty {
-		if i, ok := in.all[k]; ok {
-			out = append(out, i)
+		if st := in.all[k]; st != nil {
+			out = append(out, st.report)
 		}
 	}
 	clear(in.dirty)
@@ -242,9 +248,9 @@ func (in *instances) snapshot(now time.Time) map[instanceKey]instanceView {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	out := make(map[instanceKey]instanceView, len(in.all))
-	for k, i := range in.all {
-		gone, expired := in.viewLocked(k, i, now)
-		out[k] = instanceView{i, gone, expired}
+	for k, st := range in.all {
+		gone, expired := st.view(now)
+		out[k] = instanceView{st.report, gone, expired}
 	}
 	return out
 }
@@ -255,8 +261,9 @@ func (in *instances) behind(v int64, now time.Time) []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var out []string
-	for k, i := range in.all {
-		if gone, _ := in.viewLocked(k, i, now); gone || i.AppliedVersion >= v || i.RejectedVersion >= v {
+	for k, st := range in.all {
+		i := st.report
+		if gone, _ := st.view(now); gone || i.AppliedVersion >= v || i.RejectedVersion >= v {
 			continue
 		}
 		out = append(out, k.resource+"/"+k.instance)

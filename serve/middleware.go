@@ -26,8 +26,8 @@ import (
 // begin takes or makes the request's ids and trace context.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, start: time.Now()}
-	rid := r.Header.Get(wire.HeaderRequestID)
-	tp := r.Header.Get(wire.HeaderTraceParent)
+	rid := wire.HeaderGet(r.Header, wire.HeaderRequestID)
+	tp := wire.HeaderGet(r.Header, wire.HeaderTraceParent)
 	traceID, tpOK := wire.ParseTraceParent(tp)
 	switch ridOK := validRequestID(rid); {
 	case !ridOK && !tpOK:
@@ -44,13 +44,13 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 	if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {
 		tracer = nil
 	}
-	ctx, span, traced := tracer.StartServer(r.Context(), r.Header.Get(wire.HeaderTraceParent), r.Method,
+	ctx, span, traced := tracer.StartServer(r.Context(), wire.HeaderGet(r.Header, wire.HeaderTraceParent), r.Method,
 		telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
 	if traced { // the span is the parent of the calls made while serving
 		tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
 		sw.span = span
 	}
-	hops, _ := wire.ParseHops(r.Header.Get(wire.HeaderHops)) // validated in checkHeaders
+	hops, _ := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops)) // validated in checkHeaders
 	sw.rid[0], sw.traceID = rid, traceID
 	// Not inside sw: a job keeps its request's context, which must not keep
 	// the answer's state alive.
@@ -136,7 +136,7 @@ func validRequestID(s string) bool {
 // deadline (cancel, when not nil, releases it). A bad header is answered
 // (ok false).
 func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) (_ *http.Request, cancel context.CancelFunc, ok bool) {
-	hops, err := wire.ParseHops(r.Header.Get(wire.HeaderHops))
+	hops, err := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops))
 	if err != nil {
 		wire.WriteError(w, http.StatusBadRequest, err.Error())
 		return r, nil, false
@@ -146,7 +146,7 @@ func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) (_ *http.R
 			fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
 		return r, nil, false
 	}
-	d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout))
+	d, ok, err := wire.ParseTimeout(wire.HeaderGet(r.Header, wire.HeaderTimeout))
 	if err != nil {
 		wire.WriteError(w, http.StatusBadRequest, err.Error())
 		return r, nil, false

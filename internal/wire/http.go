@@ -37,6 +37,16 @@ const (
 	headerContentLength   = "Content-Length"
 )
 
+// HeaderGet is h.Get(key) for a key in canonical form (every Header
+// constant above but HeaderWWWAuthenticate): one map lookup, without
+// canonicalising the key first. A server's request headers are canonical.
+func HeaderGet(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // MaxHops is the highest X-Flash-Hops a receiver accepts; above it the call
 // is answered 508 as a routing loop.
 const MaxHops = 16
@@ -106,7 +116,7 @@ func (k Key) Allows(r *http.Request) bool {
 	if !k.set {
 		return true
 	}
-	got, ok := bearerToken(r.Header.Get(HeaderAuthorization))
+	got, ok := bearerToken(HeaderGet(r.Header, HeaderAuthorization))
 	if !ok {
 		return false
 	}

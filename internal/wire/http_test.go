@@ -233,3 +233,20 @@ func FuzzJobIDAndRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// TestHeaderGetKeysAreCanonical: HeaderGet skips canonicalisation, so the
+// keys it is given must be canonical already.
+func TestHeaderGetKeysAreCanonical(t *testing.T) {
+	for _, k := range []string{HeaderRequestID, HeaderTraceParent, HeaderTimeout, HeaderHops, HeaderResource,
+		HeaderInstance, HeaderAppliedVersion, HeaderRejectedVersion, HeaderRejectedReason, HeaderManifestVersion,
+		HeaderAuthorization, HeaderRetryAfter, HeaderIdempotencyKey, HeaderReplayed} {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("%q is not canonical (%q)", k, c)
+		}
+		h := http.Header{}
+		h.Set(strings.ToLower(k), "v")
+		if got := HeaderGet(h, k); got != "v" {
+			t.Errorf("HeaderGet(%q) = %q after Set of its lower-case form", k, got)
+		}
+	}
+}
