@@ -38,7 +38,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 		tp = wire.NewTraceParent()
 	}
 	if !tpOK {
-		traceID, _ = wire.ParseTraceParent(tp)
+		traceID = wire.TraceID(tp)
 	}
 	tracer := s.cfg.Tracer // health checks and what Untraced names get no span
 	if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"context"
-	"encoding/hex"
 	"math/rand/v2"
 )
 
@@ -52,16 +51,16 @@ func MetaFrom(ctx context.Context) (Meta, bool) {
 // generator (seeded from the OS) is enough; job ids that guard access use
 // crypto/rand instead.
 func randomHex(dst []byte) {
-	var b [16]byte
-	n := len(dst) / 2
-	for i := 0; i < n; i += 8 {
+	for i := 0; i < len(dst); i += 16 {
 		v := rand.Uint64()
-		for j := 0; j < 8 && i+j < n; j++ {
-			b[i+j] = byte(v >> (8 * j))
+		for j := min(len(dst), i+16) - 1; j >= i; j-- {
+			dst[j] = hexDigits[v&0xf]
+			v >>= 4
 		}
 	}
-	hex.Encode(dst, b[:n])
 }
+
+const hexDigits = "0123456789abcdef"
 
 // NewRequestID returns a fresh request id: 32 lower-case hex digits.
 func NewRequestID() string {
@@ -115,6 +114,10 @@ func allZero[T string | []byte](s T) bool {
 	}
 	return true
 }
+
+// TraceID returns the trace id of a valid traceparent (one made here, or
+// that ParseTraceParent accepted) without checking it again.
+func TraceID(traceParent string) string { return traceParent[3:35] }
 
 // ParseTraceParent validates a W3C traceparent header value and returns its
 // trace id. It accepts version 00 exactly and, as the recommendation asks,
