@@ -44,11 +44,16 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 	if tracer != nil && (r.URL.Path == "/ping" || s.cfg.Untraced != nil && s.cfg.Untraced(r)) {
 		tracer = nil
 	}
-	ctx, span, traced := tracer.StartServer(r.Context(), wire.HeaderGet(r.Header, wire.HeaderTraceParent), r.Method,
-		telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
-	if traced { // the span is the parent of the calls made while serving
-		tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
-		sw.span = span
+	ctx := r.Context()
+	if tracer != nil {
+		var span trace.Span
+		var traced bool
+		ctx, span, traced = tracer.StartServer(ctx, wire.HeaderGet(r.Header, wire.HeaderTraceParent), r.Method,
+			telemetry.AttrResource.String(s.cfg.Identity), telemetry.AttrHTTPMethod.String(r.Method), telemetry.AttrURLPath.String(r.URL.Path))
+		if traced { // the span is the parent of the calls made while serving
+			tp, traceID = telemetry.TraceParent(span), span.SpanContext().TraceID().String()
+			sw.span = span
+		}
 	}
 	hops, _ := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops)) // validated in checkHeaders
 	sw.rid[0], sw.traceID = rid, traceID
