@@ -152,7 +152,8 @@ func (s *Server) runsync(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	wire.WriteJSON(w, http.StatusOK, v.response())
+	a := v.response()
+	wire.WriteJobAnswer(w, http.StatusOK, &a)
 	return nil
 }
 
@@ -204,7 +205,8 @@ func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, 
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(v.response())
+	a := v.response()
+	body, err := a.JSON()
 	if err != nil {
 		return err
 	}
@@ -310,7 +312,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFoundJob(id)
 	}
-	wire.WriteJSON(w, http.StatusOK, v.response())
+	a := v.response()
+	wire.WriteJobAnswer(w, http.StatusOK, &a)
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -384,4 +386,88 @@ func JobError(s string) (typ, msg string) {
 		return typ, msg
 	}
 	return "", s
+}
+
+// AppendJSON appends a's JSON to b: what json.Marshal gives, decoded alike,
+// without encoding/json's reflection and its second pass over the result.
+// Plain strings (printable ASCII without characters JSON or HTML escape) are
+// written as they are, others through encoding/json; a result that is not
+// valid JSON falls back to json.Marshal, and so to its error.
+func (a *JobAnswer) AppendJSON(b []byte) ([]byte, error) {
+	if o := a.Output; o != nil && len(o.JSONResult) > 0 && !json.Valid(o.JSONResult) {
+		out, err := json.Marshal(a)
+		return append(b, out...), err
+	}
+	b = append(b, `{"id":`...)
+	b = appendString(b, a.ID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, a.Status)
+	if o := a.Output; o != nil {
+		b = append(b, `,"output":{`...)
+		n := len(b)
+		field := func(name string) {
+			if len(b) > n {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, `":`...)
+		}
+		if o.Success != nil {
+			field("success")
+			b = strconv.AppendBool(b, *o.Success)
+		}
+		if len(o.JSONResult) > 0 {
+			field("json_result")
+			b = append(b, o.JSONResult...)
+		}
+		for _, f := range [...]struct{ name, v string }{{"error", o.Error}, {"error_type", o.ErrorType}, {"code", o.Code}} {
+			if f.v != "" {
+				field(f.name)
+				b = appendString(b, f.v)
+			}
+		}
+		b = append(b, '}')
+	}
+	if a.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendString(b, a.Error)
+	}
+	b = append(b, `,"delayTime":`...)
+	b = strconv.AppendInt(b, a.DelayTime, 10)
+	b = append(b, `,"executionTime":`...)
+	b = strconv.AppendInt(b, a.ExecutionTime, 10)
+	return append(b, '}'), nil
+}
+
+// appendString appends s as a JSON string the way encoding/json writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// JSON is AppendJSON into a buffer of about the answer's size.
+func (a *JobAnswer) JSON() ([]byte, error) {
+	n := 128 + len(a.Error)
+	if o := a.Output; o != nil {
+		n += len(o.JSONResult) + len(o.Error)
+	}
+	return a.AppendJSON(make([]byte, 0, n))
+}
+
+// WriteJobAnswer writes a as a JSON answer with the given status.
+func WriteJobAnswer(w http.ResponseWriter, status int, a *JobAnswer) {
+	body, err := a.JSON()
+	if err != nil {
+		WriteJSON(w, status, a) // the same failure, answered as WriteJSON does
+		return
+	}
+	WriteRawJSON(w, status, body)
 }

@@ -1,7 +1,10 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -305,4 +308,59 @@ func TestDecodeCompleted(t *testing.T) {
 			t.Errorf("fast path took %s", near)
 		}
 	}
+}
+
+// TestJobAnswerAppendJSON: the hand-written encoding decodes as
+// json.Marshal's, and is byte for byte the same for plain values.
+func TestJobAnswerAppendJSON(t *testing.T) {
+	yes, no := true, false
+	for _, a := range []JobAnswer{
+		{},
+		{ID: "job-1", Status: StatusCompleted, Output: Completed(json.RawMessage(`{"len":3,"n":[1,2]}`)), DelayTime: 3, ExecutionTime: 12},
+		{ID: "j", Status: StatusFailed, Error: "ValueError: bad <input> & \"quotes\"", Output: &JobOutput{Success: &no, Error: "bad\n\tline é \u2028", ErrorType: "ValueError", Code: "invalid_argument"}},
+		{ID: "j", Status: StatusInProgress, Output: &JobOutput{}},
+		{Status: StatusCompleted, Output: &JobOutput{Success: &yes, JSONResult: json.RawMessage(`null`)}},
+		{Status: StatusTimedOut, Error: "\x00\x1f\x7f", DelayTime: -1, ExecutionTime: math.MaxInt64},
+	} {
+		got, err := a.AppendJSON(nil)
+		if err != nil {
+			t.Fatalf("%+v: %v", a, err)
+		}
+		want, _ := json.Marshal(a)
+		if !bytes.Equal(got, want) {
+			t.Errorf("AppendJSON =\n\t%s\njson.Marshal =\n\t%s", got, want)
+		}
+	}
+	// A result that is not JSON fails as json.Marshal fails.
+	bad := JobAnswer{Output: Completed(json.RawMessage(`{"a":`))}
+	if _, err := bad.AppendJSON(nil); err == nil {
+		t.Error("AppendJSON accepted an invalid result")
+	}
+}
+
+// FuzzJobAnswerAppendJSON: any strings and result give what json.Marshal
+// gives, once decoded.
+func FuzzJobAnswerAppendJSON(f *testing.F) {
+	f.Add("job-1", "COMPLETED", "", "", `{"x":1}`, int64(5))
+	f.Add("é<>&", "\u2028", "bad\xffutf8", "Type\n", `"s"`, int64(-3))
+	f.Fuzz(func(t *testing.T, id, status, errMsg, errType, result string, n int64) {
+		a := JobAnswer{ID: id, Status: status, Error: errMsg, DelayTime: n, ExecutionTime: -n,
+			Output: &JobOutput{JSONResult: json.RawMessage(result), Error: errMsg, ErrorType: errType}}
+		got, gerr := a.AppendJSON(nil)
+		want, werr := json.Marshal(&a)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("AppendJSON err %v, json.Marshal err %v", gerr, werr)
+		}
+		if gerr != nil {
+			return
+		}
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("AppendJSON gave invalid JSON %q: %v", got, err)
+		}
+		json.Unmarshal(want, &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("AppendJSON =\n\t%s\njson.Marshal =\n\t%s", got, want)
+		}
+	})
 }
