@@ -354,7 +354,6 @@ func (s *Sync) bootFetch(ctx context.Context) time.Duration {
 
 // fetch makes one request, handles the answer and says how long to wait
 // before the next one.
-
 func (s *Sync) fetch(ctx context.Context) time.Duration {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
@@ -616,10 +615,11 @@ var errTooLarge = errors.New("answer too large")
 // length announced (an answer's Content-Length; -1 or 0 when unknown), sizes
 // the buffer once instead of growing it from 512 bytes.
 func readBounded(r io.Reader, limit, size int64) ([]byte, error) {
-	b := make([]byte, 0, 512)
+	n := int64(512)
 	if size > 0 && size <= limit {
-		b = make([]byte, 0, size+1) // +1: the read that meets the end needs room
+		n = size + 1 // +1: the read that meets the end needs room
 	}
+	b := make([]byte, 0, n)
 	r = io.LimitReader(r, limit+1)
 	for {
 		if len(b) == cap(b) {

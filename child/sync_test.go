@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -707,5 +708,39 @@ func TestNewSyncMothershipList(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Errorf("64 children started on %d of 3 motherships, want all three", len(seen))
+	}
+}
+
+// TestReadBounded: the announced size only sizes the buffer; what is read
+// and the bound do not depend on it, even when it is wrong.
+func TestReadBounded(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	for _, c := range []struct {
+		name        string
+		body        string
+		limit, size int64
+		tooLarge    bool
+	}{
+		{"size right", body, 2000, 1000, false},
+		{"size unknown", body, 2000, -1, false},
+		{"size too small", body, 2000, 10, false},
+		{"size too large", body, 2000, 5000, false},
+		{"at the limit", body, 1000, 1000, false},
+		{"over the limit", body, 999, 1000, true},
+		{"over the limit, size unknown", body, 999, -1, true},
+		{"empty", "", 10, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := readBounded(strings.NewReader(c.body), c.limit, c.size)
+			if c.tooLarge {
+				if !errors.Is(err, errTooLarge) {
+					t.Fatalf("err = %v, want errTooLarge", err)
+				}
+				return
+			}
+			if err != nil || string(got) != c.body {
+				t.Fatalf("read %d bytes, err %v; want %d bytes", len(got), err, len(c.body))
+			}
+		})
 	}
 }
