@@ -1,7 +1,9 @@
 package child
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -503,6 +505,10 @@ func TestSyncBackoff(t *testing.T) {
 // TestHandle drives the answer handling directly, one case per rule.
 func TestHandle(t *testing.T) {
 	good := fixture(t, "valid/minimal.json")
+	var pretty bytes.Buffer // the same manifest, other bytes
+	if err := json.Indent(&pretty, good, "", "    "); err != nil || bytes.Equal(pretty.Bytes(), good) {
+		t.Fatalf("indent: %v", err)
+	}
 	ver := func(v int) http.Header {
 		h := http.Header{}
 		h.Set(wire.HeaderManifestVersion, strconv.Itoa(v))
@@ -533,6 +539,7 @@ func TestHandle(t *testing.T) {
 		{"304 after a held poll: poll again", true, 304, nil, "", 30 * time.Second, 0, 1},
 		{"304 too fast: back off", true, 304, nil, "", time.Millisecond, backoffBase, 1},
 		{"same version again, fast: back off", true, 200, ver(1), string(good), time.Millisecond, backoffBase, 1},
+		{"same version pretty-printed, fast: back off", true, 200, ver(1), pretty.String(), time.Millisecond, backoffBase, 1},
 		{"unversioned: TTL", false, 200, nil, string(good), 0, DefaultTTL, 0},
 		{"no manifest yet", false, 404, nil, `{"error":"Manifest not found"}`, 0, backoffBase, 0},
 		{"401", true, 401, nil, `{"error":"bad key"}`, 0, backoffBase, 1},
