@@ -2,6 +2,7 @@ package mothership
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http/httptest"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/flash-go/flash/internal/wire"
+	"github.com/flash-go/flash/store"
+	"github.com/flash-go/flash/store/storetest"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -139,5 +142,54 @@ func TestSilentInstanceIsGone(t *testing.T) {
 	advance(instanceRecent)
 	if st := h.m.Status(t.Context()); len(st.Instances) != 0 {
 		t.Fatalf("long-gone instances still listed: %+v", st.Instances)
+	}
+}
+
+// countingStore counts ReportInstances calls and the reports they carry.
+type countingStore struct {
+	store.Store
+	mu             sync.Mutex
+	calls, reports int
+}
+
+func (c *countingStore) ReportInstances(ctx context.Context, is []store.Instance) error {
+	c.mu.Lock()
+	c.calls++
+	c.reports += len(is)
+	c.mu.Unlock()
+	return c.Store.ReportInstances(ctx, is)
+}
+
+// TestReportsFlushInOneWrite: the reports that arrived while the store was
+// busy (here: before the flush loop ran) go to the store in one write, not
+// one each (a publish waited behind 100 fsyncs).
+func TestReportsFlushInOneWrite(t *testing.T) {
+	in := newInstances(DefaultMaxInstances, quiet)
+	now := time.Now()
+	for i := range 100 {
+		reportAs(&in, now, "api", "i"+strconv.Itoa(i), "3", time.Minute)
+	}
+	st := &countingStore{Store: storetest.NewMemStore()}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); in.flushLoop(ctx, st, time.Now) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st.mu.Lock()
+		n := st.reports
+		st.mu.Unlock()
+		if n == 100 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if st.calls != 1 || st.reports != 100 {
+		t.Fatalf("%d reports in %d writes, want 100 in 1", st.reports, st.calls)
+	}
+	all, err := st.Instances(t.Context())
+	if err != nil || len(all) != 100 {
+		t.Fatalf("store holds %d reports (%v)", len(all), err)
 	}
 }
