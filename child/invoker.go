@@ -404,12 +404,12 @@ func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, b
 		req.Header[wire.HeaderIdempotencyKey] = []string{c.idem}
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", wire.ContentTypeJSON)
+		req.Header["Content-Type"] = jsonValue
 	}
 	if c.stream {
-		req.Header.Set("Accept", wire.ContentTypeNDJSON)
+		req.Header["Accept"] = ndjsonValue
 	} else {
-		req.Header.Set("Accept", wire.ContentTypeJSON)
+		req.Header["Accept"] = jsonValue
 	}
 	resp, err := iv.client.Do(req)
 	if err != nil {
@@ -451,6 +451,12 @@ func (iv *Invoker) doHTTP(ctx context.Context, c *call, method, target string, b
 	}
 	return a, nil
 }
+
+// Header values every call shares (read only): assigning them allocates nothing.
+var (
+	jsonValue   = []string{wire.ContentTypeJSON}
+	ndjsonValue = []string{wire.ContentTypeNDJSON}
+)
 
 // scrub keeps the API key and the endpoint's address out of an error's
 // text, whatever produced it, while errors.Is and errors.As still see the

@@ -4,6 +4,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,18 @@ type Metrics struct {
 	scales     *prometheus.CounterVec
 	collectors []prometheus.Collector
 	now        func() time.Time
+
+	seriesMu sync.RWMutex
+	series   map[callKey]callSeries // Call's series, looked up in the vectors once
+}
+
+// callKey names the series of one target, function and outcome.
+type callKey struct{ target, fn, outcome string }
+
+// callSeries are the series Call records into.
+type callSeries struct {
+	count prometheus.Counter
+	time  prometheus.Observer
 }
 
 // NewMetrics returns the metrics of the process serving resource identity
@@ -122,8 +135,22 @@ func (m *Metrics) Call(target, fn, outcome string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.calls.WithLabelValues(target, fn, outcome).Inc()
-	m.callTime.WithLabelValues(target, fn).Observe(d.Seconds())
+	k := callKey{target, fn, outcome}
+	m.seriesMu.RLock()
+	cs, ok := m.series[k]
+	m.seriesMu.RUnlock()
+	if !ok {
+		// Series are never deleted, so the map holds what the vectors hold.
+		cs = callSeries{m.calls.WithLabelValues(target, fn, outcome), m.callTime.WithLabelValues(target, fn)}
+		m.seriesMu.Lock()
+		if m.series == nil {
+			m.series = make(map[callKey]callSeries)
+		}
+		m.series[k] = cs
+		m.seriesMu.Unlock()
+	}
+	cs.count.Inc()
+	cs.time.Observe(d.Seconds())
 }
 
 // Retry records one repeated send of a call.

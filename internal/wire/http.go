@@ -227,17 +227,26 @@ func SetCallHeaders(ctx context.Context, h http.Header, apiKey string) {
 // that every attempt carries the same X-Request-Id. An empty m.RequestID
 // gets a new id.
 func SetMetaHeaders(ctx context.Context, h http.Header, apiKey string, m Meta) {
-	if apiKey != "" {
-		h.Set(HeaderAuthorization, "Bearer "+apiKey)
-	}
 	if m.RequestID == "" {
 		m.RequestID = NewRequestID()
 	}
-	h.Set(HeaderRequestID, m.RequestID)
-	h.Set(HeaderTraceParent, ChildTraceParent(m.TraceParent))
-	h.Set(HeaderHops, strconv.Itoa(m.Hops+1))
+	// One array holds every value (the keys are canonical: no Set needed).
+	var vals []string
+	set := func(key, v string) {
+		if vals == nil {
+			vals = make([]string, 0, 5)
+		}
+		vals = append(vals, v)
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	if apiKey != "" {
+		set(HeaderAuthorization, "Bearer "+apiKey)
+	}
+	set(HeaderRequestID, m.RequestID)
+	set(HeaderTraceParent, ChildTraceParent(m.TraceParent))
+	set(HeaderHops, strconv.Itoa(m.Hops+1))
 	if dl, ok := ctx.Deadline(); ok {
-		h.Set(HeaderTimeout, FormatTimeout(time.Until(dl)))
+		set(HeaderTimeout, FormatTimeout(time.Until(dl)))
 	}
 }
 
