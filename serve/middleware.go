@@ -324,26 +324,26 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if r.ContentLength > limit {
 		return nil, tooBig()
 	}
-	// The innermost writer, so that net/http learns of an oversized body and
-	// closes the connection instead of draining it.
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		w = u.Unwrap()
-	}
-	body := http.MaxBytesReader(w, r.Body, limit)
 	var (
 		b   []byte
 		err error
 	)
 	if n := r.ContentLength; n >= 0 {
-		// Known length: one exact allocation (net/http never yields more).
+		// Known length: one exact allocation, and no MaxBytesReader (net/http
+		// never yields more than Content-Length).
 		b = make([]byte, n)
-		_, err = io.ReadFull(body, b)
+		_, err = io.ReadFull(r.Body, b)
 	} else {
-		b, err = io.ReadAll(body)
+		// The innermost writer, so that net/http learns of an oversized body
+		// and closes the connection instead of draining it.
+		for {
+			u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+			if !ok {
+				break
+			}
+			w = u.Unwrap()
+		}
+		b, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
