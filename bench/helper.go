@@ -27,6 +27,7 @@ const (
 	roleSync = "sync" // N child.Syncs long-polling a mothership; one line per apply
 	roleLoad = "load" // the remote figures' callers; one load window per command
 	roleApp  = "app"  // the deploy figures' app (mothership and children)
+	rolePark = "park" // one parked-poll memory measurement in a fresh process
 )
 
 // helperProfileEnv, when set, makes a helper write a CPU profile of its run
@@ -71,6 +72,8 @@ func MaybeHelper(ctx context.Context) (bool, error) {
 		return true, loadHelper(ctx, os.Stdin, os.Stdout)
 	case roleApp:
 		return true, appHelper()
+	case rolePark:
+		return true, parkHelper(ctx, os.Stdout)
 	}
 	return true, fmt.Errorf("%s=%q: unknown bench helper role", HelperEnv, role)
 }

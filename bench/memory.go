@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,20 +19,22 @@ import (
 const parkLimit = 60 * time.Second // to open and park every connection
 
 // memory measures the memory a mothership holds for parked long polls: the
-// growth of this process's live heap plus goroutine stacks (after a full
-// GC) while N GET /manifest?version=V&wait=120 requests are parked, against
-// a bare handler that parks requests the same way. The mothership is real
-// (endpoint server and middleware, SQLite store) but in this process; the
-// clients are raw TCP connections that wrote a request and wait, so they
-// add no goroutine and only a few hundred bytes each, alike on both sides.
+// growth of a process's live heap plus goroutine stacks (after a full GC)
+// while N GET /manifest?version=V&wait=120 requests are parked, against a
+// bare handler that parks requests the same way. Each measurement runs in a
+// fresh helper process, so that memory the bench's other groups still
+// release cannot count against it. The mothership is real (endpoint server
+// and middleware, SQLite store); the clients are raw TCP connections in the
+// same helper that wrote a request and wait, so they add no goroutine and
+// only a few hundred bytes each, alike on both sides.
 func (r *runner) memory(ctx context.Context) error {
 	ns := r.p.parked
 	msMiB, bareMiB := make([]float64, len(ns)), make([]float64, len(ns))
 	var perMS, perBare float64
 	for i, n := range ns {
 		r.progress("memory with %d parked long polls", n)
-		mothershipSide := func(ctx context.Context) (float64, error) { return r.parkedBytes(ctx, n, true) }
-		bareSide := func(ctx context.Context) (float64, error) { return r.parkedBytes(ctx, n, false) }
+		mothershipSide := func(ctx context.Context) (float64, error) { return r.parkedInHelper(ctx, n, true) }
+		bareSide := func(ctx context.Context) (float64, error) { return r.parkedInHelper(ctx, n, false) }
 		ms, bs, err := interleave(ctx, r.p.memRounds, mothershipSide, bareSide)
 		if err != nil {
 			return fmt.Errorf("%d parked polls: %w", n, err)
@@ -37,7 +42,7 @@ func (r *runner) memory(ctx context.Context) error {
 		msMiB[i], bareMiB[i] = Median(ms)/(1<<20), Median(bs)/(1<<20)
 		perMS, perBare = Median(ms)/float64(n)/1024, Median(bs)/float64(n)/1024
 	}
-	r.note("memory_parked and parked_poll_kib: in-process mothership; live heap + goroutine stacks after GC, raw TCP clients")
+	r.note("memory_parked and parked_poll_kib: mothership or bare server in a fresh helper process per measurement; live heap + goroutine stacks after GC, raw TCP clients")
 	last := ns[len(ns)-1]
 	r.figure("parked_poll_kib", perMS, "KiB/poll", fmt.Sprintf("heap + stack growth per parked long poll on the mothership, at %d parked", last))
 	r.figure("parked_poll_kib_bare", perBare, "KiB/poll", "the same for a bare net/http handler that parks requests (baseline)")
@@ -50,6 +55,58 @@ func (r *runner) memory(ctx context.Context) error {
 		XLabel: "parked long polls", YLabel: "MiB", LogX: true, X: x,
 		Series: []Series{{"mothership", msMiB}, {"bare handler", bareMiB}}})
 	return nil
+}
+
+// parkedInHelper is parkedBytes in a fresh helper process.
+func (r *runner) parkedInHelper(ctx context.Context, n int, real bool) (float64, error) {
+	got := make(chan string, 1)
+	h, err := r.startHelper(rolePark, []string{"FLASH_BENCH_N=" + strconv.Itoa(n), "FLASH_BENCH_REAL=" + strconv.FormatBool(real)},
+		func(line string) {
+			select {
+			case got <- line:
+			default:
+			}
+		})
+	if err != nil {
+		return 0, err
+	}
+	defer h.stop()
+	select {
+	case line := <-got:
+		v, err := strconv.ParseFloat(line, 64)
+		if err != nil {
+			return 0, fmt.Errorf("park helper: %q", line)
+		}
+		return v, nil
+	case <-h.done:
+		return 0, errors.New("park helper stopped without a figure (its error is above)")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2*parkLimit + startTimeout):
+		return 0, errors.New("park helper: no figure in time")
+	}
+}
+
+// parkHelper measures parkedBytes for FLASH_BENCH_N polls on the mothership
+// (FLASH_BENCH_REAL=true) or the bare handler, and prints it.
+func parkHelper(ctx context.Context, stdout io.Writer) error {
+	n, err1 := strconv.Atoi(os.Getenv("FLASH_BENCH_N"))
+	real, err2 := strconv.ParseBool(os.Getenv("FLASH_BENCH_REAL"))
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("park helper: FLASH_BENCH_N and _REAL must be set: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "flash-bench-park-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	r := &runner{tmp: tmp, log: slog.New(slog.DiscardHandler)}
+	b, err := r.parkedBytes(ctx, n, real)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, b)
+	return err
 }
 
 // parkedBytes starts a server (the mothership or the bare one), parks n
