@@ -89,8 +89,10 @@ func runBarePolls(ctx context.Context, url string, n int, applied func(v, at int
 			for ctx.Err() == nil {
 				v, err := barePollOnce(ctx, client, url, seen)
 				if err != nil {
-					if !sleep(ctx, 10*time.Millisecond) {
+					select { // the server is starting or stopping
+					case <-ctx.Done():
 						return
+					case <-time.After(10 * time.Millisecond):
 					}
 					continue
 				}
@@ -130,16 +132,4 @@ func barePollOnce(ctx context.Context, client *http.Client, url string, seen int
 		return 0, fmt.Errorf("bare poll: %w", err)
 	}
 	return strconv.ParseInt(resp.Header.Get(wire.HeaderManifestVersion), 10, 64)
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -439,21 +439,9 @@ func (s *Store) Publish(ctx context.Context, prev int64, manifest []byte) (store
 	if p.Manifest == nil {
 		p.Manifest = []byte{} // the column is NOT NULL
 	}
-	err := s.write(ctx, op, func(tx *sql.Tx) error {
-		var latest int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM manifests`).Scan(&latest); err != nil {
-			return err
-		}
-		if latest != prev {
-			return fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO manifests (version, manifest, published_at) VALUES (?, ?, ?)`,
-			p.Version, p.Manifest, formatTime(p.PublishedAt)); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE version <= ?`, p.Version-KeepVersions)
-		return err
-	})
+	err := s.appendVersion(ctx, op, "manifests", prev, KeepVersions,
+		`INSERT INTO manifests (version, manifest, published_at) VALUES (?, ?, ?)`,
+		p.Version, p.Manifest, formatTime(p.PublishedAt))
 	if err != nil {
 		return store.Published{}, err
 	}
@@ -503,21 +491,9 @@ func (s *Store) PutDesired(ctx context.Context, prev int64, manifest []byte, art
 	if d.Manifest == nil {
 		d.Manifest = []byte{}
 	}
-	err := s.write(ctx, op, func(tx *sql.Tx) error {
-		var latest int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM desired`).Scan(&latest); err != nil {
-			return err
-		}
-		if latest != prev {
-			return fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (version, manifest, artifact, recorded_at) VALUES (?, ?, ?, ?)`,
-			d.Version, d.Manifest, d.Artifact, formatTime(d.RecordedAt)); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM desired WHERE version <= ?`, d.Version-KeepDesired)
-		return err
-	})
+	err := s.appendVersion(ctx, op, "desired", prev, KeepDesired,
+		`INSERT INTO desired (version, manifest, artifact, recorded_at) VALUES (?, ?, ?, ?)`,
+		d.Version, d.Manifest, d.Artifact, formatTime(d.RecordedAt))
 	if err != nil {
 		return store.Desired{}, err
 	}
@@ -681,6 +657,27 @@ func (s *Store) Instances(ctx context.Context) ([]store.Instance, error) {
 }
 
 // ---- helpers ----
+
+// appendVersion inserts version prev+1 into a versioned table (manifests,
+// desired) with insert and its args when the latest there is prev, and
+// drops all but the newest keep; otherwise it returns store.ErrConflict and
+// changes nothing. All in one write transaction.
+func (s *Store) appendVersion(ctx context.Context, op, table string, prev, keep int64, insert string, args ...any) error {
+	return s.write(ctx, op, func(tx *sql.Tx) error {
+		var latest int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM `+table).Scan(&latest); err != nil {
+			return err
+		}
+		if latest != prev {
+			return fmt.Errorf("store/sqlite: %s: latest is %d: %w", op, latest, store.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE version <= ?`, prev+1-keep)
+		return err
+	})
+}
 
 // exec runs one writing statement.
 func (s *Store) exec(ctx context.Context, op, query string, args ...any) error {
