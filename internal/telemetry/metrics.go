@@ -55,7 +55,8 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 	labels := prometheus.Labels{"resource": identity}
 	buckets := prometheus.ExponentialBuckets(0.0005, 4, 10)
 	m := &Metrics{
-		now: now,
+		now:    now,
+		series: make(map[callKey]callSeries),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_outgoing_calls_total", Help: "Calls this process made to other endpoints, by target resource, function and outcome.",
 			ConstLabels: labels,
@@ -143,9 +144,6 @@ func (m *Metrics) Call(target, fn, outcome string, d time.Duration) {
 		// Series are never deleted, so the map holds what the vectors hold.
 		cs = callSeries{m.calls.WithLabelValues(target, fn, outcome), m.callTime.WithLabelValues(target, fn)}
 		m.seriesMu.Lock()
-		if m.series == nil {
-			m.series = make(map[callKey]callSeries)
-		}
 		m.series[k] = cs
 		m.seriesMu.Unlock()
 	}

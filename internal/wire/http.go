@@ -231,11 +231,8 @@ func SetMetaHeaders(ctx context.Context, h http.Header, apiKey string, m Meta) {
 		m.RequestID = NewRequestID()
 	}
 	// One array holds every value (the keys are canonical: no Set needed).
-	var vals []string
+	vals := make([]string, 0, 5)
 	set := func(key, v string) {
-		if vals == nil {
-			vals = make([]string, 0, 5)
-		}
 		vals = append(vals, v)
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
