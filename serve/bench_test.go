@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flash-go/flash/internal/wire"
 )
@@ -221,4 +225,93 @@ func BenchmarkMiddleware(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRunsyncLoopback is a /runsync over real loopback HTTP, the server
+// behind Serve (as endpoints run it), against the bare handler of
+// BenchmarkRunsync. The client is the same plain net/http client for both;
+// "flash-headers" sends what a flash caller sends (request id, traceparent,
+// hops, timeout, idempotency key), "plain" only the key. The difference
+// between a server's rows and bare's is the server's own cost per call.
+func BenchmarkRunsyncLoopback(b *testing.B) {
+	s, err := New(Config{Logger: discard(), APIKey: "k"}, []Func{{Name: "add", Bind: bindJSON(func(ctx context.Context, in benchIn) (any, error) {
+		return benchAdd(ctx, in)
+	})}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		var env struct {
+			Input struct {
+				Args []benchIn `json:"args"`
+			} `json:"input"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
+			http.Error(w, "bad", 400)
+			return
+		}
+		out, _ := benchAdd(r.Context(), env.Input.Args[0])
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": "x", "status": "COMPLETED",
+			"output": map[string]any{"success": true, "json_result": out}, "delayTime": 0, "executionTime": 0})
+	})
+	urls := map[string]string{"server": serveLoopback(b, s), "bare": serveLoopback(b, bare)}
+	tr := wire.NewTransport()
+	b.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	var seq atomic.Int64
+	post := func(b *testing.B, url string, flashHeaders bool) {
+		req, _ := http.NewRequest("POST", url+"/runsync", bytes.NewReader(benchBody))
+		req.Header["Authorization"] = []string{"Bearer k"}
+		req.Header["Content-Type"] = []string{"application/json"}
+		if flashHeaders {
+			rid, tp := wire.NewRequestIDAndTraceParent()
+			req.Header["X-Request-Id"] = []string{rid}
+			req.Header["Traceparent"] = []string{tp}
+			req.Header["X-Flash-Hops"] = []string{"1"}
+			req.Header["X-Flash-Timeout"] = []string{"30000"}
+			req.Header["Idempotency-Key"] = []string{"k" + strconv.FormatInt(seq.Add(1), 10)}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.StatusCode)
+		}
+	}
+	for _, srv := range []string{"server", "bare"} {
+		for _, hdr := range []string{"plain", "flash-headers"} {
+			for _, c := range []int{1, 64} {
+				b.Run(srv+"/"+hdr+"/c"+strconv.Itoa(c), func(b *testing.B) {
+					b.ReportAllocs()
+					b.SetParallelism(max(1, c/runtime.GOMAXPROCS(0)))
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							post(b, urls[srv], hdr == "flash-headers")
+						}
+					})
+				})
+			}
+		}
+	}
+}
+
+// serveLoopback runs h with Serve on a loopback port until the benchmark ends.
+func serveLoopback(b *testing.B, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { Serve(ctx, ln, h, time.Second); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -415,4 +417,69 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestIdemTableList drives the table with random claims, keeps, drops and
+// clock steps, and checks after each that its list and map agree: every
+// entry once, linked both ways, in expiry order, bytes counted, bounds
+// kept, and a waiter's channel closed exactly when its entry is settled.
+func TestIdemTableList(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	tb := newIdemTable(time.Minute, 8, 2048, clk.Now)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var open []*idemEntry // claimed, not yet settled
+	waits := map[*idemEntry]<-chan struct{}{}
+	for i := range 5000 {
+		switch op := rng.IntN(10); {
+		case op < 5:
+			k := idemKey{byte(rng.IntN(16))}
+			e, wait := tb.claim(k)
+			if wait == nil {
+				open = append(open, e)
+			} else {
+				waits[e] = wait
+			}
+		case op < 8 && len(open) > 0:
+			j := rng.IntN(len(open))
+			e := open[j]
+			open = slices.Delete(open, j, j+1)
+			if op == 7 {
+				tb.drop(e)
+			} else {
+				tb.keep(e, make([]byte, rng.IntN(200)), "")
+			}
+		default:
+			clk.Advance(time.Duration(rng.IntN(20)) * time.Second)
+		}
+		tb.mu.Lock()
+		n, bytes := 0, 0
+		var prev *idemEntry
+		for e := tb.head; e != nil; prev, e = e, e.next {
+			n++
+			bytes += len(e.answer)
+			if e.prev != prev || tb.byKey[e.key] != e {
+				t.Fatalf("step %d: entry %d badly linked", i, n)
+			}
+			if prev != nil && e.expires.Before(prev.expires) {
+				t.Fatalf("step %d: entry %d expires before the one ahead of it", i, n)
+			}
+		}
+		if prev != tb.tail || n != len(tb.byKey) || bytes != tb.bytes || n > 8 || bytes > 2048 {
+			t.Fatalf("step %d: %d listed, %d mapped, %d bytes (counted %d)", i, n, len(tb.byKey), bytes, tb.bytes)
+		}
+		for e, wait := range waits {
+			select {
+			case <-wait:
+				if !e.settled {
+					t.Fatalf("step %d: a waiter woke before its entry settled", i)
+				}
+				delete(waits, e)
+			default:
+				if e.settled {
+					t.Fatalf("step %d: a settled entry's waiter still waits", i)
+				}
+			}
+		}
+		tb.mu.Unlock()
+	}
 }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,16 +56,27 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*statusWriter, *
 			sw.span = span
 		}
 	}
-	hops, _ := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops)) // validated in checkHeaders
-	sw.rid[0], sw.traceID = rid, traceID
+	// X-Flash-Hops and X-Flash-Timeout are parsed here, so that the request
+	// is copied once with its whole context, and answered when bad by
+	// checkHeaders, after auth.
+	hops, hopsErr := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops))
+	timeout, hasTimeout, timeoutErr := wire.ParseTimeout(wire.HeaderGet(r.Header, wire.HeaderTimeout))
+	sw.rid[0], sw.traceID, sw.hops, sw.headerErr = rid, traceID, hops, cmp.Or(hopsErr, timeoutErr)
 	// Not inside sw: a job keeps its request's context, which must not keep
 	// the answer's state alive.
-	return sw, r.WithContext(wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops}))
+	ctx = wire.WithMeta(ctx, wire.Meta{RequestID: rid, TraceParent: tp, Hops: hops})
+	if hasTimeout && sw.headerErr == nil {
+		ctx, sw.cancel = context.WithTimeout(ctx, timeout)
+	}
+	return sw, r.WithContext(ctx)
 }
 
 // finish recovers a handler's panic, then records the request: span, metrics
 // and log line. ServeHTTP defers it (recover needs that).
 func (s *Server) finish(sw *statusWriter, r *http.Request) {
+	if sw.cancel != nil {
+		defer sw.cancel()
+	}
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
 			panic(p)
@@ -136,31 +148,20 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// checkHeaders validates X-Flash-Hops and X-Flash-Timeout (after auth, so
-// strangers learn nothing) and turns the timeout into the request's
-// deadline (cancel, when not nil, releases it). A bad header is answered
-// (ok false).
-func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) (_ *http.Request, cancel context.CancelFunc, ok bool) {
-	hops, err := wire.ParseHops(wire.HeaderGet(r.Header, wire.HeaderHops))
-	if err != nil {
-		wire.WriteError(w, http.StatusBadRequest, err.Error())
-		return r, nil, false
-	}
-	if hops > wire.MaxHops {
+// checkHeaders answers a bad X-Flash-Hops or X-Flash-Timeout (after auth,
+// so strangers learn nothing), and a call that has gone through too many
+// endpoints (508). ok is false when it answered.
+func (s *Server) checkHeaders(w *statusWriter) (ok bool) {
+	switch {
+	case w.headerErr != nil:
+		wire.WriteError(w, http.StatusBadRequest, w.headerErr.Error())
+	case w.hops > wire.MaxHops:
 		wire.WriteError(w, http.StatusLoopDetected,
-			fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, hops, wire.MaxHops))
-		return r, nil, false
+			fmt.Sprintf("loop detected: %s is %d, above the limit of %d", wire.HeaderHops, w.hops, wire.MaxHops))
+	default:
+		return true
 	}
-	d, ok, err := wire.ParseTimeout(wire.HeaderGet(r.Header, wire.HeaderTimeout))
-	if err != nil {
-		wire.WriteError(w, http.StatusBadRequest, err.Error())
-		return r, nil, false
-	}
-	if ok {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		return r.WithContext(ctx), cancel, true
-	}
-	return r, nil, true
+	return false
 }
 
 // route dispatches through the mux. ServeMux answers unknown paths and
@@ -214,6 +215,10 @@ type statusWriter struct {
 	rid     [1]string  // X-Request-Id, set on the answer when it starts (the header's value slice)
 	traceID string     // for logs
 	span    trace.Span // nil: not traced
+
+	hops      int                // X-Flash-Hops
+	headerErr error              // a malformed X-Flash-Hops or X-Flash-Timeout
+	cancel    context.CancelFunc // releases the X-Flash-Timeout deadline; nil without one
 }
 
 // setRequestID puts X-Request-Id on the answer (canonical key, no map

@@ -175,13 +175,13 @@ func (s *Server) runsyncJob(r *http.Request, sub submission) (jobView, error) {
 func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, sub submission) error {
 	var e *idemEntry
 	for {
-		var leader bool
-		if e, leader = s.idem.claim(k); leader {
+		var wait <-chan struct{}
+		if e, wait = s.idem.claim(k); wait == nil {
 			break
 		}
 		s.idem.waiting.Add(1)
 		select {
-		case <-e.done:
+		case <-wait:
 			s.idem.waiting.Add(-1)
 			if e.answer != nil {
 				w.Header()[wire.HeaderReplayed] = []string{"true"}
@@ -236,13 +236,13 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 	if s.idem != nil {
 		if k, ok := keyOf(r, "run", sub.f.Name, sub.body); ok {
 			for e == nil {
-				en, leader := s.idem.claim(k)
-				if leader {
+				en, wait := s.idem.claim(k)
+				if wait == nil {
 					e = en
 					break
 				}
 				select {
-				case <-en.done:
+				case <-wait:
 					if en.jobID != "" {
 						status := StatusInQueue
 						if v, ok := s.jobs.view(en.jobID); ok {

@@ -352,14 +352,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.Unauthorized(sw)
 		return
 	}
-	r, cancel, ok := s.checkHeaders(sw, r)
-	if !ok {
-		return
+	if s.checkHeaders(sw) {
+		s.route(sw, r)
 	}
-	if cancel != nil {
-		defer cancel()
-	}
-	s.route(sw, r)
 }
 
 // authorized says whether r may be served: it carries the API key, or

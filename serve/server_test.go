@@ -94,6 +94,12 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
+	// Bad call headers are answered after auth: a stranger learns nothing.
+	for _, h := range []string{"X-Flash-Hops: abc", "X-Flash-Hops: 99", "X-Flash-Timeout: soon"} {
+		if r := do(t, s, "POST", "/runsync", envelopeFor("echo", 1), h); r.Code != 401 {
+			t.Errorf("%s without the key: %d %s", h, r.Code, r.Body)
+		}
+	}
 }
 
 func TestPing(t *testing.T) {
