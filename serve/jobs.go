@@ -127,7 +127,7 @@ func newJobID() string {
 // that is not zero. Nothing runs until submit.
 func (t *jobTable) newJob(parent context.Context, fn string, run Job, deadline time.Time) *job {
 	ctx, cancelCause := context.WithCancelCause(parent)
-	cancel := func(cause error) { cancelCause(cause) }
+	cancel := (func(error))(cancelCause) // a conversion, not a closure: no allocation
 	if !deadline.IsZero() {
 		var cancelD context.CancelFunc
 		ctx, cancelD = context.WithDeadline(ctx, deadline)
