@@ -232,6 +232,7 @@ var requiredFigures = []string{
 	"remote_call_us_c1", "raw_http_us_c1", "remote_overhead_ratio_c1",
 	"remote_call_us_c64", "raw_http_us_c64", "remote_overhead_ratio_c64",
 	"remote_overhead_ratio_inproc_c1", "remote_overhead_ratio_inproc_c64",
+	"raw_spec_http_us_c1", "remote_protocol_ratio_c1", "raw_spec_http_us_c64", "remote_protocol_ratio_c64",
 	"manifest_get_rps", "raw_get_rps", "manifest_get_ratio",
 	"propagation_p50_ms_n100", "propagation_p99_ms_n100", "propagation_p50_ms_n500", "propagation_p99_ms_n500",
 	"propagation_p99_ms_inproc_n100", "propagation_p99_ms_inproc_n500", "parked_poll_ratio",

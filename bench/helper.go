@@ -166,7 +166,7 @@ func (h *helperProc) stop() {
 
 // loadHelper starts the remote figures' callers (remoteCallers) against
 // FLASH_BENCH_WORKER and FLASH_BENCH_BARE, then serves commands
-// "<flash|raw|job> <callers> <window ns>" from stdin, one line each, answering
+// "<flash|raw|rawspec|job> <callers> <window ns>" from stdin, one line each, answering
 // "ok <calls> <elapsed ns> <latency ns>..." or "err <message>". It prints
 // "ready" once the callers work, and stops at the end of stdin.
 func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
@@ -177,7 +177,7 @@ func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	workerURL := os.Getenv("FLASH_BENCH_WORKER")
-	viaFlash, raw, stop, err := remoteCallers(ctx, dir, workerURL, os.Getenv("FLASH_BENCH_BARE"), log)
+	viaFlash, raw, rawSpec, stop, err := remoteCallers(ctx, dir, workerURL, os.Getenv("FLASH_BENCH_BARE"), log)
 	defer stop()
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func loadHelper(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		var kind string
 		var conc int
 		var window int64
-		calls := map[string]func(context.Context, int) error{"flash": viaFlash, "raw": raw, "job": asJob}
+		calls := map[string]func(context.Context, int) error{"flash": viaFlash, "raw": raw, "rawspec": rawSpec, "job": asJob}
 		if _, err := fmt.Sscan(sc.Text(), &kind, &conc, &window); err != nil || conc < 1 || calls[kind] == nil {
 			fmt.Fprintf(out, "err bad command %q\n", sc.Text())
 			out.Flush()
@@ -251,7 +251,8 @@ func (lg *loadHelperProc) answer(limit time.Duration) (string, error) {
 	}
 }
 
-// load returns the loadFunc running kind ("flash" or "raw") in the helper.
+// load returns the loadFunc running kind ("flash", "raw", "rawspec" or
+// "job") in the helper.
 func (lg *loadHelperProc) load(kind string) loadFunc {
 	return func(ctx context.Context, conc int, window time.Duration) (loadResult, error) {
 		lg.mu.Lock()

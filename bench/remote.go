@@ -58,14 +58,14 @@ func (r *runner) remote(ctx context.Context) error {
 		return err
 	}
 	defer lg.stop()
-	if err := r.remoteFigures(ctx, "", lg.load("flash"), lg.load("raw")); err != nil {
+	if err := r.remoteFigures(ctx, "", lg.load("flash"), lg.load("raw"), lg.load("rawspec")); err != nil {
 		return err
 	}
 	if err := r.jobFigures(ctx, lg.load("job"), lg.load("raw")); err != nil {
 		return err
 	}
 
-	viaFlash, raw, stop, err := remoteCallers(ctx, dir, worker.url, bare.url, r.log)
+	viaFlash, raw, _, stop, err := remoteCallers(ctx, dir, worker.url, bare.url, r.log)
 	defer stop()
 	if err != nil {
 		return err
@@ -75,15 +75,17 @@ func (r *runner) remote(ctx context.Context) error {
 			return runLoad(ctx, c, window, call)
 		}
 	}
-	return r.remoteFigures(ctx, "_inproc", inproc(viaFlash), inproc(raw))
+	return r.remoteFigures(ctx, "_inproc", inproc(viaFlash), inproc(raw), nil)
 }
 
 // loadFunc runs one window of closed-loop load with conc callers.
 type loadFunc func(ctx context.Context, conc int, window time.Duration) (loadResult, error)
 
 // remoteFigures measures flash against raw at each concurrency and reports
-// the figures, their names ending in sfx, with the curves.
-func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawLoad loadFunc) error {
+// the figures, their names ending in sfx, with the curves. specLoad, when
+// not nil, is measured too at 1 and 64 callers: the raw client sending the
+// call headers SPEC §5.3 requires (remote_protocol_ratio).
+func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawLoad, specLoad loadFunc) error {
 	concs := r.p.concurrencies
 	rpsF, rpsR := make([]float64, len(concs)), make([]float64, len(concs))
 	p99F, p99R := make([]float64, len(concs)), make([]float64, len(concs))
@@ -93,17 +95,22 @@ func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawL
 		measure := func(load loadFunc) func(context.Context) (loadResult, error) {
 			return func(ctx context.Context) (loadResult, error) { return load(ctx, c, r.p.window) }
 		}
-		warm := r.p.window / 2
-		if _, err := flashLoad(ctx, c, warm); err != nil {
-			return fmt.Errorf("remote call through flash: %w", err)
+		loads := []loadFunc{flashLoad, rawLoad}
+		if specLoad != nil && (c == 1 || c == 64) {
+			loads = append(loads, specLoad)
 		}
-		if _, err := rawLoad(ctx, c, warm); err != nil {
-			return fmt.Errorf("raw call: %w", err)
+		fns := make([]func(context.Context) (loadResult, error), len(loads))
+		for j, load := range loads {
+			if _, err := load(ctx, c, r.p.window/2); err != nil { // warm-up
+				return fmt.Errorf("remote calls (%s): %w", []string{"through flash", "raw", "raw with the call headers"}[j], err)
+			}
+			fns[j] = measure(load)
 		}
-		fs, rs, err := interleave(ctx, r.p.rounds, measure(flashLoad), measure(rawLoad))
+		all, err := rotate(ctx, r.p.rounds, fns...)
 		if err != nil {
 			return err
 		}
+		fs, rs := all[0], all[1]
 		rpsF[i], rpsR[i] = medianOf(fs, loadResult.rps), medianOf(rs, loadResult.rps)
 		p99F[i] = medianOf(fs, func(l loadResult) float64 { return l.pctMS(99) })
 		p99R[i] = medianOf(rs, func(l loadResult) float64 { return l.pctMS(99) })
@@ -117,6 +124,12 @@ func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawL
 				"remote_call_us / raw_http_us, median of the per-round ratios")
 			r.figure("remote_rps"+sfx, rpsF[i], "calls/s", "throughput of Func.Call at this concurrency")
 			r.figure("raw_http_rps"+sfx, rpsR[i], "calls/s", "throughput of the raw baseline at this concurrency")
+			if len(all) > 2 {
+				r.figure("raw_spec_http_us"+sfx, medianOf(all[2], loadResult.meanUS), "µs/call",
+					"mean latency of the raw POST carrying the call headers SPEC §5.3 requires (X-Request-Id, traceparent, X-Flash-Hops, X-Flash-Timeout) to the bare handler, which honours X-Flash-Timeout as its deadline")
+				r.figure("remote_protocol_ratio"+sfx, Median(ratios(fs, all[2], loadResult.meanUS)), "×",
+					"remote_call_us / raw_spec_http_us: flash's cost beyond what the protocol's own headers cost any client and server")
+			}
 		}
 	}
 	x := make([]float64, len(concs))
@@ -133,23 +146,24 @@ func (r *runner) remoteFigures(ctx context.Context, sfx0 string, flashLoad, rawL
 }
 
 // remoteCallers starts, in this process, the caller child routed to the
-// worker at workerURL, and returns the two calls measured: through flash
-// and raw to the bare handler at bareURL. stop is never nil.
-func remoteCallers(ctx context.Context, dir, workerURL, bareURL string, log *slog.Logger) (viaFlash, raw func(context.Context, int) error, stop func(), err error) {
+// worker at workerURL, and returns the calls measured: through flash, and
+// raw to the bare handler at bareURL, without and with the call headers of
+// SPEC §5.3. stop is never nil.
+func remoteCallers(ctx context.Context, dir, workerURL, bareURL string, log *slog.Logger) (viaFlash, raw, rawSpec func(context.Context, int) error, stop func(), err error) {
 	stop = func() {}
 	cApp, fn := benchApp()
 	m, err := cApp.Manifest()
 	if err != nil {
-		return nil, nil, stop, err
+		return nil, nil, nil, stop, err
 	}
 	cPath := filepath.Join(dir, "caller.json")
 	routed := m.WithRuntime("worker", manifest.Runtime{EndpointURLs: []string{workerURL}, Status: manifest.StatusDeployed})
 	if err := manifest.Save(cPath, routed, 0o644); err != nil {
-		return nil, nil, stop, err
+		return nil, nil, nil, stop, err
 	}
 	caller, err := runApp(ctx, cApp, flash.Config{Role: flash.Child, Resource: "caller", ManifestPath: cPath, APIKey: apiKey, Logger: log})
 	if err != nil {
-		return nil, nil, stop, err
+		return nil, nil, nil, stop, err
 	}
 	client, closeIdle := newClient()
 	stop = func() { closeIdle(); caller.stop() }
@@ -161,17 +175,20 @@ func remoteCallers(ctx context.Context, dir, workerURL, bareURL string, log *slo
 		}
 		return checkOut(out, in)
 	}
-	raw = func(ctx context.Context, _ int) error {
-		out, err := rawPost(ctx, client, bareURL, in)
-		if err != nil {
-			return err
+	rawCall := func(spec bool) func(context.Context, int) error {
+		return func(ctx context.Context, _ int) error {
+			out, err := rawPost(ctx, client, bareURL, in, spec)
+			if err != nil {
+				return err
+			}
+			return checkOut(out, in)
 		}
-		return checkOut(out, in)
 	}
+	raw, rawSpec = rawCall(false), rawCall(true)
 	if err := viaFlash(ctx, 0); err != nil {
-		return nil, nil, stop, fmt.Errorf("remote call through flash: %w", err)
+		return nil, nil, nil, stop, fmt.Errorf("remote call through flash: %w", err)
 	}
-	return viaFlash, raw, stop, nil
+	return viaFlash, raw, rawSpec, stop, nil
 }
 
 // rawEnvelope is the /runsync job body flash sends, written with encoding/json.
@@ -194,8 +211,11 @@ type rawAnswer struct {
 	} `json:"output"`
 }
 
-// rawPost is the baseline client: marshal, POST, read, unmarshal.
-func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (workOut, error) {
+// rawPost is the baseline client: marshal, POST, read, unmarshal. With
+// spec, it also sends the call headers SPEC §5.3 requires of every call,
+// made as a caller makes them: a new request id and traceparent, one hop,
+// and the remaining time of a 30 s deadline (Func.Call's default).
+func rawPost(ctx context.Context, client *http.Client, base string, in workIn, spec bool) (workOut, error) {
 	var env rawEnvelope
 	env.Input.FunctionName, env.Input.ExecutionType, env.Input.SerializationFormat = "work", "function", "json"
 	env.Input.Args = []workIn{in}
@@ -209,6 +229,21 @@ func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (
 	}
 	req.Header.Set("Content-Type", wire.ContentTypeJSON)
 	req.Header.Set(wire.HeaderAuthorization, "Bearer "+apiKey)
+	if spec {
+		rid, tp := wire.NewRequestIDAndTraceParent()
+		req.Header.Set(wire.HeaderRequestID, rid)
+		req.Header.Set(wire.HeaderTraceParent, tp)
+		req.Header.Set(wire.HeaderHops, "1")
+		dl, ok := ctx.Deadline()
+		if !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			dl, _ = ctx.Deadline()
+			req = req.WithContext(ctx)
+		}
+		req.Header.Set(wire.HeaderTimeout, wire.FormatTimeout(time.Until(dl)))
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return workOut{}, err
@@ -228,13 +263,22 @@ func rawPost(ctx context.Context, client *http.Client, base string, in workIn) (
 	return ans.Output.JSONResult, nil
 }
 
-// bareWorkHandler is the baseline server: check the key, decode the job,
-// run work, encode the answer. No pool, ids, logs or metrics.
+// bareWorkHandler is the baseline server: check the key, take the
+// caller's deadline from X-Flash-Timeout when sent (SPEC §5.3), decode the
+// job, run work, encode the answer. No pool, ids, logs or metrics.
 func bareWorkHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(wire.HeaderAuthorization) != "Bearer "+apiKey {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
+		}
+		if d, ok, err := wire.ParseTimeout(r.Header.Get(wire.HeaderTimeout)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		} else if ok {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
 		}
 		var env rawEnvelope
 		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
