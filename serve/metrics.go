@@ -17,14 +17,15 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	jobs     *prometheus.CounterVec
+	jobCount *prometheus.CounterVec
 	jobTime  *prometheus.HistogramVec
 
-	// The request series by route and status, looked up once each: a
-	// request costs a read-locked map lookup instead of two label hashes.
-	// Routes are the mux's patterns and codes are HTTP's, so it is bounded.
-	mu   sync.RWMutex
-	reqs map[requestKey]requestSeries
+	// The series by label values, looked up once each: a request or a job
+	// costs a read-locked map lookup instead of label hashes. Routes are
+	// the mux's patterns, codes HTTP's, functions the registered ones and
+	// statuses the job states, so both are bounded.
+	reqs seriesCache[requestKey]
+	jobs seriesCache[jobKey]
 }
 
 type requestKey struct {
@@ -32,16 +33,41 @@ type requestKey struct {
 	code  int
 }
 
-type requestSeries struct {
+type jobKey struct{ fn, status string }
+
+// series are the two metrics one event updates: a count, and a time.
+type series struct {
 	count prometheus.Counter
-	dur   prometheus.Observer
+	dur   prometheus.Observer // nil when the event has no time
+}
+
+// seriesCache maps label values to their series, made on first use.
+type seriesCache[K comparable] struct {
+	mu sync.RWMutex
+	m  map[K]series
+}
+
+func (c *seriesCache[K]) get(k K, newSeries func() series) series {
+	c.mu.RLock()
+	s, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = newSeries()
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[K]series{}
+	}
+	c.m[k] = s
+	c.mu.Unlock()
+	return s
 }
 
 func newMetrics(identity string, s *Server) *metrics {
 	labels := prometheus.Labels{"resource": identity}
 	m := &metrics{
-		reg:  prometheus.NewRegistry(),
-		reqs: make(map[requestKey]requestSeries),
+		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_http_requests_total", Help: "HTTP requests by route pattern and status code.",
 			ConstLabels: labels,
@@ -50,7 +76,7 @@ func newMetrics(identity string, s *Server) *metrics {
 			Name: "flash_http_request_duration_seconds", Help: "HTTP request latency by route pattern and status code.",
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route", "code"}),
-		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		jobCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_jobs_total", Help: "Jobs that reached a final state, by function and state.",
 			ConstLabels: labels,
 		}, []string{"function", "status"}),
@@ -59,7 +85,7 @@ func newMetrics(identity string, s *Server) *metrics {
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"function"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.jobs, m.jobTime,
+	m.reg.MustRegister(m.requests, m.duration, m.jobCount, m.jobTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flash_jobs_queued", Help: "Jobs waiting for a worker.", ConstLabels: labels,
 		}, func() float64 { q, _ := s.jobs.counts(); return float64(q) }),
@@ -80,24 +106,25 @@ func (m *metrics) handler() http.Handler {
 }
 
 func (m *metrics) observeRequest(route string, code int, d time.Duration) {
-	k := requestKey{route, code}
-	m.mu.RLock()
-	s, ok := m.reqs[k]
-	m.mu.RUnlock()
-	if !ok {
+	s := m.reqs.get(requestKey{route, code}, func() series {
 		c := strconv.Itoa(code)
-		s = requestSeries{m.requests.WithLabelValues(route, c), m.duration.WithLabelValues(route, c)}
-		m.mu.Lock()
-		m.reqs[k] = s
-		m.mu.Unlock()
-	}
+		return series{m.requests.WithLabelValues(route, c), m.duration.WithLabelValues(route, c)}
+	})
 	s.count.Inc()
 	s.dur.Observe(d.Seconds())
 }
 
 func (m *metrics) observeJob(fn, status string, exec time.Duration) {
-	m.jobs.WithLabelValues(fn, status).Inc()
-	if status == StatusCompleted || status == StatusFailed {
-		m.jobTime.WithLabelValues(fn).Observe(exec.Seconds())
+	timed := status == StatusCompleted || status == StatusFailed
+	s := m.jobs.get(jobKey{fn, status}, func() series {
+		s := series{count: m.jobCount.WithLabelValues(fn, status)}
+		if timed {
+			s.dur = m.jobTime.WithLabelValues(fn)
+		}
+		return s
+	})
+	s.count.Inc()
+	if s.dur != nil {
+		s.dur.Observe(exec.Seconds())
 	}
 }
