@@ -334,3 +334,36 @@ func TestClassOnLoadBalancedResource(t *testing.T) {
 		t.Errorf("an LB function without a route: %v", err)
 	}
 }
+
+// TestFunctionListedAgain: each extra listing of a function gets the
+// problem that names it best — on another resource, or again on the same.
+func TestFunctionListedAgain(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		want      []string // problem strings, in order
+	}{
+		{"twice on one", `{"resources":{"a":{"functions":[{"name":"f"},{"name":"f"}]}}}`,
+			[]string{`resources.a.functions[1]: function "f" is listed twice on resource "a"`}},
+		{"on two", `{"resources":{"a":{"functions":[{"name":"f"}]},"b":{"functions":[{"name":"f"}]}}}`,
+			[]string{`resources.b.functions[0]: function "f" is listed under two resources: "a" and "b"`}},
+		{"on one, then twice on another", `{"resources":{"a":{"functions":[{"name":"f"}]},"b":{"functions":[{"name":"f"},{"name":"f"}]}}}`,
+			[]string{`resources.b.functions[0]: function "f" is listed under two resources: "a" and "b"`,
+				`resources.b.functions[1]: function "f" is listed twice on resource "b"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			var inv *InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("got %v", err)
+			}
+			var got []string
+			for _, p := range inv.Problems {
+				got = append(got, p.String())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}

@@ -81,7 +81,7 @@ func (m *Manifest) problems() problems {
 	if m.Version != "" && m.Version != SupportedVersion {
 		ps.add("version", "unsupported version %q: only %q is accepted", m.Version, SupportedVersion)
 	}
-	owner := make(map[string]string, len(m.FunctionRegistry)) // function → the first resource listing it
+	owner := make(map[string]string, len(m.FunctionRegistry)) // function → the last resource listing it
 	for _, name := range m.ResourceNames() {
 		r := m.Resources[name]
 		path := func() string { return child("resources", name) } // paths are built only for problems
@@ -92,13 +92,14 @@ func (m *Manifest) problems() problems {
 		var routes map[string]string // "METHOD /normalised" → function
 		for i, f := range r.Functions {
 			fp := func() string { return index(child(path(), "functions"), i) }
-			switch first := owner[f.Name]; {
+			switch prev := owner[f.Name]; {
 			case !ValidFunctionName(f.Name):
 				ps.add(child(fp(), "name"), "function name %q must be a Go or Python identifier", f.Name)
-			case first == name:
+			case prev == name:
 				ps.add(fp(), "function %q is listed twice on resource %q", f.Name, name)
-			case first != "":
-				ps.add(fp(), "function %q is listed under two resources: %q and %q", f.Name, first, name)
+			case prev != "":
+				ps.add(fp(), "function %q is listed under two resources: %q and %q", f.Name, prev, name)
+				owner[f.Name] = name // a second listing here is "twice on" this one
 			default:
 				owner[f.Name] = name
 				if reg, ok := m.FunctionRegistry[f.Name]; ok && reg != name {
