@@ -77,22 +77,7 @@ func BenchmarkRunsync(b *testing.B) {
 		}
 	})
 	b.Run("bare", func(b *testing.B) {
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			var env struct {
-				Input struct {
-					FunctionName string    `json:"function_name"`
-					Args         []benchIn `json:"args"`
-				} `json:"input"`
-			}
-			if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
-				http.Error(w, "bad", 400)
-				return
-			}
-			out, _ := benchAdd(r.Context(), env.Input.Args[0])
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(map[string]any{"id": "x", "status": "COMPLETED",
-				"output": map[string]any{"success": true, "json_result": out}, "delayTime": 0, "executionTime": 0})
-		})
+		h := bareRunsync("")
 		b.ReportAllocs()
 		for b.Loop() {
 			rec := httptest.NewRecorder()
@@ -101,6 +86,31 @@ func BenchmarkRunsync(b *testing.B) {
 				b.Fatal(rec.Code)
 			}
 		}
+	})
+}
+
+// bareRunsync is the baseline /runsync handler: the key checked (when not
+// empty), the envelope decoded, add run, the answer encoded; nothing else.
+func bareRunsync(key string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if key != "" && r.Header.Get("Authorization") != "Bearer "+key {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		var env struct {
+			Input struct {
+				FunctionName string    `json:"function_name"`
+				Args         []benchIn `json:"args"`
+			} `json:"input"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		out, _ := benchAdd(r.Context(), env.Input.Args[0])
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": "x", "status": "COMPLETED",
+			"output": map[string]any{"success": true, "json_result": out}, "delayTime": 0, "executionTime": 0})
 	})
 }
 
@@ -240,26 +250,7 @@ func BenchmarkRunsyncLoopback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer k" {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		var env struct {
-			Input struct {
-				Args []benchIn `json:"args"`
-			} `json:"input"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || len(env.Input.Args) != 1 {
-			http.Error(w, "bad", 400)
-			return
-		}
-		out, _ := benchAdd(r.Context(), env.Input.Args[0])
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"id": "x", "status": "COMPLETED",
-			"output": map[string]any{"success": true, "json_result": out}, "delayTime": 0, "executionTime": 0})
-	})
-	urls := map[string]string{"server": serveLoopback(b, s), "bare": serveLoopback(b, bare)}
+	urls := map[string]string{"server": serveLoopback(b, s), "bare": serveLoopback(b, bareRunsync("k"))}
 	tr := wire.NewTransport()
 	b.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}
