@@ -72,13 +72,9 @@ func NewRequestID() string {
 // NewRequestIDAndTraceParent returns NewRequestID() and NewTraceParent() in
 // one allocation, for a request that brought neither.
 func NewRequestIDAndTraceParent() (rid, traceParent string) {
-	var b [32 + 55]byte
+	var b [32 + traceParentLen]byte
 	randomHex(b[:32])
-	copy(b[32:], "00-")
-	randomNonZeroHex(b[32+3 : 32+35])
-	b[32+35] = '-'
-	randomNonZeroHex(b[32+36 : 32+52])
-	copy(b[32+52:], "-01")
+	putNewTraceParent(b[32:])
 	s := string(b[:])
 	return s[:32], s[32:]
 }
@@ -86,13 +82,21 @@ func NewRequestIDAndTraceParent() (rid, traceParent string) {
 // NewTraceParent returns a traceparent for a new trace: version 00, random
 // trace id and span id, sampled flag set.
 func NewTraceParent() string {
-	var b [55]byte
-	copy(b[:], "00-")
+	var b [traceParentLen]byte
+	putNewTraceParent(b[:])
+	return string(b[:])
+}
+
+// traceParentLen is the length of a version-00 traceparent.
+const traceParentLen = 55
+
+// putNewTraceParent writes a new trace's traceparent into b[:55].
+func putNewTraceParent(b []byte) {
+	copy(b, "00-")
 	randomNonZeroHex(b[3:35])
 	b[35] = '-'
 	randomNonZeroHex(b[36:52])
 	copy(b[52:], "-01")
-	return string(b[:])
 }
 
 // randomNonZeroHex fills dst with random hex digits, never all zeros (which
@@ -157,7 +161,7 @@ func ChildTraceParent(parent string) string {
 	if !ok {
 		return NewTraceParent()
 	}
-	var b [55]byte
+	var b [traceParentLen]byte
 	copy(b[:], "00-")
 	copy(b[3:35], trace)
 	b[35] = '-'
