@@ -3,12 +3,13 @@ package serve
 import (
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flash-go/flash/internal/telemetry"
 )
 
 // metrics are per Server, in the Server's own registry: two servers in one
@@ -20,12 +21,10 @@ type metrics struct {
 	jobCount *prometheus.CounterVec
 	jobTime  *prometheus.HistogramVec
 
-	// The series by label values, looked up once each: a request or a job
-	// costs a read-locked map lookup instead of label hashes. Routes are
-	// the mux's patterns, codes HTTP's, functions the registered ones and
-	// statuses the job states, so both are bounded.
-	reqs seriesCache[requestKey]
-	jobs seriesCache[jobKey]
+	// Routes are the mux's patterns, codes HTTP's, functions the
+	// registered ones and statuses the job states: both sets are bounded.
+	reqs telemetry.SeriesCache[requestKey]
+	jobs telemetry.SeriesCache[jobKey]
 }
 
 type requestKey struct {
@@ -34,35 +33,6 @@ type requestKey struct {
 }
 
 type jobKey struct{ fn, status string }
-
-// series are the two metrics one event updates: a count, and a time.
-type series struct {
-	count prometheus.Counter
-	dur   prometheus.Observer // nil when the event has no time
-}
-
-// seriesCache maps label values to their series, made on first use.
-type seriesCache[K comparable] struct {
-	mu sync.RWMutex
-	m  map[K]series
-}
-
-func (c *seriesCache[K]) get(k K, newSeries func() series) series {
-	c.mu.RLock()
-	s, ok := c.m[k]
-	c.mu.RUnlock()
-	if ok {
-		return s
-	}
-	s = newSeries()
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[K]series{}
-	}
-	c.m[k] = s
-	c.mu.Unlock()
-	return s
-}
 
 func newMetrics(identity string, s *Server) *metrics {
 	labels := prometheus.Labels{"resource": identity}
@@ -106,25 +76,18 @@ func (m *metrics) handler() http.Handler {
 }
 
 func (m *metrics) observeRequest(route string, code int, d time.Duration) {
-	s := m.reqs.get(requestKey{route, code}, func() series {
+	m.reqs.Get(requestKey{route, code}, func() telemetry.Series {
 		c := strconv.Itoa(code)
-		return series{m.requests.WithLabelValues(route, c), m.duration.WithLabelValues(route, c)}
-	})
-	s.count.Inc()
-	s.dur.Observe(d.Seconds())
+		return telemetry.Series{Count: m.requests.WithLabelValues(route, c), Time: m.duration.WithLabelValues(route, c)}
+	}).Observe(d.Seconds())
 }
 
 func (m *metrics) observeJob(fn, status string, exec time.Duration) {
-	timed := status == StatusCompleted || status == StatusFailed
-	s := m.jobs.get(jobKey{fn, status}, func() series {
-		s := series{count: m.jobCount.WithLabelValues(fn, status)}
-		if timed {
-			s.dur = m.jobTime.WithLabelValues(fn)
+	m.jobs.Get(jobKey{fn, status}, func() telemetry.Series {
+		s := telemetry.Series{Count: m.jobCount.WithLabelValues(fn, status)}
+		if status == StatusCompleted || status == StatusFailed {
+			s.Time = m.jobTime.WithLabelValues(fn)
 		}
 		return s
-	})
-	s.count.Inc()
-	if s.dur != nil {
-		s.dur.Observe(exec.Seconds())
-	}
+	}).Observe(exec.Seconds())
 }

@@ -4,7 +4,6 @@ import (
 	"iter"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,18 +35,11 @@ type Metrics struct {
 	collectors []prometheus.Collector
 	now        func() time.Time
 
-	seriesMu sync.RWMutex
-	series   map[callKey]callSeries // Call's series, looked up in the vectors once
+	series SeriesCache[callKey] // Call's series
 }
 
 // callKey names the series of one target, function and outcome.
 type callKey struct{ target, fn, outcome string }
-
-// callSeries are the series Call records into.
-type callSeries struct {
-	count prometheus.Counter
-	time  prometheus.Observer
-}
 
 // NewMetrics returns the metrics of the process serving resource identity
 // (the "resource" label of each), ages measured by now.
@@ -55,8 +47,7 @@ func NewMetrics(identity string, now func() time.Time) *Metrics {
 	labels := prometheus.Labels{"resource": identity}
 	buckets := prometheus.ExponentialBuckets(0.0005, 4, 10)
 	m := &Metrics{
-		now:    now,
-		series: make(map[callKey]callSeries),
+		now: now,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flash_outgoing_calls_total", Help: "Calls this process made to other endpoints, by target resource, function and outcome.",
 			ConstLabels: labels,
@@ -136,19 +127,9 @@ func (m *Metrics) Call(target, fn, outcome string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	k := callKey{target, fn, outcome}
-	m.seriesMu.RLock()
-	cs, ok := m.series[k]
-	m.seriesMu.RUnlock()
-	if !ok {
-		// Series are never deleted, so the map holds what the vectors hold.
-		cs = callSeries{m.calls.WithLabelValues(target, fn, outcome), m.callTime.WithLabelValues(target, fn)}
-		m.seriesMu.Lock()
-		m.series[k] = cs
-		m.seriesMu.Unlock()
-	}
-	cs.count.Inc()
-	cs.time.Observe(d.Seconds())
+	m.series.Get(callKey{target, fn, outcome}, func() Series {
+		return Series{m.calls.WithLabelValues(target, fn, outcome), m.callTime.WithLabelValues(target, fn)}
+	}).Observe(d.Seconds())
 }
 
 // Retry records one repeated send of a call.
