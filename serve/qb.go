@@ -191,7 +191,8 @@ func (s *Server) runsyncOnce(w http.ResponseWriter, r *http.Request, k idemKey, 
 		case <-r.Context().Done(): // this repeat's own deadline, or its caller left
 			s.idem.waiting.Add(-1)
 			status, errType, errMsg := ctxOutcome(r.Context())
-			wire.WriteJSON(w, http.StatusOK, jobView{Status: status, ErrType: errType, ErrMsg: errMsg}.response())
+			a := jobView{Status: status, ErrType: errType, ErrMsg: errMsg}.response()
+			wire.WriteJobAnswer(w, http.StatusOK, &a)
 			return nil
 		}
 	}
