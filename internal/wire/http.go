@@ -94,11 +94,6 @@ func WriteError(w http.ResponseWriter, status int, msg string, kv ...any) {
 	WriteJSON(w, status, body)
 }
 
-// BearerOK reports whether r carries "Authorization: Bearer <key>". The
-// comparison takes the same time whatever the presented key (both sides are
-// hashed first, so not even the length leaks). An empty key accepts any request.
-func BearerOK(r *http.Request, key string) bool { return NewKey(key).Allows(r) }
-
 // Key is an API key ready to check requests against: its digest is taken
 // once, not at every request.
 type Key struct {

@@ -126,8 +126,8 @@ func TestSetCallHeaders(t *testing.T) {
 	}
 	req := httptest.NewRequest("POST", "/", nil)
 	req.Header = h
-	if !BearerOK(req, "key") {
-		t.Fatal("BearerOK rejects what SetCallHeaders sends")
+	if !NewKey("key").Allows(req) {
+		t.Fatal("Key.Allows rejects what SetCallHeaders sends")
 	}
 
 	h = http.Header{}
